@@ -1,0 +1,162 @@
+"""The compose.yaml v1 format as data: every key, its type, default and documentation.
+
+This table is the single source of the validator (`spec.py`), of `rnix compose schema` and of the
+compose file reference. Defaults that the runtime fills in are in `DEFAULTS`.
+"""
+
+from __future__ import annotations
+
+from rnix.core.types import (
+    Duration,
+    Enum,
+    Field,
+    Int,
+    ListOf,
+    Literal,
+    MapOf,
+    Obj,
+    OneOf,
+    Regex,
+    Scalar,
+    Str,
+)
+
+AGENT_NAME = r"[a-z0-9][a-z0-9_-]*"
+AGENT_NAME_MAX = 63
+ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+PRIORITIES = ("high", "normal", "low")
+ALLOCATIONS = ("priority", "equal", "proportional")
+OUTPUT_FORMATS = ("text", "json", "markdown")
+SLA_LEVELS = ("bronze", "silver", "gold")
+VERSIONS: tuple[object, ...] = ("1", "1.0", 1)
+
+DEFAULT_AGENT_BUDGET = 50_000  # tokens per agent when there is neither a budget_pool nor an explicit budget
+
+# Values used when neither the agent nor the top level sets one (documented in docs/compose-file.md).
+DEFAULTS = {
+    "model": "mock",
+    "timeout": 600.0,
+    "stop_grace_period": 5.0,
+    "max_retries": 0,
+    "priority": "normal",
+    "max_steps": 10,
+    "budget": DEFAULT_AGENT_BUDGET,
+    "allocation": "priority",
+    "sla_level": "bronze",
+}
+
+agent_name = Str(
+    pattern=AGENT_NAME,
+    what="an agent name (lower-case letters, digits, '-' and '_', starting with a letter or digit)",
+    max_length=AGENT_NAME_MAX,
+)
+definition_name = Str(
+    pattern=AGENT_NAME,
+    what="an agent definition name (lower-case letters, digits, '-' and '_')",
+    max_length=AGENT_NAME_MAX,
+)
+text = Str()
+url = Str(pattern=r"https?://\S+", what="an http:// or https:// URL")
+
+CONTRACT = Obj(
+    {
+        "output_format": Field(Enum(OUTPUT_FORMATS), "The result must be text, parse as JSON, or look like Markdown."),
+        "output_quality": Field(
+            OneOf(
+                (
+                    (str, Regex()),
+                    (dict, Obj({"judge": Field(text, "Criteria the judge model checks the result against.", True)})),
+                ),
+                what="a regular expression or a mapping {judge: criteria}",
+            ),
+            "A regular expression the result must match, or {judge: criteria} for a pass/fail verdict by the judge model.",
+        ),
+        "max_tokens": Field(Int(minimum=1), "Most tokens the agent may use and still pass."),
+        "timeout": Field(Duration(), "Longest wall time the agent may take and still pass."),
+        "sla_level": Field(Enum(SLA_LEVELS), "How much the verdict weighs in reputation.", default="bronze"),
+    }
+)
+
+AGENT = Obj(
+    {
+        "intent": Field(text, "What this agent must achieve (its task).", required=True),
+        "agent": Field(definition_name, "An agent definition from agents/ to run."),
+        "candidates": Field(
+            ListOf(definition_name, unique=True, min_items=1),
+            "Agent definitions to choose from by reputation.",
+        ),
+        "command": Field(
+            OneOf(((str, text), (list, ListOf(text, min_items=1))), what="a string or a list of strings"),
+            "A custom executable agent: a command line (split like a shell does) or an argv list.",
+        ),
+        "model": Field(text, "The model for this agent (a litellm model string, or 'mock').", default="mock"),
+        "api_base": Field(url, "Base URL of an OpenAI-compatible or provider endpoint."),
+        "depends_on": Field(
+            OneOf(
+                (
+                    (list, ListOf(agent_name, unique=True)),
+                    (dict, MapOf(Enum(("completed",)), AGENT_NAME, "an agent name")),
+                ),
+                what="a list of agent names or a mapping name -> completed",
+            ),
+            "Agents that must complete before this one starts; their results are passed in.",
+        ),
+        "timeout": Field(Duration(), "Wall time after which the agent is stopped.", default="10m"),
+        "stop_grace_period": Field(
+            Duration(positive=False), "Time between SIGTERM and SIGKILL when stopping.", default="5s"
+        ),
+        "max_retries": Field(Int(minimum=0, maximum=100), "Re-runs after a failure or timeout.", default=0),
+        "budget": Field(Int(minimum=1), "Hard token budget for this agent (taken from the pool first)."),
+        "priority": Field(Enum(PRIORITIES), "Share of the budget pool under `priority` allocation.", default="normal"),
+        "max_steps": Field(Int(minimum=1, maximum=10_000), "Most think/act steps of the built-in agent.", default=10),
+        "environment": Field(
+            MapOf(Scalar(), ENV_NAME, "an environment variable name"),
+            "Extra environment variables; a null value passes the variable through from rnix's environment.",
+        ),
+        "working_dir": Field(text, "Working directory of the agent process (relative to the compose file)."),
+        "contract": Field(CONTRACT, "The SLA contract evaluated after the agent finishes."),
+    },
+    exclusive=("command", "agent", "candidates"),
+)
+
+BUDGET_POOL = Obj(
+    {
+        "total": Field(Int(minimum=1), "Tokens shared by all agents of the run.", required=True),
+        "allocation": Field(Enum(ALLOCATIONS), "How the pool is divided among agents.", default="priority"),
+    }
+)
+
+COMPOSE = Obj(
+    {
+        "version": Field(Literal(VERSIONS), "Format version; only 1.0 exists.", default="1.0"),
+        "name": Field(text, "Project name (overridden by -p and RNIX_PROJECT_NAME)."),
+        "intent": Field(text, "What the whole team of agents is for; given to every agent as context."),
+        "model": Field(text, "Default model for all agents.", default="mock"),
+        "api_base": Field(url, "Default api_base for all agents."),
+        "timeout": Field(Duration(), "Default agent timeout.", default="10m"),
+        "stop_grace_period": Field(Duration(positive=False), "Default grace period between SIGTERM and SIGKILL.", default="5s"),
+        "max_retries": Field(Int(minimum=0, maximum=100), "Default re-runs after a failure.", default=0),
+        "budget_pool": Field(BUDGET_POOL, "A token pool divided among the agents."),
+        "agents": Field(
+            MapOf(AGENT, AGENT_NAME, "a valid agent name (lower-case letters, digits, '-' and '_')", min_items=1),
+            "The agents, by name.",
+            required=True,
+        ),
+    }
+)
+
+
+def json_schema() -> dict[str, object]:
+    """The JSON Schema (draft 2020-12) of compose.yaml v1."""
+    schema: dict[str, object] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://rnix.dev/schema/compose-1.0.json",
+        "title": "rnix compose file",
+        "description": (
+            "compose.yaml v1 for rnix. Also checked by rnix but not expressible here: depends_on names "
+            "must be agents of the file, the dependency graph must have no cycle, command strings must "
+            "split like a shell command, and agent names are at most 63 characters."
+        ),
+        **COMPOSE.schema(),
+    }
+    return schema

@@ -1,0 +1,83 @@
+"""The validated, normalised compose spec: frozen dataclasses with every default resolved."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+
+@dataclass(frozen=True)
+class Judge:
+    """`output_quality: {judge: criteria}`: a pass/fail verdict asked of the judge model."""
+
+    criteria: str
+
+
+@dataclass(frozen=True)
+class Contract:
+    """An SLA contract; every check is optional."""
+
+    output_format: str | None = None
+    output_quality: str | Judge | None = None  # a regex, or a judge
+    max_tokens: int | None = None
+    timeout_s: float | None = None
+    sla_level: str = "bronze"
+
+
+@dataclass(frozen=True)
+class BudgetPool:
+    total: int
+    allocation: str = "priority"
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """One agent node of the compose file, with the top-level defaults already applied."""
+
+    name: str
+    intent: str
+    model: str
+    timeout_s: float
+    stop_grace_period_s: float
+    max_retries: int
+    priority: str
+    max_steps: int
+    depends_on: tuple[str, ...] = ()
+    agent: str | None = None
+    candidates: tuple[str, ...] = ()
+    command: tuple[str, ...] | None = None
+    api_base: str | None = None
+    budget: int | None = None  # explicit budget; the effective one comes from the plan
+    environment: Mapping[str, str | None] = field(default_factory=lambda: MappingProxyType({}))
+    working_dir: str | None = None
+    contract: Contract | None = None
+    line: int | None = None
+
+    @property
+    def kind(self) -> str:
+        """`command` for custom executables, `llm` for the built-in agent runtime."""
+        return "command" if self.command is not None else "llm"
+
+
+@dataclass(frozen=True)
+class ComposeSpec:
+    """A whole compose file after validation."""
+
+    file: str
+    agents: tuple[AgentSpec, ...]
+    name: str | None = None
+    version: str = "1.0"
+    intent: str | None = None
+    model: str = "mock"
+    api_base: str | None = None
+    timeout_s: float = 600.0
+    stop_grace_period_s: float = 5.0
+    max_retries: int = 0
+    budget_pool: BudgetPool | None = None
+
+    def agent(self, name: str) -> AgentSpec:
+        for agent in self.agents:
+            if agent.name == name:
+                return agent
+        raise KeyError(name)

@@ -1,0 +1,186 @@
+"""The plan: what `compose up` will do, computed without running anything.
+
+Layers, the critical path, each agent's effective settings and its share of the budget pool, plus the
+JSON-ready dictionaries that `compose plan --json` and `compose config` print.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rnix.core import budget, dag
+from rnix.core.model import AgentSpec, ComposeSpec, Contract, Judge
+from rnix.core.secrets import redact_environment
+
+
+@dataclass(frozen=True)
+class AgentPlan:
+    spec: AgentSpec
+    layer: int  # 1-based
+    budget: int  # 0 when the pool cannot fund the agent
+    on_critical_path: bool
+    pool_total: int | None = None
+
+    @property
+    def funded(self) -> bool:
+        return self.budget > 0
+
+    @property
+    def budget_source(self) -> str:
+        if self.spec.budget is not None:
+            return "explicit"
+        return "default" if self.pool_total is None else "pool"
+
+
+@dataclass(frozen=True)
+class Plan:
+    project: str
+    spec: ComposeSpec
+    layers: tuple[tuple[str, ...], ...]
+    critical_path: tuple[str, ...]
+    agents: tuple[AgentPlan, ...]  # in layer order, then by name
+    allocation: budget.Allocation
+
+    def agent(self, name: str) -> AgentPlan:
+        return next(a for a in self.agents if a.spec.name == name)
+
+
+def graph_of(spec: ComposeSpec) -> dict[str, list[str]]:
+    return {a.name: list(a.depends_on) for a in spec.agents}
+
+
+def make_plan(spec: ComposeSpec, project: str, history: Mapping[str, float] | None = None) -> Plan:
+    """Plan `spec`; `history` maps agent names to the average tokens their definition used before."""
+    graph = graph_of(spec)
+    layer_list = dag.layers(graph)
+    critical = dag.critical_path(graph)
+    on_path = set(critical)
+    history = history or {}
+    requests = [
+        budget.Request(a.name, a.priority, a.budget, a.name in on_path, history.get(a.name))
+        for a in spec.agents
+    ]
+    allocation = budget.allocate(requests, spec.budget_pool)
+    pool_total = spec.budget_pool.total if spec.budget_pool else None
+    layer_of = {name: i for i, layer in enumerate(layer_list, 1) for name in layer}
+    agents = tuple(
+        AgentPlan(spec.agent(name), layer_of[name], allocation.budgets[name], name in on_path, pool_total)
+        for layer in layer_list
+        for name in layer
+    )
+    return Plan(
+        project=project,
+        spec=spec,
+        layers=tuple(tuple(layer) for layer in layer_list),
+        critical_path=tuple(critical),
+        agents=agents,
+        allocation=allocation,
+    )
+
+
+def seconds(value: float) -> int | float:
+    """Durations print as whole seconds when they are whole."""
+    return int(value) if float(value).is_integer() else value
+
+
+def contract_as_dict(contract: Contract) -> dict[str, Any]:
+    quality: object = contract.output_quality
+    if isinstance(quality, Judge):
+        quality = {"judge": quality.criteria}
+    out = {
+        "output_format": contract.output_format,
+        "output_quality": quality,
+        "max_tokens": contract.max_tokens,
+        "timeout": seconds(contract.timeout_s) if contract.timeout_s is not None else None,
+        "sla_level": contract.sla_level,
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def agent_as_dict(agent: AgentSpec) -> dict[str, Any]:
+    """One agent as it would be written in a normalised compose file."""
+    out: dict[str, Any] = {
+        "intent": agent.intent,
+        "agent": agent.agent,
+        "candidates": list(agent.candidates) or None,
+        "command": list(agent.command) if agent.command is not None else None,
+        "model": agent.model,
+        "api_base": agent.api_base,
+        "depends_on": list(agent.depends_on),
+        "timeout": seconds(agent.timeout_s),
+        "stop_grace_period": seconds(agent.stop_grace_period_s),
+        "max_retries": agent.max_retries,
+        "budget": agent.budget,
+        "priority": agent.priority,
+        "max_steps": agent.max_steps,
+        "environment": redact_environment(agent.environment) or None,
+        "working_dir": agent.working_dir,
+        "contract": contract_as_dict(agent.contract) if agent.contract else None,
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def spec_as_dict(spec: ComposeSpec) -> dict[str, Any]:
+    """The normalised compose file: interpolated, defaults filled in; itself a valid compose file."""
+    out: dict[str, Any] = {
+        "version": spec.version,
+        "name": spec.name,
+        "intent": spec.intent,
+        "model": spec.model,
+        "api_base": spec.api_base,
+        "timeout": seconds(spec.timeout_s),
+        "stop_grace_period": seconds(spec.stop_grace_period_s),
+        "max_retries": spec.max_retries,
+        "budget_pool": (
+            {"total": spec.budget_pool.total, "allocation": spec.budget_pool.allocation}
+            if spec.budget_pool
+            else None
+        ),
+        "agents": {a.name: agent_as_dict(a) for a in spec.agents},
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def plan_as_dict(plan: Plan) -> dict[str, Any]:
+    """The `data` of `rnix compose plan --json`."""
+    alloc = plan.allocation
+    return {
+        "project": plan.project,
+        "file": plan.spec.file,
+        "layers": [list(layer) for layer in plan.layers],
+        "critical_path": list(plan.critical_path),
+        "agents": [
+            {
+                "name": a.spec.name,
+                "layer": a.layer,
+                "depends_on": list(a.spec.depends_on),
+                "kind": a.spec.kind,
+                "model": a.spec.model,
+                "api_base": a.spec.api_base,
+                "agent": a.spec.agent,
+                "candidates": list(a.spec.candidates),
+                "command": list(a.spec.command) if a.spec.command is not None else None,
+                "budget": a.budget,
+                "budget_source": a.budget_source,
+                "funded": a.funded,
+                "priority": a.spec.priority,
+                "timeout_s": a.spec.timeout_s,
+                "stop_grace_period_s": a.spec.stop_grace_period_s,
+                "max_retries": a.spec.max_retries,
+                "max_steps": a.spec.max_steps,
+                "on_critical_path": a.on_critical_path,
+                "intent": a.spec.intent,
+                "contract": contract_as_dict(a.spec.contract) if a.spec.contract else None,
+            }
+            for a in plan.agents
+        ],
+        "budget_pool": {
+            "total": alloc.total,
+            "allocation": alloc.strategy,
+            "allocated": alloc.allocated,
+            "unfunded": list(alloc.unfunded),
+            "note": alloc.note or None,
+        },
+    }

@@ -1,0 +1,162 @@
+"""Validation: a plain YAML tree (with its line map) -> `ComposeSpec`, reporting every problem at once.
+
+Type checks come from the field table (`fields.py`); this module adds what types cannot say:
+dependency targets (with "did you mean"), cycles (printed `a -> b -> a`), command-line splitting, and
+the inheritance of top-level defaults. Raises `InvalidCompose` with all problems, sorted by line.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from rnix.core import dag
+from rnix.core.fields import AGENT_NAME_MAX, COMPOSE, DEFAULTS
+from rnix.core.model import AgentSpec, BudgetPool, ComposeSpec, Contract, Judge
+from rnix.core.problems import did_you_mean
+from rnix.core.types import INVALID, Checker, Path
+from rnix.errors import InvalidCompose
+
+
+def parse_compose(data: object, lines: Mapping[Path, int], file: str) -> ComposeSpec:
+    """Validate `data` (as loaded from `file`) and return the normalised spec."""
+    ck = Checker(file, lines)
+    if data is None:
+        ck.error((), "the file is empty: it needs at least an `agents:` mapping")
+        raise InvalidCompose(file, ck.problems)
+    checked = COMPOSE.check(data, (), ck)
+    agents_raw: dict[str, Any] = {}
+    if isinstance(data, dict) and isinstance(data.get("agents"), dict):
+        agents_raw = data["agents"]
+    names = [n for n in agents_raw if isinstance(n, str) and not n.startswith("x-")]
+    for name in names:
+        if len(name) > AGENT_NAME_MAX:
+            ck.error(("agents", name), f"agent names are at most {AGENT_NAME_MAX} characters long")
+    graph = _check_dependencies(agents_raw, names, ck)
+    if checked is INVALID or ck.problems:
+        raise InvalidCompose(file, _sorted(ck))
+    spec = _build(checked, graph, lines, file, ck)
+    if ck.problems:
+        raise InvalidCompose(file, _sorted(ck))
+    return spec
+
+
+def _sorted(ck: Checker) -> list[Any]:
+    return sorted(ck.problems, key=lambda p: (p.line or 0, p.key))
+
+
+def _dependency_names(raw: object) -> list[tuple[Path, str]]:
+    """The names in a depends_on value (list or mapping), with their relative key path."""
+    if isinstance(raw, list):
+        return [((i,), v) for i, v in enumerate(raw) if isinstance(v, str)]
+    if isinstance(raw, dict):
+        return [((k,), k) for k in raw if isinstance(k, str) and not k.startswith("x-")]
+    return []
+
+
+def _check_dependencies(agents: dict[str, Any], names: list[str], ck: Checker) -> dict[str, list[str]]:
+    """Unknown targets and cycles; returns the graph of known edges."""
+    graph: dict[str, list[str]] = {}
+    known = set(names)
+    for name in names:
+        body = agents[name]
+        deps = _dependency_names(body.get("depends_on")) if isinstance(body, dict) else []
+        graph[name] = []
+        for rel, dep in deps:
+            path = ("agents", name, "depends_on", *rel)
+            if dep == name:
+                ck.error(path, f"agent '{name}' depends on itself (cycle: {name} -> {name})")
+            elif dep not in known:
+                others = known - {name}
+                ck.error(path, f"unknown agent '{dep}'{did_you_mean(dep, others)}")
+            else:
+                graph[name].append(dep)
+    for cycle in dag.find_cycles(graph):
+        first = cycle[0]
+        ck.error(("agents", first, "depends_on"), "dependency cycle: " + " -> ".join(cycle))
+    return graph
+
+
+def _build(
+    checked: dict[str, Any], graph: dict[str, list[str]], lines: Mapping[Path, int], file: str, ck: Checker
+) -> ComposeSpec:
+    top = {
+        key: checked.get(key, DEFAULTS[key])
+        for key in ("model", "timeout", "stop_grace_period", "max_retries")
+    }
+    pool = checked.get("budget_pool")
+    agents = tuple(
+        _build_agent(name, body, top, checked.get("api_base"), graph[name], lines, ck)
+        for name, body in checked["agents"].items()
+    )
+    version = checked.get("version", "1.0")
+    return ComposeSpec(
+        file=file,
+        agents=agents,
+        name=checked.get("name"),
+        version="1.0" if version in ("1", 1, "1.0") else str(version),
+        intent=checked.get("intent"),
+        model=top["model"],
+        api_base=checked.get("api_base"),
+        timeout_s=top["timeout"],
+        stop_grace_period_s=top["stop_grace_period"],
+        max_retries=top["max_retries"],
+        budget_pool=BudgetPool(pool["total"], pool.get("allocation", DEFAULTS["allocation"])) if pool else None,
+    )
+
+
+def _build_agent(
+    name: str,
+    body: dict[str, Any],
+    top: dict[str, Any],
+    api_base: str | None,
+    deps: list[str],
+    lines: Mapping[Path, int],
+    ck: Checker,
+) -> AgentSpec:
+    command = body.get("command")
+    argv: tuple[str, ...] | None = None
+    if isinstance(command, str):
+        try:
+            argv = tuple(shlex.split(command))
+        except ValueError as exc:
+            ck.error(("agents", name, "command"), f"cannot split the command line: {exc}")
+        if argv == ():
+            ck.error(("agents", name, "command"), "must not be empty")
+    elif isinstance(command, list):
+        argv = tuple(command)
+    return AgentSpec(
+        name=name,
+        intent=body["intent"],
+        model=body.get("model", top["model"]),
+        timeout_s=body.get("timeout", top["timeout"]),
+        stop_grace_period_s=body.get("stop_grace_period", top["stop_grace_period"]),
+        max_retries=body.get("max_retries", top["max_retries"]),
+        priority=body.get("priority", DEFAULTS["priority"]),
+        max_steps=body.get("max_steps", DEFAULTS["max_steps"]),
+        depends_on=tuple(deps),
+        agent=body.get("agent"),
+        candidates=tuple(body.get("candidates", ())),
+        command=argv,
+        api_base=body.get("api_base", api_base),
+        budget=body.get("budget"),
+        environment=MappingProxyType(dict(body.get("environment", {}))),
+        working_dir=body.get("working_dir"),
+        contract=_build_contract(body.get("contract")),
+        line=lines.get(("agents", name)),
+    )
+
+
+def _build_contract(raw: dict[str, Any] | None) -> Contract | None:
+    if raw is None:
+        return None
+    quality = raw.get("output_quality")
+    return Contract(
+        output_format=raw.get("output_format"),
+        output_quality=Judge(quality["judge"]) if isinstance(quality, dict) else quality,
+        max_tokens=raw.get("max_tokens"),
+        timeout_s=raw.get("timeout"),
+        sla_level=raw.get("sla_level", DEFAULTS["sla_level"]),
+    )

@@ -1,0 +1,46 @@
+"""The injected environment of a command: streams, tty-ness, variables, working directory, RNIX_HOME.
+
+Commands never reach for `sys.stdout`, `os.environ` or `os.getcwd()` directly; tests build an `Env`
+of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+
+@dataclass
+class Env:
+    stdout: TextIO
+    stderr: TextIO
+    environ: Mapping[str, str]
+    cwd: Path
+    stdout_isatty: bool = False
+    debug: bool = False
+    json_errors: bool = field(default=False)
+
+    @classmethod
+    def from_os(cls) -> Env:
+        return cls(
+            stdout=sys.stdout,
+            stderr=sys.stderr,
+            environ=dict(os.environ),
+            cwd=Path.cwd(),
+            stdout_isatty=sys.stdout.isatty(),
+        )
+
+    @property
+    def home(self) -> Path:
+        """RNIX_HOME, else `$XDG_STATE_HOME/rnix`, else `~/.local/state/rnix`."""
+        if self.environ.get("RNIX_HOME"):
+            return Path(self.environ["RNIX_HOME"]).expanduser()
+        state = self.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(state) / "rnix"
+
+    def warn(self, message: str) -> None:
+        self.stderr.write(f"rnix: warning: {message}\n")

@@ -1,0 +1,1 @@
+"""Output: the JSON envelope and the human (rich) renderers of the same data."""

@@ -1,0 +1,26 @@
+"""The `--json` envelope: `{"ok": true, "data": ...}` or `{"ok": false, "error": {...}}` on stdout."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TextIO
+
+from rnix.errors import InvalidCompose, RnixError
+
+
+def dumps(document: Any) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+def write_ok(stream: TextIO, data: Any) -> None:
+    stream.write(dumps({"ok": True, "data": data}) + "\n")
+
+
+def error_document(error: RnixError) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": error.code, "message": error.message, "hint": error.hint}
+    body["problems"] = [p.as_dict() for p in error.problems] if isinstance(error, InvalidCompose) else []
+    return {"ok": False, "error": body}
+
+
+def write_error(stream: TextIO, error: RnixError) -> None:
+    stream.write(dumps(error_document(error)) + "\n")

@@ -1,0 +1,73 @@
+"""Human output with rich. Text from files or agents is always wrapped in `Text` (never markup)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rnix.core.secrets import mask_text, secret_values
+from rnix.ui.text import duration, inert, tokens
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from rnix.core.plan import Plan
+    from rnix.env import Env
+
+
+def console(env: Env) -> Console:
+    from rich.console import Console
+
+    width = None if env.stdout_isatty else 120
+    return Console(file=env.stdout, force_terminal=env.stdout_isatty, width=width, highlight=False)
+
+
+def render_plan(env: Env, plan: Plan) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    secrets = secret_values(env.environ)
+
+    def safe(value: str) -> Text:
+        return Text(inert(mask_text(value, secrets)))
+
+    out = console(env)
+    alloc = plan.allocation
+    pool = f"budget pool {tokens(alloc.total)} tokens ({alloc.strategy})" if alloc.total else "no budget pool"
+    count = len(plan.agents)
+    head = Text.assemble(
+        ("project ", "dim"),
+        (inert(plan.project), "bold"),
+        (f" · {inert(plan.spec.file)} · {count} agent{'s' * (count != 1)} in {len(plan.layers)} layers · {pool}", ""),
+    )
+    out.print(head)
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("LAYER", "AGENT", "KIND", "MODEL", "PRIORITY", "BUDGET", "TIMEOUT", "RETRIES", "DEPENDS ON"):
+        table.add_column(column, no_wrap=column != "DEPENDS ON", justify="right" if column == "BUDGET" else "left")
+    for agent in plan.agents:
+        spec = agent.spec
+        budget = Text(tokens(agent.budget)) if agent.funded else Text("unfunded", style="red")
+        name = safe(spec.name)
+        if agent.on_critical_path:
+            name.stylize("bold")
+        table.add_row(
+            str(agent.layer),
+            name,
+            spec.kind,
+            safe(spec.model),
+            spec.priority,
+            budget,
+            duration(spec.timeout_s),
+            str(spec.max_retries),
+            safe(", ".join(spec.depends_on) or "-"),
+        )
+    out.print(table)
+    path = " -> ".join(plan.critical_path)
+    worst = sum(plan.agent(n).spec.timeout_s for n in plan.critical_path)
+    out.print(
+        Text.assemble(
+            ("critical path: ", "dim"), (inert(path), "bold"), (f" (at most {duration(worst)} with timeouts)", "dim")
+        )
+    )
+    if alloc.total:
+        line = f"budget: {tokens(alloc.allocated)} of {tokens(alloc.total)} tokens allocated"
+        out.print(Text(line + (f"; {alloc.note}" if alloc.note else ""), style="dim"))
