@@ -61,8 +61,8 @@ def allocate(
 ) -> Allocation:
     """Budgets for `requests` under `pool` (see the module docstring for the rules)."""
     if pool is None:
-        budgets = {r.name: r.explicit if r.explicit is not None else default_budget for r in requests}
-        return Allocation(MappingProxyType(budgets), None, None)
+        fixed = {r.name: r.explicit if r.explicit is not None else default_budget for r in requests}
+        return Allocation(MappingProxyType(fixed), None, None)
     budgets: dict[str, int] = {}
     left = pool.total
     for req in funding_order([r for r in requests if r.explicit is not None]):

@@ -60,16 +60,28 @@ url = Str(pattern=r"https?://\S+", what="an http:// or https:// URL")
 
 CONTRACT = Obj(
     {
-        "output_format": Field(Enum(OUTPUT_FORMATS), "The result must be text, parse as JSON, or look like Markdown."),
+        "output_format": Field(
+            Enum(OUTPUT_FORMATS), "The result must be text, parse as JSON, or look like Markdown."
+        ),
         "output_quality": Field(
             OneOf(
                 (
                     (str, Regex()),
-                    (dict, Obj({"judge": Field(text, "Criteria the judge model checks the result against.", True)})),
+                    (
+                        dict,
+                        Obj(
+                            {
+                                "judge": Field(
+                                    text, "Criteria the judge model checks the result against.", True
+                                )
+                            }
+                        ),
+                    ),
                 ),
                 what="a regular expression or a mapping {judge: criteria}",
             ),
-            "A regular expression the result must match, or {judge: criteria} for a pass/fail verdict by the judge model.",
+            "A regular expression the result must match, or {judge: criteria} for a pass/fail verdict "
+            "by the judge model.",
         ),
         "max_tokens": Field(Int(minimum=1), "Most tokens the agent may use and still pass."),
         "timeout": Field(Duration(), "Longest wall time the agent may take and still pass."),
@@ -82,7 +94,7 @@ AGENT = Obj(
         "intent": Field(text, "What this agent must achieve (its task).", required=True),
         "agent": Field(definition_name, "An agent definition from agents/ to run."),
         "candidates": Field(
-            ListOf(definition_name, unique=True, min_items=1),
+            ListOf(definition_name, unique=True, min_items=1, label="a list of agent definition names"),
             "Agent definitions to choose from by reputation.",
         ),
         "command": Field(
@@ -94,7 +106,7 @@ AGENT = Obj(
         "depends_on": Field(
             OneOf(
                 (
-                    (list, ListOf(agent_name, unique=True)),
+                    (list, ListOf(agent_name, unique=True, label="a list of agent names")),
                     (dict, MapOf(Enum(("completed",)), AGENT_NAME, "an agent name")),
                 ),
                 what="a list of agent names or a mapping name -> completed",
@@ -107,8 +119,12 @@ AGENT = Obj(
         ),
         "max_retries": Field(Int(minimum=0, maximum=100), "Re-runs after a failure or timeout.", default=0),
         "budget": Field(Int(minimum=1), "Hard token budget for this agent (taken from the pool first)."),
-        "priority": Field(Enum(PRIORITIES), "Share of the budget pool under `priority` allocation.", default="normal"),
-        "max_steps": Field(Int(minimum=1, maximum=10_000), "Most think/act steps of the built-in agent.", default=10),
+        "priority": Field(
+            Enum(PRIORITIES), "Share of the budget pool under `priority` allocation.", default="normal"
+        ),
+        "max_steps": Field(
+            Int(minimum=1, maximum=10_000), "Most think/act steps of the built-in agent.", default=10
+        ),
         "environment": Field(
             MapOf(Scalar(), ENV_NAME, "an environment variable name"),
             "Extra environment variables; a null value passes the variable through from rnix's environment.",
@@ -129,16 +145,23 @@ BUDGET_POOL = Obj(
 COMPOSE = Obj(
     {
         "version": Field(Literal(VERSIONS), "Format version; only 1.0 exists.", default="1.0"),
-        "name": Field(text, "Project name (overridden by -p and RNIX_PROJECT_NAME)."),
+        "name": Field(
+            Str(pattern=r"[\s\S]*[A-Za-z0-9][\s\S]*", what="a name with at least one letter or digit"),
+            "Project name (overridden by -p and RNIX_PROJECT_NAME); normalised to [a-z0-9_-].",
+        ),
         "intent": Field(text, "What the whole team of agents is for; given to every agent as context."),
         "model": Field(text, "Default model for all agents.", default="mock"),
         "api_base": Field(url, "Default api_base for all agents."),
         "timeout": Field(Duration(), "Default agent timeout.", default="10m"),
-        "stop_grace_period": Field(Duration(positive=False), "Default grace period between SIGTERM and SIGKILL.", default="5s"),
+        "stop_grace_period": Field(
+            Duration(positive=False), "Default grace period between SIGTERM and SIGKILL.", default="5s"
+        ),
         "max_retries": Field(Int(minimum=0, maximum=100), "Default re-runs after a failure.", default=0),
         "budget_pool": Field(BUDGET_POOL, "A token pool divided among the agents."),
         "agents": Field(
-            MapOf(AGENT, AGENT_NAME, "a valid agent name (lower-case letters, digits, '-' and '_')", min_items=1),
+            MapOf(
+                AGENT, AGENT_NAME, "a valid agent name (lower-case letters, digits, '-' and '_')", min_items=1
+            ),
             "The agents, by name.",
             required=True,
         ),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -26,6 +25,8 @@ class Problem:
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ` (did you mean 'x'?)` for the closest choice, or an empty string."""
+    import difflib  # only needed when something is wrong: keep it off the start-up path
+
     close = difflib.get_close_matches(word, sorted(set(choices)), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

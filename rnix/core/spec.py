@@ -103,7 +103,9 @@ def _build(
         timeout_s=top["timeout"],
         stop_grace_period_s=top["stop_grace_period"],
         max_retries=top["max_retries"],
-        budget_pool=BudgetPool(pool["total"], pool.get("allocation", DEFAULTS["allocation"])) if pool else None,
+        budget_pool=BudgetPool(pool["total"], pool.get("allocation", DEFAULTS["allocation"]))
+        if pool
+        else None,
     )
 
 

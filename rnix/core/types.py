@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from rnix.core.problems import Problem, did_you_mean, dotted
@@ -65,7 +64,46 @@ def type_name(value: object) -> str:
     return type(value).__name__
 
 
-class Type:
+class Record:
+    """Keyword/positional initialisation from the class annotations, with class attributes as defaults.
+
+    Like a dataclass, but without generating code at import time (a dozen frozen dataclasses cost
+    ~20 ms of `rnix` start-up, see bench/cli_start.py).
+    """
+
+    _fields: tuple[str, ...] = ()
+
+    def __init_subclass__(cls) -> None:
+        names: list[str] = []
+        for klass in reversed(cls.__mro__):
+            names += [
+                n
+                # inspect.get_annotations would import inspect: the point of Record is a cheap import
+                for n in klass.__dict__.get("__annotations__", {})  # noqa: RUF063
+                if n not in names and n != "_fields"
+            ]
+        cls._fields = tuple(names)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if len(args) > len(self._fields):
+            raise TypeError(f"{type(self).__name__} takes at most {len(self._fields)} arguments")
+        values = dict(zip(self._fields, args, strict=False))  # fewer args than fields is fine
+        for name, value in kwargs.items():
+            if name not in self._fields or name in values:
+                raise TypeError(f"{type(self).__name__}: unexpected or repeated argument {name!r}")
+            values[name] = value
+        for name in self._fields:
+            if name in values:
+                self.__dict__[name] = values[name]
+            elif not hasattr(type(self), name):
+                raise TypeError(f"{type(self).__name__}: missing argument {name!r}")
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in self._fields if n in self.__dict__)
+        return f"{type(self).__name__}({inner})"
+
+
+class Type(Record):
     """Base of all types: `check` converts or reports, `schema` describes."""
 
     what = "a value"
@@ -80,7 +118,6 @@ class Type:
         return ck.error(path, f"must be {self.what}, not {type_name(value)}")
 
 
-@dataclass(frozen=True)
 class Str(Type):
     pattern: str | None = None  # the whole value must match (re.fullmatch)
     what: str = "a non-empty string"
@@ -98,13 +135,15 @@ class Str(Type):
         return value
 
     def schema(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "string", "pattern": f"^(?:{self.pattern})$" if self.pattern else r"\S"}
+        out: dict[str, Any] = {
+            "type": "string",
+            "pattern": f"^(?:{self.pattern})$" if self.pattern else r"\S",
+        }
         if self.max_length is not None:
             out["maxLength"] = self.max_length
         return out
 
 
-@dataclass(frozen=True)
 class Enum(Type):
     choices: tuple[str, ...]
 
@@ -125,7 +164,6 @@ class Enum(Type):
         return {"type": "string", "enum": list(self.choices)}
 
 
-@dataclass(frozen=True)
 class Int(Type):
     minimum: int = 0
     maximum: int | None = None
@@ -163,10 +201,11 @@ def parse_duration(text: str) -> float | None:
         return None
     if re.fullmatch(r"\d+(\.\d+)?", text):
         return float(text)
-    return sum(float(num) * _UNIT_SECONDS[unit] for num, _, unit in re.findall(r"(\d+(\.\d+)?)(h|ms|m|s)", text))
+    return sum(
+        float(num) * _UNIT_SECONDS[unit] for num, _, unit in re.findall(r"(\d+(\.\d+)?)(h|ms|m|s)", text)
+    )
 
 
-@dataclass(frozen=True)
 class Duration(Type):
     """Seconds as a number, or a string such as `30s`, `5m`, `1h30m`, `250ms`."""
 
@@ -207,7 +246,6 @@ class Duration(Type):
         }
 
 
-@dataclass(frozen=True)
 class Regex(Type):
     what: str = "a regular expression"
 
@@ -224,7 +262,6 @@ class Regex(Type):
         return {"type": "string", "minLength": 1, "format": "regex"}
 
 
-@dataclass(frozen=True)
 class Scalar(Type):
     """A string, number or boolean, kept as text (environment values); null when `nullable`."""
 
@@ -245,15 +282,15 @@ class Scalar(Type):
         return {"type": kinds}
 
 
-@dataclass(frozen=True)
 class ListOf(Type):
     item: Type
     unique: bool = False
     min_items: int = 0
+    label: str | None = None  # overrides the generated "a list of <items>"
 
     @property
     def what(self) -> str:  # type: ignore[override]
-        return f"a list of {_plural(self.item.what)}"
+        return self.label or f"a list of {_plural(self.item.what)}"
 
     def check(self, value: object, path: Path, ck: Checker) -> Any:
         if not isinstance(value, list):
@@ -289,7 +326,6 @@ def _check_key(key: object, path: Path, ck: Checker) -> bool:
     return True
 
 
-@dataclass(frozen=True)
 class MapOf(Type):
     """A mapping from names (matching `key_pattern`) to values; `x-` keys are ignored."""
 
@@ -332,8 +368,7 @@ class MapOf(Type):
         return out
 
 
-@dataclass(frozen=True)
-class Field:
+class Field(Record):
     """One key of an `Obj`: its type, whether it is required, its default and its documentation."""
 
     type: Type
@@ -342,7 +377,6 @@ class Field:
     default: object = None
 
 
-@dataclass(frozen=True)
 class Obj(Type):
     """A mapping with a fixed set of keys; unknown keys are errors (with "did you mean")."""
 
@@ -402,7 +436,6 @@ class Obj(Type):
         return out
 
 
-@dataclass(frozen=True)
 class OneOf(Type):
     """The first variant whose Python type fits the value checks it (e.g. a string or a list)."""
 
@@ -419,7 +452,6 @@ class OneOf(Type):
         return {"anyOf": [variant.schema() for _, variant in self.variants]}
 
 
-@dataclass(frozen=True)
 class Literal(Type):
     """One of a few exact values (e.g. `version: "1.0"` or `1.0`)."""
 

@@ -37,12 +37,28 @@ def render_plan(env: Env, plan: Plan) -> None:
     head = Text.assemble(
         ("project ", "dim"),
         (inert(plan.project), "bold"),
-        (f" · {inert(plan.spec.file)} · {count} agent{'s' * (count != 1)} in {len(plan.layers)} layers · {pool}", ""),
+        (
+            f" · {inert(plan.spec.file)} · {count} agent{'s' * (count != 1)}"
+            f" in {len(plan.layers)} layers · {pool}",
+            "",
+        ),
     )
     out.print(head)
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("LAYER", "AGENT", "KIND", "MODEL", "PRIORITY", "BUDGET", "TIMEOUT", "RETRIES", "DEPENDS ON"):
-        table.add_column(column, no_wrap=column != "DEPENDS ON", justify="right" if column == "BUDGET" else "left")
+    for column in (
+        "LAYER",
+        "AGENT",
+        "KIND",
+        "MODEL",
+        "PRIORITY",
+        "BUDGET",
+        "TIMEOUT",
+        "RETRIES",
+        "DEPENDS ON",
+    ):
+        table.add_column(
+            column, no_wrap=column != "DEPENDS ON", justify="right" if column == "BUDGET" else "left"
+        )
     for agent in plan.agents:
         spec = agent.spec
         budget = Text(tokens(agent.budget)) if agent.funded else Text("unfunded", style="red")
@@ -65,7 +81,9 @@ def render_plan(env: Env, plan: Plan) -> None:
     worst = sum(plan.agent(n).spec.timeout_s for n in plan.critical_path)
     out.print(
         Text.assemble(
-            ("critical path: ", "dim"), (inert(path), "bold"), (f" (at most {duration(worst)} with timeouts)", "dim")
+            ("critical path: ", "dim"),
+            (inert(path), "bold"),
+            (f" (at most {duration(worst)} with timeouts)", "dim"),
         )
     )
     if alloc.total:

@@ -70,7 +70,9 @@ requests = st.lists(
     unique_by=lambda r: r.name,
 )
 pools = st.builds(
-    BudgetPool, total=st.integers(1, 200_000), allocation=st.sampled_from(["priority", "equal", "proportional"])
+    BudgetPool,
+    total=st.integers(1, 200_000),
+    allocation=st.sampled_from(["priority", "equal", "proportional"]),
 )
 
 

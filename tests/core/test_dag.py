@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -68,5 +70,5 @@ def test_layers_respect_every_dependency(graph: dict[str, list[str]]) -> None:
 def test_critical_path_is_a_chain_as_long_as_the_layering(graph: dict[str, list[str]]) -> None:
     path = dag.critical_path(graph)
     assert len(path) == len(dag.layers(graph))
-    for earlier, later in zip(path, path[1:]):
+    for earlier, later in itertools.pairwise(path):
         assert earlier in graph[later]

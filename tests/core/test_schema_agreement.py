@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, FormatChecker
 
 from rnix.core.fields import COMPOSE, json_schema
+from rnix.core.plan import make_plan
 from rnix.core.spec import parse_compose
 from rnix.core.types import Checker, MapOf, Obj, OneOf
 from rnix.errors import InvalidCompose
@@ -29,11 +30,64 @@ BASE: dict[str, Any] = {
 }
 
 POOL: list[Any] = [
-    None, True, False, 0, 1, -1, 1.5, 100, 100.0, 2, "", " ", "x", "30s", "0s", "0", "5m", "1h30m", "250ms",
-    "0.5s", "5 m", "abc", "high", "low", "normal", "priority", "equal", "proportional", "json", "markdown", "gold",
-    "bronze", "completed", "(", "^ok$", "http://h", "https://h/v1", "ftp://x", "Bad Name", "ok-name", "1.0", "1",
-    1.0, [], ["a"], ["a", "a"], ["x", 1], ["b"], {}, {"judge": "c"}, {"judge": ""}, {"a": "completed"},
-    {"K": "v"}, {"K": None}, {"1K": "v"}, {"x-a": 1}, {"intent": "i"}, {"intent": "i", "command": "c", "agent": "d"},
+    None,
+    True,
+    False,
+    0,
+    1,
+    -1,
+    1.5,
+    100,
+    100.0,
+    2,
+    "",
+    " ",
+    "x",
+    "30s",
+    "0s",
+    "0",
+    "5m",
+    "1h30m",
+    "250ms",
+    "0.5s",
+    "5 m",
+    "abc",
+    "high",
+    "low",
+    "normal",
+    "priority",
+    "equal",
+    "proportional",
+    "json",
+    "markdown",
+    "gold",
+    "bronze",
+    "completed",
+    "(",
+    "^ok$",
+    "http://h",
+    "https://h/v1",
+    "ftp://x",
+    "Bad Name",
+    "ok-name",
+    "1.0",
+    "1",
+    1.0,
+    [],
+    ["a"],
+    ["a", "a"],
+    ["x", 1],
+    ["b"],
+    {},
+    {"judge": "c"},
+    {"judge": ""},
+    {"a": "completed"},
+    {"K": "v"},
+    {"K": None},
+    {"1K": "v"},
+    {"x-a": 1},
+    {"intent": "i"},
+    {"intent": "i", "command": "c", "agent": "d"},
 ]
 
 
@@ -79,7 +133,9 @@ def type_check_ok(doc: Any) -> bool:
 
 @settings(max_examples=600, deadline=None)
 @given(st.lists(mutation, min_size=1, max_size=3), st.sampled_from([None, "unknwn", "x-ext"]))
-def test_schema_and_validator_agree(mutations: list[tuple[tuple[str, ...], Any, bool]], extra: str | None) -> None:
+def test_schema_and_validator_agree(
+    mutations: list[tuple[tuple[str, ...], Any, bool]], extra: str | None
+) -> None:
     doc = copy.deepcopy(BASE)
     if extra:
         doc["agents"]["b"][extra] = 1
@@ -87,6 +143,12 @@ def test_schema_and_validator_agree(mutations: list[tuple[tuple[str, ...], Any, 
         set_path(doc, path, value, delete and len(path) > 1)
     by_schema = VALIDATOR.is_valid(doc)
     assert by_schema == type_check_ok(doc), (doc, [e.message for e in VALIDATOR.iter_errors(doc)])
+    try:  # the full pipeline ends in a plan or a clean InvalidCompose, never another exception
+        plan = make_plan(parse_compose(doc, {}, "compose.yaml"), "p")
+    except InvalidCompose as exc:
+        assert exc.problems
+    else:
+        assert by_schema and plan.allocation.allocated <= (plan.allocation.total or float("inf"))
 
 
 def test_schema_lists_exactly_the_validator_keys() -> None:

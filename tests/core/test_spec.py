@@ -24,7 +24,12 @@ def test_defaults_are_filled_in_and_top_level_defaults_inherited() -> None:
     spec = ok({"timeout": "1m", "max_retries": 2, "model": "gpt-x", "agents": {"a": {"intent": "x"}}})
     agent = spec.agents[0]
     assert (agent.model, agent.timeout_s, agent.max_retries) == ("gpt-x", 60.0, 2)
-    assert (agent.stop_grace_period_s, agent.priority, agent.max_steps, agent.budget) == (5.0, "normal", 10, None)
+    assert (agent.stop_grace_period_s, agent.priority, agent.max_steps, agent.budget) == (
+        5.0,
+        "normal",
+        10,
+        None,
+    )
     assert agent.kind == "llm"
     plain = ok({"agents": {"a": {"intent": "x"}}})
     assert plain.model == "mock" and plain.timeout_s == 600.0 and plain.budget_pool is None
@@ -47,9 +52,18 @@ def test_every_agent_field_is_read() -> None:
                     "max_steps": 3,
                     "working_dir": "src",
                     "stop_grace_period": 0,
-                    "contract": {"output_quality": {"judge": "is polite"}, "timeout": "1h30m", "sla_level": "gold"},
+                    "contract": {
+                        "output_quality": {"judge": "is polite"},
+                        "timeout": "1h30m",
+                        "sla_level": "gold",
+                    },
                 },
-                "c": {"intent": "z", "candidates": ["p", "q"], "depends_on": ["a", "b"], "api_base": "https://h/v1"},
+                "c": {
+                    "intent": "z",
+                    "candidates": ["p", "q"],
+                    "depends_on": ["a", "b"],
+                    "api_base": "https://h/v1",
+                },
             },
         }
     )
@@ -59,7 +73,11 @@ def test_every_agent_field_is_read() -> None:
     assert b.depends_on == ("a",) and b.agent == "reviewer" and b.budget == 10 and b.stop_grace_period_s == 0
     assert b.contract is not None and b.contract.output_quality == Judge("is polite")
     assert b.contract.timeout_s == 5400 and b.contract.sla_level == "gold"
-    assert c.candidates == ("p", "q") and c.api_base == "https://h/v1" and a.api_base == "http://127.0.0.1:8000/v1"
+    assert (
+        c.candidates == ("p", "q")
+        and c.api_base == "https://h/v1"
+        and a.api_base == "http://127.0.0.1:8000/v1"
+    )
     assert spec.budget_pool is not None and spec.budget_pool.allocation == "equal"
 
 
@@ -83,8 +101,14 @@ def test_all_problems_are_reported_at_once_sorted_by_line_with_keys() -> None:
             "reviewer": {"intnet": "r"},
         }
     }
-    lines = {("agents", "writer"): 3, ("agents", "writer", "depends_on", 0): 5, ("agents", "writer", "budget"): 6,
-             ("agents", "writer", "priority"): 7, ("agents", "reviewer"): 8, ("agents", "reviewer", "intnet"): 9}
+    lines = {
+        ("agents", "writer"): 3,
+        ("agents", "writer", "depends_on", 0): 5,
+        ("agents", "writer", "budget"): 6,
+        ("agents", "writer", "priority"): 7,
+        ("agents", "reviewer"): 8,
+        ("agents", "reviewer", "intnet"): 9,
+    }
     found = problems(data, lines)
     assert found == [
         "compose.yaml:5: agents.writer.depends_on[0]: unknown agent 'reviwer' (did you mean 'reviewer'?)",
@@ -101,7 +125,10 @@ def test_cycle_is_printed_as_arrow_path() -> None:
 
 
 def test_self_dependency() -> None:
-    assert any("depends on itself (cycle: a -> a)" in p for p in problems({"agents": {"a": {"intent": "x", "depends_on": ["a"]}}}))
+    assert any(
+        "depends on itself (cycle: a -> a)" in p
+        for p in problems({"agents": {"a": {"intent": "x", "depends_on": ["a"]}}})
+    )
 
 
 @pytest.mark.parametrize(
@@ -122,14 +149,23 @@ def test_self_dependency() -> None:
         ({"intent": "x", "candidates": ["a", "a"]}, "candidates[1]: 'a' is listed twice"),
         ({"intent": "x", "api_base": "localhost:8000"}, "api_base: must be an http:// or https:// URL"),
         ({"intent": "x", "depends_on": "b"}, "depends_on: must be a list of agent names or a mapping"),
-        ({"intent": "x", "depends_on": {"b": "started"}}, "unknown value 'started': must be one of completed"),
+        (
+            {"intent": "x", "depends_on": {"b": "started"}},
+            "unknown value 'started': must be one of completed",
+        ),
         ({"intent": "x", "environment": {"1BAD": "v"}}, "'1BAD' is not an environment variable name"),
         ({"intent": "x", "environment": {"K": [1]}}, "environment.K: must be a string, number or boolean"),
         ({"intent": "x", "contract": {"output_format": "yaml"}}, "must be one of text, json, markdown"),
         ({"intent": "x", "contract": {"output_quality": "("}}, "is not a valid regular expression"),
-        ({"intent": "x", "contract": {"output_quality": {"jduge": "x"}}}, "unknown key (did you mean 'judge'?)"),
+        (
+            {"intent": "x", "contract": {"output_quality": {"jduge": "x"}}},
+            "unknown key (did you mean 'judge'?)",
+        ),
         ({"intent": "x", "contract": {"sla_level": "platinum"}}, "must be one of bronze, silver, gold"),
-        ({"intent": "x", "contract": {"max_tokens": 0}}, "contract.max_tokens: must be a positive whole number"),
+        (
+            {"intent": "x", "contract": {"max_tokens": 0}},
+            "contract.max_tokens: must be a positive whole number",
+        ),
         ({"intent": "x", "contract": "strict"}, "contract: must be a mapping, not the string 'strict'"),
     ],
 )
@@ -151,9 +187,18 @@ def test_agent_field_errors(agent: dict[str, Any], fragment: str) -> None:
         ({"agents": {"a": None}}, "agents.a: must be a mapping, not null"),
         ({"agent": {"a": {"intent": "x"}}}, "agent: unknown key (did you mean 'agents'?)"),
         ({"version": "2", "agents": {"a": {"intent": "x"}}}, "version: must be one of '1', '1.0', 1"),
-        ({"budget_pool": {"total": -1}, "agents": {"a": {"intent": "x"}}}, "budget_pool.total: must be a positive"),
-        ({"budget_pool": {"total": 5, "allocation": "fair"}, "agents": {"a": {"intent": "x"}}}, "allocation: unknown value 'fair'"),
-        ({"budget_pool": {"allocation": "equal"}, "agents": {"a": {"intent": "x"}}}, "budget_pool: missing required key 'total'"),
+        (
+            {"budget_pool": {"total": -1}, "agents": {"a": {"intent": "x"}}},
+            "budget_pool.total: must be a positive",
+        ),
+        (
+            {"budget_pool": {"total": 5, "allocation": "fair"}, "agents": {"a": {"intent": "x"}}},
+            "allocation: unknown value 'fair'",
+        ),
+        (
+            {"budget_pool": {"allocation": "equal"}, "agents": {"a": {"intent": "x"}}},
+            "budget_pool: missing required key 'total'",
+        ),
         ({True: 1, "agents": {"a": {"intent": "x"}}}, "keys must be strings, not a boolean"),
     ],
 )
@@ -166,7 +211,10 @@ def test_extension_keys_are_ignored_anywhere() -> None:
     spec = ok(
         {
             "x-common": {"anything": [1, 2]},
-            "agents": {"x-template": {"whatever": 1}, "a": {"intent": "x", "x-note": "hi", "contract": {"x-y": 1}}},
+            "agents": {
+                "x-template": {"whatever": 1},
+                "a": {"intent": "x", "x-note": "hi", "contract": {"x-y": 1}},
+            },
         }
     )
     assert [a.name for a in spec.agents] == ["a"]
