@@ -37,11 +37,7 @@ def render_plan(env: Env, plan: Plan) -> None:
     head = Text.assemble(
         ("project ", "dim"),
         (inert(plan.project), "bold"),
-        (
-            f" · {inert(plan.spec.file)} · {count} agent{'s' * (count != 1)}"
-            f" in {len(plan.layers)} layers · {pool}",
-            "",
-        ),
+        f" · {count} agent{'s' * (count != 1)} in {len(plan.layers)} layers · {pool}",
     )
     out.print(head)
     table = Table(box=None, pad_edge=False, header_style="bold")
