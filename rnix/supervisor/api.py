@@ -1,0 +1,62 @@
+"""The seam between the scheduler and whatever starts processes (the local fork server today).
+
+An agent process is the leader of its own session and process group (pid == pgid). Its stdin is a
+file holding the task JSON, its stdout and stderr are appended to files, so the supervisor never
+copies output and a result survives a supervisor crash. Stopping means SIGTERM to the group, a grace
+period, then SIGKILL to the group (`stop`). If the supervisor dies, the agent's parent-death signal
+makes its leader take the whole group down by itself (grace, then SIGKILL), so nothing outlives rnix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SpawnRequest:
+    name: str  # the agent's name (diagnostics only)
+    argv: tuple[str, ...] | None  # a command agent's argv (PATH-searched); None = the built-in agent
+    env: Mapping[str, str]  # the agent's complete environment
+    cwd: str
+    stdin_path: str  # opened read-only as fd 0
+    stdout_path: str  # opened O_WRONLY|O_CREAT|O_APPEND as fd 1
+    stderr_path: str  # opened O_WRONLY|O_CREAT|O_APPEND as fd 2
+    grace: float  # SIGTERM -> SIGKILL delay the leader uses when it must stop its group by itself
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    returncode: int | None  # the exit status when the process exited
+    signal: int | None  # the signal that killed it, otherwise None
+
+    @property
+    def shell_status(self) -> int:
+        """The status a shell would show ($?): 128+N for a signal."""
+        return 128 + self.signal if self.signal is not None else int(self.returncode or 0)
+
+
+class AgentProcess(Protocol):
+    pid: int  # also the process group id
+    start_time: float  # process creation time, seconds since the epoch (psutil's create_time)
+
+    async def wait(self) -> ExitInfo: ...
+
+    def signal_group(self, signum: int) -> bool:
+        """Send `signum` to the whole group; False when it no longer exists (ESRCH/EPERM are expected)."""
+        ...
+
+    async def stop(self, grace: float) -> ExitInfo:
+        """SIGTERM to the group, wait up to `grace`, then SIGKILL to the group; returns how it ended."""
+        ...
+
+
+class Spawner(Protocol):
+    async def start(self) -> None: ...
+
+    async def spawn(self, request: SpawnRequest) -> AgentProcess: ...
+
+    async def close(self) -> None:
+        """Release the spawner (e.g. end the fork server). Running agents are the caller's business."""
+        ...
