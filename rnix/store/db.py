@@ -1,0 +1,395 @@
+"""The state database `<home>/rnix.db`: an append-only event log and its two projections.
+
+Contract:
+- One SQLite file in WAL mode, `busy_timeout` 5000 ms, foreign keys on. Several supervisors (separate
+  processes) write at once: every write is one `BEGIN IMMEDIATE` transaction, so writers queue on the
+  lock instead of failing half-way. Readers (`ps`, `top`, `logs`) open the file read-only and never
+  block writers nor wait for them.
+- `Store.open(home)` creates the home and the database and applies migrations. `readonly=True` never
+  creates anything: on a missing (or not yet migrated) database every read returns nothing, and
+  the next read looks again, so a long-lived reader sees the database once a writer has made it.
+- `append(events)` stores the events and updates `runs` and `processes` in the same transaction, in
+  event order, following the table in `rnix.core.events` (`rnix.store.projections` does the work).
+  Unknown kinds, and events about a run or an agent the projections do not know, are stored but not
+  projected; they never raise.
+- A `Store` holds one connection: use it from one thread (the Recorder opens its own).
+- SQLite failures surface as `StoreError`; a lock still held after the busy timeout as `StoreLocked`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from rnix.core import events as ev
+from rnix.core.events import Event
+from rnix.core.lifecycle import RunState
+from rnix.errors import RnixError
+from rnix.store import migrations, projections
+from rnix.store.paths import home_dir
+
+DB_NAME = "rnix.db"
+BUSY_TIMEOUT_MS = 5000
+_SETUP_DEADLINE = 30.0  # seconds to keep retrying WAL setup and migrations on a busy fresh file
+_T = TypeVar("_T")
+
+
+class StoreError(RnixError):
+    """The state database could not be read or written."""
+
+    code = "STORE"
+
+
+class StoreLocked(StoreError):
+    """Another process held the database's write lock for longer than the busy timeout."""
+
+    code = "STORE_LOCKED"
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: str
+    project: str
+    compose_file: str | None
+    cwd: str | None
+    status: str  # a RunState value
+    supervisor_pid: int | None
+    supervisor_start_time: float | None
+    detached: bool
+    started_at: float
+    ended_at: float | None
+    exit_code: int | None
+    tokens_used: int
+    stop_requested_at: float | None
+    stop_grace: float | None
+    plan_json: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.status == RunState.RUNNING.value
+
+    @property
+    def plan(self) -> Any:
+        """The plan recorded by run_started, decoded (None when there was none)."""
+        return None if self.plan_json is None else json.loads(self.plan_json)
+
+
+@dataclass(frozen=True)
+class ProcessRow:
+    run_id: str
+    agent: str
+    project: str
+    layer: int | None
+    state: str  # an AgentState value
+    pid: int | None
+    pid_start_time: float | None
+    ppid: int | None
+    attempt: int
+    budget: int | None
+    tokens_used: int
+    model: str | None
+    kind: str | None
+    priority: str | None
+    intent: str | None
+    depends_on: tuple[str, ...]
+    started_at: float | None
+    ended_at: float | None
+    elapsed_ms: int | None
+    exit_code: int | None
+    signal: int | None
+    result: str | None
+    error: str | None
+    log_path: str | None
+    out_path: str | None
+    paused_at: float | None
+    paused_ms: int
+    updated_at: float | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in _TERMINAL_STATES
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: int
+    run_id: str
+    agent: str | None
+    ts: float
+    kind: str
+    data: dict[str, Any]
+
+    def to_event(self) -> Event:
+        return Event(run_id=self.run_id, kind=self.kind, ts=self.ts, agent=self.agent, data=self.data)
+
+
+_TERMINAL_STATES = projections.TERMINAL_STATES
+_RUN_COLUMNS = ", ".join(f"r.{f.name}" for f in fields(RunRow))
+_PROCESS_COLUMNS = ", ".join(f"p.{f.name}" for f in fields(ProcessRow))
+
+
+class Store:
+    """A connection to `<home>/rnix.db`; see the module docstring for the contract."""
+
+    def __init__(self, conn: sqlite3.Connection | None, path: Path, *, readonly: bool) -> None:
+        self._conn = conn
+        self._closed = False
+        self.path = path
+        self.readonly = readonly
+
+    @classmethod
+    def open(cls, home: Path, *, readonly: bool = False) -> Store:
+        path = home / DB_NAME
+        try:
+            if readonly:
+                return cls(_connect_readonly(path), path, readonly=True)
+            home_dir(home)
+            return cls(_connect_writable(path), path, readonly=False)
+        except sqlite3.Error as exc:
+            raise _store_error(exc, path) from exc
+
+    def close(self) -> None:
+        self._closed = True
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def append(self, events: Sequence[Event]) -> None:
+        """Store `events` and update the projections, all in one transaction."""
+        if events:
+            with self._write() as conn:
+                projections.append(conn, events)
+
+    def request_stop(self, run_id: str, grace: float | None, ts: float) -> None:
+        """Ask the run's supervisor to stop (it polls `stop_requested_at`); logged as an event."""
+        data = {"grace": grace, "by_pid": os.getpid()}
+        self.append([Event(run_id=run_id, kind=ev.RUN_STOP_REQUESTED, ts=ts, data=data)])
+
+    def mark_run_lost(self, run_id: str, ts: float) -> bool:
+        """End a running run whose supervisor is gone: status 'lost', unfinished agents 'cancelled'.
+
+        Logged as a run_finished event with status 'lost'. A run that is not 'running' any more (its
+        supervisor recorded the end meanwhile) is left alone; returns whether the run was marked.
+        """
+        with self._write() as conn:
+            row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None or row["status"] != RunState.RUNNING.value:
+                return False
+            data = {"status": RunState.LOST.value, "exit_code": None, "reason": "supervisor gone"}
+            projections.append(conn, [Event(run_id=run_id, kind=ev.RUN_FINISHED, ts=ts, data=data)])
+            return True
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def run(self, run_id: str) -> RunRow | None:
+        rows = self._select(f"SELECT {_RUN_COLUMNS} FROM runs r WHERE r.id = ?", (run_id,))
+        return _run_row(rows[0]) if rows else None
+
+    def runs(
+        self, *, project: str | None = None, active_only: bool = False, limit: int | None = None
+    ) -> list[RunRow]:
+        """Runs, newest first."""
+        where, params = _where(
+            ("r.project = ?", project), ("r.status = ?", RunState.RUNNING.value if active_only else None)
+        )
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs r{where} ORDER BY r.started_at DESC, r.rowid DESC"
+        return [_run_row(row) for row in self._select(sql + _limit(limit), params)]
+
+    def latest_run(self, project: str) -> RunRow | None:
+        found = self.runs(project=project, limit=1)
+        return found[0] if found else None
+
+    def processes(
+        self, *, run_id: str | None = None, project: str | None = None, include_finished: bool = True
+    ) -> list[ProcessRow]:
+        """Agents ordered by their run's start (oldest first), then layer, then name."""
+        where, params = _where(("p.run_id = ?", run_id), ("p.project = ?", project))
+        if not include_finished:
+            marks = ", ".join("?" * len(_TERMINAL_STATES))
+            where += f"{' AND' if where else ' WHERE'} p.state NOT IN ({marks})"
+            params += _TERMINAL_STATES
+        sql = (
+            f"SELECT {_PROCESS_COLUMNS} FROM processes p JOIN runs r ON r.id = p.run_id{where}"
+            " ORDER BY r.started_at, r.rowid, p.layer IS NULL, p.layer, p.agent"
+        )
+        return [_process_row(row) for row in self._select(sql, params)]
+
+    def process_by_pid(self, pid: int) -> ProcessRow | None:
+        """The most recently started agent that had `pid` (pids are reused)."""
+        sql = (
+            f"SELECT {_PROCESS_COLUMNS} FROM processes p WHERE p.pid = ?"
+            " ORDER BY p.started_at DESC, p.updated_at DESC LIMIT 1"
+        )
+        rows = self._select(sql, (pid,))
+        return _process_row(rows[0]) if rows else None
+
+    def events(
+        self,
+        run_id: str,
+        *,
+        agent: str | None = None,
+        kinds: Collection[str] | None = None,
+        after_id: int = 0,
+        limit: int | None = None,
+    ) -> list[EventRow]:
+        """A run's events with id > after_id, oldest first."""
+        where, params = _where(("run_id = ?", run_id), ("agent = ?", agent), ("id > ?", after_id))
+        if kinds is not None:
+            if not kinds:
+                return []
+            kinds = tuple(kinds)
+            where += f" AND kind IN ({', '.join('?' * len(kinds))})"
+            params += kinds
+        sql = f"SELECT id, run_id, agent, ts, kind, data FROM events{where} ORDER BY id"
+        return [_event_row(row) for row in self._select(sql + _limit(limit), params)]
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        if self._conn is None:
+            raise StoreError(f"{self.path} is open read-only" if self.readonly else "the store is closed")
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise _store_error(exc, self.path) from exc
+            raise
+
+    def _select(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        if self._conn is None and self.readonly and not self._closed:
+            try:  # a long-lived reader (`top`) opened before the first run: the database may exist now
+                self._conn = _connect_readonly(self.path)
+            except sqlite3.Error as exc:
+                raise _store_error(exc, self.path) from exc
+            if self._conn is None:
+                return []
+        if self._conn is None:
+            raise StoreError("the store is closed")
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if self.readonly and "no such table" in str(exc):
+                return []  # a database another process is creating right now
+            raise _store_error(exc, self.path) from exc
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
+
+
+# -- connections ------------------------------------------------------------------------------------
+
+
+def _connect_writable(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # Switching a fresh file to WAL can report "locked" at once while another process does the same.
+        _retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; WAL keeps it consistent
+        _retry_locked(lambda: migrations.migrate(conn))
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection | None:
+    if not path.exists():
+        return None
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def _retry_locked(action: Callable[[], _T]) -> _T:
+    deadline = time.monotonic() + _SETUP_DEADLINE
+    delay = 0.005
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            if not is_locked(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+def is_locked(exc: BaseException) -> bool:
+    """Whether `exc` is SQLite's SQLITE_BUSY/SQLITE_LOCKED ("database is locked")."""
+    if isinstance(exc, StoreLocked):
+        return True
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11; extended codes keep the primary low byte
+    return (code is not None and code & 0xFF in (5, 6)) or "locked" in str(exc)
+
+
+def _store_error(exc: sqlite3.Error, path: Path) -> StoreError:
+    if is_locked(exc):
+        return StoreLocked(
+            f"the state database {path} stayed locked for over {BUSY_TIMEOUT_MS // 1000} s",
+            "another rnix process is holding it; try again",
+        )
+    return StoreError(
+        f"cannot use the state database {path}: {exc}",
+        "check the file and its directory (RNIX_HOME); move it aside to start afresh",
+    )
+
+
+# -- values and rows --------------------------------------------------------------------------------
+
+
+def _where(*conditions: tuple[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    used = [(sql, value) for sql, value in conditions if value is not None]
+    if not used:
+        return "", ()
+    return " WHERE " + " AND ".join(sql for sql, _ in used), tuple(value for _, value in used)
+
+
+def _limit(limit: int | None) -> str:
+    return "" if limit is None else f" LIMIT {int(limit)}"
+
+
+def _run_row(row: sqlite3.Row) -> RunRow:
+    return RunRow(**{**dict(row), "detached": bool(row["detached"])})
+
+
+def _process_row(row: sqlite3.Row) -> ProcessRow:
+    depends_on = json.loads(row["depends_on"]) if row["depends_on"] else []
+    return ProcessRow(**{**dict(row), "depends_on": tuple(str(name) for name in depends_on)})
+
+
+def _event_row(row: sqlite3.Row) -> EventRow:
+    data = json.loads(row["data"])
+    return EventRow(**{**dict(row), "data": data if isinstance(data, dict) else {"value": data}})

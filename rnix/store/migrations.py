@@ -1,0 +1,141 @@
+"""Ordered, named schema migrations of the state database.
+
+Each migration is a function decorated with `@migration`; its name (the function's name, e.g.
+`m001_initial`) is recorded in `_migrations(name, applied_at)` once it has run. `migrate(conn)` applies
+the missing ones in order, all inside one `BEGIN IMMEDIATE` transaction, so two processes opening a
+fresh database at the same moment serialise: the second one waits, then finds nothing left to do.
+Applying is idempotent; a database that is up to date costs one read and no write lock.
+
+To change the schema, append a new function (`m002_...`); never edit one that has shipped. Migration
+bodies use `conn.execute` one statement at a time: `executescript` would COMMIT the transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+Migration = Callable[[sqlite3.Connection], None]
+
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register `fn` as the next migration, named after the function."""
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply every missing migration in order; return the names applied now (often none).
+
+    `conn` must be in autocommit mode (`isolation_level=None`) with a busy timeout set.
+    """
+    if not pending(conn):
+        return []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+        done = _applied(conn)  # again: another process may have migrated while we waited for the lock
+        names: list[str] = []
+        for name, fn in MIGRATIONS:
+            if name not in done:
+                fn(conn)
+                conn.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
+                names.append(name)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return names
+
+
+def pending(conn: sqlite3.Connection) -> list[str]:
+    """The names of the migrations not yet applied to the database behind `conn`."""
+    done = _applied(conn)
+    return [name for name, _ in MIGRATIONS if name not in done]
+
+
+def _applied(conn: sqlite3.Connection) -> set[str]:
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'")
+    if exists.fetchone() is None:
+        return set()
+    return {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+
+
+def _run(conn: sqlite3.Connection, *statements: str) -> None:
+    for statement in statements:
+        conn.execute(statement)
+
+
+@migration
+def m001_initial(conn: sqlite3.Connection) -> None:
+    _run(
+        conn,
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            project TEXT NOT NULL,
+            compose_file TEXT,
+            cwd TEXT,
+            status TEXT NOT NULL,
+            supervisor_pid INTEGER,
+            supervisor_start_time REAL,
+            detached INTEGER NOT NULL DEFAULT 0,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            exit_code INTEGER,
+            tokens_used INTEGER NOT NULL DEFAULT 0,
+            stop_requested_at REAL,
+            stop_grace REAL,
+            plan_json TEXT
+        )
+        """,
+        "CREATE INDEX runs_project_started ON runs (project, started_at)",
+        """
+        CREATE TABLE processes (
+            run_id TEXT NOT NULL REFERENCES runs (id),
+            agent TEXT NOT NULL,
+            project TEXT NOT NULL,
+            layer INTEGER,
+            state TEXT NOT NULL,
+            pid INTEGER,
+            pid_start_time REAL,
+            ppid INTEGER,
+            attempt INTEGER NOT NULL DEFAULT 0,
+            budget INTEGER,
+            tokens_used INTEGER NOT NULL DEFAULT 0,
+            model TEXT,
+            kind TEXT,
+            priority TEXT,
+            intent TEXT,
+            depends_on TEXT,
+            started_at REAL,
+            ended_at REAL,
+            elapsed_ms INTEGER,
+            exit_code INTEGER,
+            signal INTEGER,
+            result TEXT,
+            error TEXT,
+            log_path TEXT,
+            out_path TEXT,
+            paused_at REAL,
+            paused_ms INTEGER NOT NULL DEFAULT 0,
+            updated_at REAL,
+            PRIMARY KEY (run_id, agent)
+        )
+        """,
+        "CREATE INDEX processes_pid ON processes (pid)",
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL,
+            agent TEXT,
+            ts REAL NOT NULL,
+            kind TEXT NOT NULL,
+            data TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX events_run_id ON events (run_id, id)",
+    )

@@ -1,0 +1,123 @@
+"""Schema migrations: a fresh database gets every table, reopening is a no-op, racing openers agree."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from rnix.store import migrations
+from rnix.store.db import DB_NAME, Store
+
+
+def _names(path: Path, type_: str) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = ?", (type_,)).fetchall()
+    return {row[0] for row in rows if not row[0].startswith("sqlite_")}
+
+
+def _applied(path: Path) -> list[tuple[str, float]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT name, applied_at FROM _migrations ORDER BY name").fetchall()
+
+
+def test_fresh_database_gets_every_table_and_index(rnix_home: Path) -> None:
+    Store.open(rnix_home).close()
+    db = rnix_home / DB_NAME
+    assert _names(db, "table") == {"_migrations", "runs", "processes", "events"}
+    assert _names(db, "index") == {"runs_project_started", "processes_pid", "events_run_id"}
+    assert [name for name, _ in _applied(db)] == ["m001_initial"]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_reopening_applies_nothing(rnix_home: Path) -> None:
+    Store.open(rnix_home).close()
+    before = _applied(rnix_home / DB_NAME)
+    with sqlite3.connect(rnix_home / DB_NAME, isolation_level=None) as conn:
+        assert migrations.pending(conn) == []
+        assert migrations.migrate(conn) == []
+    Store.open(rnix_home).close()
+    assert _applied(rnix_home / DB_NAME) == before
+
+
+def test_a_new_migration_is_applied_once(rnix_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Store.open(rnix_home).close()
+    calls: list[str] = []
+
+    def m002_notes(conn: sqlite3.Connection) -> None:
+        calls.append("m002")
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, ("m002_notes", m002_notes)])
+    Store.open(rnix_home).close()
+    Store.open(rnix_home).close()
+    assert calls == ["m002"]
+    assert "notes" in _names(rnix_home / DB_NAME, "table")
+    assert [name for name, _ in _applied(rnix_home / DB_NAME)] == ["m001_initial", "m002_notes"]
+
+
+def test_a_failing_migration_leaves_nothing_behind(rnix_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def m002_broken(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE half (x)")
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, ("m002_broken", m002_broken)])
+    with pytest.raises(RuntimeError, match="boom"):
+        Store.open(rnix_home)
+    # All or nothing: not even m001 was applied, so the next (fixed) version starts from scratch.
+    assert _names(rnix_home / DB_NAME, "table") == set()
+
+
+_OPENER = """
+import sys, time
+from pathlib import Path
+from rnix.store.db import Store
+home, go = Path(sys.argv[1]), Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.001)
+Store.open(home).close()
+"""
+
+
+def test_processes_opening_a_fresh_database_at_once_all_succeed(tmp_path: Path, rnix_home: Path) -> None:
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPENER, str(rnix_home), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    time.sleep(0.3)  # let every interpreter start and reach the busy-wait
+    go.touch()
+    results = [(*proc.communicate(timeout=30), proc.returncode) for proc in procs]
+    assert [(code, err) for _, err, code in results] == [(0, "")] * 4
+    assert [name for name, _ in _applied(rnix_home / DB_NAME)] == ["m001_initial"]
+
+
+def test_threads_opening_a_fresh_database_at_once_all_succeed(rnix_home: Path) -> None:
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def open_once() -> None:
+        barrier.wait()
+        try:
+            Store.open(rnix_home).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_once) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert [name for name, _ in _applied(rnix_home / DB_NAME)] == ["m001_initial"]
