@@ -1,0 +1,229 @@
+"""The Backend for real providers, through litellm (imported lazily: it costs seconds and ~165 MB).
+
+One `complete` call is one HTTP attempt: litellm's and the OpenAI SDK's own retries are switched off
+(`num_retries=0, max_retries=0`) because rnix retries itself and charges every attempt. API keys are
+never passed here: litellm reads them from the supervisor's environment (`OPENAI_API_KEY`, ...).
+
+Errors become ProviderError with one masked line. What litellm 1.106.2 does, measured against a
+loopback server: an HTTP error is an `APIStatusError` subclass with `status_code`; its `response`
+is rebuilt *without* the provider's headers, which survive only as `litellm_response_headers`
+(that is where Retry-After is read). Connection refused or reset arrives as `InternalServerError`
+with status 500 and an `openai.APIConnectionError` in its cause chain, so the chain decides (a
+connection failure has no HTTP status). A timeout is `litellm.Timeout` (status 408). A missing
+`usage` object comes back as zeros, which is treated as "not reported" and counted here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import importlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from rnix.core.secrets import mask_text, secret_values
+from rnix.llm import tokens
+from rnix.llm.backend import CallTimeout, Completion, ProviderError, Usage
+
+_OFFLINE_DEFAULTS = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # else litellm fetches a price map over the network
+    "HF_HUB_OFFLINE": "1",  # else some models stall ~23 s retrying a tokenizer download
+}
+_QUIET_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm", "httpx", "openai")
+
+_litellm: Any = None
+_import_lock = threading.Lock()
+
+
+def _import_litellm() -> Any:
+    global _litellm
+    with _import_lock:
+        if _litellm is not None:
+            return _litellm
+        for name, value in _OFFLINE_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        litellm: Any = importlib.import_module("litellm")  # untyped in practice: treat it as Any
+
+        litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banners on stderr
+        litellm.telemetry = False  # no such switch in 1.106.2 (nothing phones home); older releases had one
+        litellm.set_verbose = False
+        litellm.callbacks = []
+        litellm.success_callback = []
+        litellm.failure_callback = []
+        litellm.input_callback = []
+        litellm.service_callback = []
+        for name in _QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)  # rnix reports failures itself, once
+        _litellm = litellm
+        return litellm
+
+
+async def load_litellm() -> Any:
+    """Import litellm in a worker thread, once, so the gateway's event loop keeps serving meanwhile.
+
+    Concurrent first calls each wait in their own worker thread on the import lock, not on the loop.
+    """
+    if _litellm is not None:
+        return _litellm
+    return await asyncio.to_thread(_import_litellm)
+
+
+def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds from `retry-after-ms` or `retry-after` (seconds or an HTTP date); None if absent."""
+    if not headers:
+        return None
+    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+    try:
+        if "retry-after-ms" in lowered:
+            return max(0.0, float(lowered["retry-after-ms"]) / 1000)
+        value = lowered.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _is_connection_error(chain: list[BaseException]) -> bool:
+    import httpx
+    import openai
+
+    for item in chain:
+        if isinstance(item, (openai.APITimeoutError, httpx.TimeoutException)):
+            return False
+        if isinstance(item, (openai.APIConnectionError, httpx.TransportError, ConnectionError)):
+            return True
+    return False
+
+
+def to_provider_error(exc: BaseException, model: str, api_base: str | None) -> ProviderError:
+    """Map a litellm exception to a masked one-line ProviderError."""
+    secrets = secret_values(os.environ)
+    where = f"{model}" + (f" at {api_base}" if api_base else "")
+    chain = _chain(exc)
+    lm = _litellm
+    if (lm is not None and isinstance(exc, lm.Timeout)) or isinstance(exc, asyncio.TimeoutError):
+        return CallTimeout(mask_text(f"{where}: no answer within the timeout", secrets))
+    if _is_connection_error(chain):
+        root = chain[-1]
+        detail = str(root) or type(root).__name__
+        return ProviderError(mask_text(f"cannot connect to {where}: {detail}", secrets), status=None)
+    status = getattr(exc, "status_code", None)
+    status = status if isinstance(status, int) else None
+    headers = getattr(exc, "litellm_response_headers", None) or getattr(exc, "headers", None)
+    retry_after = parse_retry_after(headers) if status is not None else None
+    text = str(exc) or type(exc).__name__
+    prefix = f"HTTP {status} from {where}" if status is not None else f"{type(exc).__name__} from {where}"
+    # Unknown exception types (a bug, an unsupported parameter) are not worth repeating.
+    retryable = None if status is not None else False
+    return ProviderError(
+        mask_text(f"{prefix}: {text}", secrets), status=status, retry_after=retry_after, retryable=retryable
+    )
+
+
+_output_limits: dict[str, int | None] = {}
+
+
+def output_limit(model: str) -> int | None:
+    """The model's own cap on answer tokens when litellm's (local) model map knows it.
+
+    The gateway caps max_tokens by the budget only; a budget of a million tokens would otherwise ask
+    gpt-4o for a million-token answer, which the provider refuses with a 400.
+    """
+    if model not in _output_limits:
+        try:
+            info = _litellm.get_model_info(model)
+            limit = info.get("max_output_tokens") or info.get("max_tokens")
+            _output_limits[model] = int(limit) if limit else None
+        except Exception:  # unmapped (custom or local) models: no known limit
+            _output_limits[model] = None
+    return _output_limits[model]
+
+
+def _tool_calls(message: Any) -> list[dict[str, Any]] | None:
+    calls = getattr(message, "tool_calls", None)
+    if not calls:
+        return None
+    return [c.model_dump() if hasattr(c, "model_dump") else dict(c) for c in calls]
+
+
+def to_completion(
+    response: Any, model: str, messages: list[dict[str, Any]], tools: list[Any] | None
+) -> Completion:
+    choice = response.choices[0]
+    message = choice.message
+    content = message.content or ""
+    tool_calls = _tool_calls(message)
+    usage = getattr(response, "usage", None)
+    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion = int(getattr(usage, "completion_tokens", 0) or 0)
+    if prompt or completion:
+        total = int(getattr(usage, "total_tokens", 0) or 0) or prompt + completion
+        return Completion(content, Usage(prompt, completion, total), choice.finish_reason, tool_calls)
+    # litellm reports a missing usage object as zeros; no real prompt costs 0 tokens.
+    counted_completion = tokens.count_text(content, model)
+    if tool_calls:
+        counted_completion += tokens.count_text(json.dumps(tool_calls, default=str), model)
+    counted = Usage.of(tokens.count_prompt(messages, model, tools), counted_completion)
+    return Completion(content, counted, choice.finish_reason, tool_calls, usage_counted=True)
+
+
+class LiteLLMBackend:
+    async def complete(
+        self,
+        *,
+        model: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        api_base: str | None,
+        timeout: float,
+        tools: list[Any] | None = None,
+        temperature: float | None = None,
+    ) -> Completion:
+        litellm = await load_litellm()
+        limit = output_limit(model)
+        if limit is not None:
+            max_tokens = min(max_tokens, limit)
+        options: dict[str, Any] = {}
+        if tools:
+            options["tools"] = tools
+        if temperature is not None:
+            options["temperature"] = temperature
+        try:
+            response = await litellm.acompletion(
+                model=model,
+                messages=messages,
+                max_tokens=max_tokens,
+                api_base=api_base,
+                timeout=timeout,
+                num_retries=0,
+                max_retries=0,
+                **options,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise to_provider_error(exc, model, api_base) from None
+        try:
+            return to_completion(response, model, messages, tools)
+        except (AttributeError, IndexError, TypeError, ValueError) as exc:
+            message = mask_text(f"{model}: malformed response: {exc}", secret_values(os.environ))
+            raise ProviderError(message, status=502) from None

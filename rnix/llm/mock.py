@@ -1,0 +1,177 @@
+"""`mock`: the built-in offline, deterministic model, for examples, demos and tests.
+
+Model string: `mock` or `mock?latency=200ms&words=60&fail=2&mode=json`.
+
+- `latency` (a duration, default 0): how long each call takes (asyncio sleep; injectable).
+- `words` (default 40): length of the answer in words.
+- `fail=N` (default 0): the first N calls *per agent* fail with a retryable ProviderError(500).
+- `mode`: `text` (default); `json` answers one JSON object; `tools` asks to call the first tool
+  offered (empty arguments) until the conversation holds a tool result, then answers as `text`.
+
+The same messages always give the same answer. It states the task (the text after "Your task: " in
+the last user message) and names every upstream agent whose fenced result it received, then pads
+with filler words chosen by a hash of the messages. It never exceeds `max_tokens` (the answer is cut,
+finish_reason "length"). Usage is counted with the real tokenizer, exactly as the gateway counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from rnix.core.types import parse_duration
+from rnix.llm import tokens
+from rnix.llm.backend import CALLER, CallTimeout, Completion, ProviderError, Usage
+
+NAME = "mock"
+MODES = ("text", "json", "tools")
+TASK_MARKER = "Your task: "
+TASK_PREVIEW = 60  # characters of the task quoted in the answer
+_FENCE = re.compile(r'<<<rnix:upstream agent="([^"]*)">>>')
+_FILLER_WORDS = (
+    "analysis evidence summary context detail result finding source claim point reason example "
+    "section draft review note outline theme answer method insight figure table item step"
+)
+_FILLER = tuple(_FILLER_WORDS.split())
+
+
+@dataclass(frozen=True)
+class MockOptions:
+    latency: float = 0.0
+    words: int = 40
+    fail: int = 0
+    mode: str = "text"
+
+
+def is_mock(model: str) -> bool:
+    return model.split("?", 1)[0] == NAME
+
+
+def parse_model(model: str) -> MockOptions:
+    """The options of a `mock?...` model string; ValueError says what is wrong."""
+    base, _, query = model.partition("?")
+    if base != NAME:
+        raise ValueError(f"not a mock model: {model!r}")
+    values: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == "latency":
+            seconds = parse_duration(value)
+            if seconds is None:
+                raise ValueError(f"mock option latency must be a duration such as 200ms, not {value!r}")
+            values["latency"] = seconds
+        elif key in ("words", "fail"):
+            if not value.isdigit():
+                raise ValueError(f"mock option {key} must be a whole number, not {value!r}")
+            values[key] = int(value)
+        elif key == "mode":
+            if value not in MODES:
+                raise ValueError(f"mock option mode must be one of {', '.join(MODES)}, not {value!r}")
+            values["mode"] = value
+        else:
+            raise ValueError(f"unknown mock option {key!r} (known: latency, words, fail, mode)")
+    return MockOptions(**values)
+
+
+def _text(content: Any) -> str:
+    return content if isinstance(content, str) else json.dumps(content, sort_keys=True, default=str)
+
+
+def task_of(messages: list[dict[str, Any]]) -> str:
+    """The task stated in the last user message, whitespace-collapsed and cut for quoting."""
+    users = [_text(m.get("content")) for m in messages if m.get("role") == "user"]
+    last = users[-1] if users else ""
+    task = last.split(TASK_MARKER, 1)[1] if TASK_MARKER in last else last
+    task = " ".join(task.split())
+    return task if len(task) <= TASK_PREVIEW else task[: TASK_PREVIEW - 3] + "..."
+
+
+def upstream_names(messages: list[dict[str, Any]]) -> list[str]:
+    """Agents whose fenced results appear in the messages, in order of first appearance."""
+    names: list[str] = []
+    for message in messages:
+        for name in _FENCE.findall(_text(message.get("content"))):
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _filler(seed: bytes, count: int) -> list[str]:
+    words = []
+    for i in range(count):
+        digest = hashlib.sha256(seed + i.to_bytes(4, "big")).digest()
+        words.append(_FILLER[int.from_bytes(digest[:4], "big") % len(_FILLER)])
+    return words
+
+
+def answer(messages: list[dict[str, Any]], options: MockOptions) -> str:
+    """The full (untruncated) deterministic answer to `messages`."""
+    task, names = task_of(messages), upstream_names(messages)
+    sources = f"using results from: {', '.join(names)}." if names else "with no upstream results."
+    seed = hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode()).digest()
+    if options.mode == "json":
+        filler = " ".join(_filler(seed, max(0, options.words)))
+        return json.dumps({"task": task, "upstream": names, "answer": filler}, ensure_ascii=False)
+    head = f"mock answer to '{task}' {sources}"
+    padding = _filler(seed, max(0, options.words - len(head.split())))
+    return " ".join([head, *padding]) + ("." if padding else "")
+
+
+def _tool_call(tools: list[Any]) -> dict[str, Any] | None:
+    first = tools[0] if tools else None
+    function = first.get("function") if isinstance(first, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        return None
+    return {
+        "id": "call_mock_1",
+        "type": "function",
+        "function": {"name": function["name"], "arguments": "{}"},
+    }
+
+
+class MockBackend:
+    """The Backend for `mock`. `sleep` is injectable so tests need not wait for `latency`."""
+
+    def __init__(self, sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
+        self._sleep = sleep
+        self._calls: dict[str, int] = {}  # agent -> calls so far, for fail=N
+
+    async def complete(
+        self,
+        *,
+        model: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        api_base: str | None,
+        timeout: float,
+        tools: list[Any] | None = None,
+        temperature: float | None = None,
+    ) -> Completion:
+        try:
+            options = parse_model(model)
+        except ValueError as exc:
+            raise ProviderError(str(exc), status=400) from None
+        if options.latency > timeout:
+            await self._sleep(timeout)
+            raise CallTimeout(f"mock: no answer within the timeout of {timeout:g}s")
+        if options.latency:
+            await self._sleep(options.latency)
+        caller = CALLER.get() or ""
+        calls = self._calls[caller] = self._calls.get(caller, 0) + 1
+        if calls <= options.fail:
+            raise ProviderError(f"mock: scripted failure {calls} of {options.fail}", status=500)
+        prompt_tokens = tokens.count_prompt(messages, model, tools)
+        if options.mode == "tools" and tools and not any(m.get("role") == "tool" for m in messages):
+            call = _tool_call(tools)
+            if call is not None:
+                usage = Usage.of(prompt_tokens, tokens.count_text(json.dumps(call), model))
+                return Completion("", usage, "tool_calls", [call])
+        full = answer(messages, options)
+        content = tokens.truncate_text(full, max_tokens, model)
+        finish = "stop" if content == full else "length"
+        return Completion(content, Usage.of(prompt_tokens, tokens.count_text(content, model)), finish)

@@ -1,0 +1,437 @@
+"""The gateway: the one place where agents' LLM calls meet providers, keys, budgets and retries.
+
+It serves `rnix.agent.protocol` on a Unix socket (mode 0600). A connection must first say `hello`
+with a live nonce; the nonce names the agent and so its Account. Per `complete` request:
+
+1. Count the prompt (messages + tool schemas) with the account model's tokenizer. When the prompt
+   plus one answer token does not fit in what is left, refuse with `budget_exceeded` without calling
+   the backend. "Left" excludes tokens reserved by the agent's other calls still in flight, so
+   concurrent calls cannot jointly overspend.
+2. Cap `max_tokens` to what is left after the prompt, and reserve prompt + max_tokens.
+3. Call the backend through `call_with_retries`. Every attempt is charged (its reported usage; a
+   failed attempt without usage costs 0) and reported to `on_call`. A provider that reports more
+   than was left is charged in full: `used` may exceed `budget`, and every later call is refused.
+4. Reply with the completion, or with `provider_error` / `timeout` after the last attempt.
+
+The backend call runs in its own task: an agent that disconnects mid-call does not stop it, so its
+usage is still charged and recorded. Everything returned or recorded is masked with the secret
+values of the supervisor's environment. Concurrency is limited per provider (the api_base, else the
+model's provider prefix).
+
+on_call data: {attempt (the agent's request number), try (1..max_attempts; 0 for a refusal),
+model, status ("ok" | "retry" | "provider_error" | "timeout" | "budget_exceeded" | "cancelled"),
+prompt_tokens, completion_tokens, total_tokens, latency_ms, max_tokens, used, remaining,
+usage_counted?, error?}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import secrets
+import stat
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rnix.agent import protocol
+from rnix.core.secrets import mask, secret_values
+from rnix.llm import tokens
+from rnix.llm.backend import CALLER, Backend, CallTimeout, Completion, ProviderError, one_line
+from rnix.llm.retry import call_with_retries, will_retry
+
+log = logging.getLogger(__name__)
+
+OnCall = Callable[[str, dict[str, Any]], None]
+
+
+def _timeout_slack(timeout: float) -> float:
+    """How long past its own timeout a backend may take to report it before the gateway cuts it off."""
+    return min(1.0, timeout / 10)
+
+
+@dataclass
+class Account:
+    agent: str
+    model: str
+    api_base: str | None
+    budget: int
+    used: int = 0
+    calls: int = 0
+    reserved: int = 0  # prompt + max_tokens of calls in flight
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.budget - self.used)
+
+    @property
+    def available(self) -> int:
+        """What a new call may spend: the remaining budget less what calls in flight may still use."""
+        return max(0, self.budget - self.used - self.reserved)
+
+
+@dataclass(frozen=True)
+class _Request:
+    messages: list[dict[str, Any]]
+    max_tokens: int | None
+    temperature: float | None
+    tools: list[Any] | None
+
+
+def _parse_complete(message: dict[str, Any]) -> _Request | str:
+    """The request's fields, or what is wrong with them."""
+    messages = message.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "messages must be a non-empty list"
+    if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
+        return "every message must be an object with a string role"
+    max_tokens = message.get("max_tokens")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)):
+        return "max_tokens must be an integer"
+    if isinstance(max_tokens, int) and max_tokens < 1:
+        return "max_tokens must be at least 1"
+    temperature = message.get("temperature")
+    if temperature is not None and (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not math.isfinite(temperature)
+    ):
+        return "temperature must be a number"
+    tools = message.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        return "tools must be a list"
+    return _Request(messages, max_tokens, None if temperature is None else float(temperature), tools or None)
+
+
+def _error(request_id: Any, code: str, message: str, account: Account | None = None) -> dict[str, Any]:
+    reply: dict[str, Any] = {
+        "id": request_id,
+        "ok": False,
+        "error": {"code": code, "message": one_line(message)},
+    }
+    if account is not None:
+        reply.update(used=account.used, remaining=account.remaining)
+    return reply
+
+
+class Gateway:
+    def __init__(
+        self,
+        socket_path: str,
+        *,
+        on_call: OnCall,
+        backends: Mapping[str, Backend] | None = None,
+        concurrency_per_provider: int = 256,
+        call_timeout: float = 120.0,
+        max_attempts: int = 4,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        """`backends` maps a model ("mock?fail=1"), a model name ("mock") or "*" to a Backend; models
+        not found there use the built-in MockBackend for `mock` and LiteLLMBackend for the rest.
+        `sleep` paces the waits between retries (tests inject a fake one)."""
+        self.socket_path = socket_path
+        self._on_call = on_call
+        self._backends = dict(backends or {})
+        self._builtin: dict[str, Backend] = {}
+        self._concurrency = concurrency_per_provider
+        self._call_timeout = call_timeout
+        self._max_attempts = max_attempts
+        self._sleep = sleep
+        self._accounts: dict[str, Account] = {}
+        self._nonces: dict[str, str] = {}  # live nonce -> agent
+        self._nonce_of: dict[str, str] = {}  # agent -> its live nonce
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._server: asyncio.AbstractServer | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._calls: set[asyncio.Task[dict[str, Any]]] = set()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_unix_server(
+            self._serve, path=self.socket_path, limit=protocol.MAX_LINE
+        )
+        os.chmod(self.socket_path, 0o600)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        pending = [*self._calls, *self._handlers]
+        for task in pending:
+            task.cancel()
+        for writer in list(self._writers):
+            writer.close()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.lstat(self.socket_path).st_mode):
+                os.unlink(self.socket_path)
+
+    # -- accounts and nonces --------------------------------------------------------------------
+
+    def register(self, agent: str, *, model: str, api_base: str | None, budget: int) -> Account:
+        if agent in self._accounts:
+            raise ValueError(f"agent {agent!r} is already registered with the gateway")
+        if budget < 0:
+            raise ValueError("budget must not be negative")
+        account = self._accounts[agent] = Account(agent, model, api_base, budget)
+        return account
+
+    def account(self, agent: str) -> Account:
+        return self._accounts[agent]
+
+    def issue_nonce(self, agent: str) -> str:
+        if agent not in self._accounts:
+            raise KeyError(f"agent {agent!r} is not registered with the gateway")
+        self.revoke(agent)
+        nonce = secrets.token_urlsafe(32)
+        self._nonces[nonce] = agent
+        self._nonce_of[agent] = nonce
+        return nonce
+
+    def revoke(self, agent: str) -> None:
+        old = self._nonce_of.pop(agent, None)
+        if old is not None:
+            self._nonces.pop(old, None)
+
+    # -- connections ----------------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        self._writers.add(writer)
+        try:
+            nonce: str | None = None
+            while True:
+                try:
+                    line = await reader.readline()
+                except ValueError:  # longer than protocol.MAX_LINE: the stream cannot be resynchronised
+                    await self._send(writer, _error(None, protocol.BAD_REQUEST, "message too long"))
+                    return
+                if not line:
+                    return
+                reply, nonce, keep_open = await self._handle(line, nonce)
+                await self._send(writer, reply)
+                if not keep_open:
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the agent went away; any call it started has been charged already
+        except asyncio.CancelledError:
+            # Only close() cancels a handler. asyncio (3.11) reports a handler that ends cancelled as
+            # an unhandled error, so it ends normally instead.
+            pass
+        finally:
+            self._writers.discard(writer)
+            if task is not None:
+                self._handlers.discard(task)
+            writer.close()
+
+    async def _send(self, writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
+        writer.write(protocol.encode(mask(reply, secret_values(os.environ))))
+        await writer.drain()
+
+    async def _handle(self, line: bytes, nonce: str | None) -> tuple[dict[str, Any], str | None, bool]:
+        """(reply, the connection's nonce, whether to keep the connection open)."""
+        try:
+            message = protocol.decode(line)
+        except (ValueError, UnicodeDecodeError):
+            if nonce is None:
+                return _error(None, protocol.UNAUTHORIZED, "say hello with a valid nonce first"), None, False
+            return _error(None, protocol.BAD_REQUEST, "not a JSON object"), nonce, True
+        request_id, op = message.get("id"), message.get("op")
+        if op == "hello":
+            offered = message.get("nonce")
+            agent = self._nonces.get(offered) if isinstance(offered, str) else None
+            if agent is None:
+                return (
+                    _error(request_id, protocol.UNAUTHORIZED, "unknown, expired or revoked nonce"),
+                    None,
+                    False,
+                )
+            account = self._accounts[agent]
+            hello = {"id": request_id, "ok": True, "agent": agent, "budget": account.budget}
+            hello.update(used=account.used, remaining=account.remaining, model=account.model)
+            return hello, offered, True
+        agent = self._nonces.get(nonce) if nonce is not None else None
+        if agent is None:
+            # No hello yet, or this agent's nonce was revoked or replaced since.
+            return (
+                _error(request_id, protocol.UNAUTHORIZED, "say hello with a valid nonce first"),
+                None,
+                False,
+            )
+        if op != "complete":
+            return _error(request_id, protocol.BAD_REQUEST, f"unknown op {op!r}"), nonce, True
+        return await self._complete(agent, request_id, message), nonce, True
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    async def _complete(self, agent: str, request_id: Any, message: dict[str, Any]) -> dict[str, Any]:
+        account = self._accounts[agent]
+        request = _parse_complete(message)
+        if isinstance(request, str):
+            return _error(request_id, protocol.BAD_REQUEST, request, account)
+        account.calls += 1
+        number = account.calls
+        prompt = await asyncio.to_thread(tokens.count_prompt, request.messages, account.model, request.tools)
+        available = account.available
+        if prompt + 1 > available:
+            text = (
+                f"token budget exhausted: the prompt needs {prompt} tokens plus the answer, {available} left"
+            )
+            self._record(agent, number, 0, "budget_exceeded", None, 0.0, 0, text)
+            return _error(request_id, protocol.BUDGET_EXCEEDED, text, account)
+        cap = available - prompt
+        max_tokens = cap if request.max_tokens is None else min(request.max_tokens, cap)
+        reservation = prompt + max_tokens
+        account.reserved += reservation
+        task = asyncio.create_task(self._call(account, number, request, max_tokens, request_id))
+        self._calls.add(task)
+
+        def settle(_: asyncio.Task[dict[str, Any]]) -> None:
+            self._calls.discard(task)
+            account.reserved -= reservation
+
+        task.add_done_callback(settle)
+        # shield: if this connection's handler is cancelled, the call still finishes and is charged.
+        return await asyncio.shield(task)
+
+    async def _call(
+        self, account: Account, number: int, request: _Request, max_tokens: int, request_id: Any
+    ) -> dict[str, Any]:
+        CALLER.set(account.agent)  # this task's own context: the backend sees whose call it is
+        backend = self._backend(account.model)
+        semaphore = self._semaphore(account)
+        tries, cut_off = 0, False
+
+        async def attempt() -> Completion:
+            nonlocal cut_off
+            async with semaphore:
+                try:
+                    return await asyncio.wait_for(
+                        backend.complete(
+                            model=account.model,
+                            messages=request.messages,
+                            max_tokens=max_tokens,
+                            api_base=account.api_base,
+                            timeout=self._call_timeout,
+                            tools=request.tools,
+                            temperature=request.temperature,
+                        ),
+                        self._call_timeout + _timeout_slack(self._call_timeout),
+                    )
+                except ProviderError:
+                    raise
+                except asyncio.CancelledError:
+                    cut_off = True  # cancelled mid-request: the provider may have charged for it
+                    raise
+                except asyncio.TimeoutError:
+                    raise CallTimeout(f"{account.model}: no answer within {self._call_timeout:g}s") from None
+                except Exception as exc:  # a backend bug must not kill the gateway; do not repeat it
+                    raise ProviderError(
+                        f"{account.model}: backend failed: {type(exc).__name__}: {exc}", retryable=False
+                    ) from None
+
+        def on_attempt(n: int, outcome: Completion | ProviderError, latency: float) -> None:
+            nonlocal tries
+            tries = n
+            if isinstance(outcome, Completion):
+                account.used += outcome.usage.total_tokens
+                self._record(account.agent, number, n, "ok", outcome, latency, max_tokens, None)
+                return
+            status = "retry" if will_retry(outcome, n, self._max_attempts) else _code(outcome)
+            self._record(account.agent, number, n, status, None, latency, max_tokens, outcome.message)
+
+        try:
+            completion = await call_with_retries(
+                attempt, max_attempts=self._max_attempts, sleep=self._sleep, on_attempt=on_attempt
+            )
+        except ProviderError as exc:
+            return _error(request_id, _code(exc), exc.message, account)
+        except asyncio.CancelledError:
+            if cut_off:  # its cost is unknown, but the attempt must not go unrecorded
+                self._record(
+                    account.agent, number, tries + 1, "cancelled", None, 0.0, max_tokens, "gateway closed"
+                )
+            raise
+        return {
+            "id": request_id,
+            "ok": True,
+            "content": completion.content,
+            "tool_calls": completion.tool_calls,
+            "finish_reason": completion.finish_reason,
+            "usage": completion.usage.as_dict(),
+            "used": account.used,
+            "remaining": account.remaining,
+        }
+
+    def _record(
+        self,
+        agent: str,
+        number: int,
+        tried: int,
+        status: str,
+        completion: Completion | None,
+        latency: float,
+        max_tokens: int,
+        error: str | None,
+    ) -> None:
+        account = self._accounts[agent]
+        usage = completion.usage if completion is not None else None
+        data: dict[str, Any] = {
+            "attempt": number,
+            "try": tried,
+            "model": account.model,
+            "status": status,
+            "prompt_tokens": usage.prompt_tokens if usage else 0,
+            "completion_tokens": usage.completion_tokens if usage else 0,
+            "total_tokens": usage.total_tokens if usage else 0,
+            "latency_ms": round(latency * 1000, 1),
+            "max_tokens": max_tokens,
+            "used": account.used,
+            "remaining": account.remaining,
+        }
+        if completion is not None and completion.usage_counted:
+            data["usage_counted"] = True
+        if error is not None:
+            data["error"] = one_line(error)
+        try:
+            self._on_call(agent, mask(data, secret_values(os.environ)))
+        except Exception:  # a broken recorder must not lose the reply; it is logged instead
+            log.exception("on_call failed for agent %s", agent)
+
+    def _backend(self, model: str) -> Backend:
+        name = model.split("?", 1)[0]
+        for key in (model, name, "*"):
+            if key in self._backends:
+                return self._backends[key]
+        kind = "mock" if name == "mock" else "litellm"
+        if kind not in self._builtin:
+            # Imported here so that a run using only `mock` never imports litellm.
+            if kind == "mock":
+                from rnix.llm.mock import MockBackend
+
+                self._builtin[kind] = MockBackend()
+            else:
+                from rnix.llm.litellm_backend import LiteLLMBackend
+
+                self._builtin[kind] = LiteLLMBackend()
+        return self._builtin[kind]
+
+    def _semaphore(self, account: Account) -> asyncio.Semaphore:
+        model = account.model.split("?", 1)[0]
+        provider = account.api_base or model.split("/", 1)[0]
+        if provider not in self._semaphores:
+            self._semaphores[provider] = asyncio.Semaphore(self._concurrency)
+        return self._semaphores[provider]
+
+
+def _code(error: ProviderError) -> str:
+    return protocol.TIMEOUT if isinstance(error, CallTimeout) else protocol.PROVIDER_ERROR
