@@ -35,7 +35,11 @@ class GatewayClient:
             ) from exc
         self._reader = self._sock.makefile("rb")
         self._next_id = 0
-        self.info = self._request({"op": "hello", "nonce": nonce})
+        try:
+            self.info = self._request({"op": "hello", "nonce": nonce})
+        except BaseException:
+            self.close()
+            raise
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> GatewayClient:

@@ -1,0 +1,84 @@
+"""The thin built-in agent: read the task, ask the gateway for one completion, print it.
+
+Contract (docs/agent-protocol.md): the task JSON arrives on stdin, the result goes to stdout (with a
+trailing newline), one-line diagnostics go to stderr, and the exit status is 0 (ok), 1 (error) or 2
+(budget exceeded). The LLM is reached only through the supervisor's gateway (`$RNIX_GATEWAY`), so
+this module imports nothing but json/os/socket/sys and rnix.agent: it runs in every agent process,
+usually forked from the fork server, where each imported module costs memory and start time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from typing import Any, NoReturn
+
+from rnix.agent import protocol
+from rnix.agent.client import GatewayClient, GatewayError
+
+PREFIX = "rnix-agent"
+
+
+class TaskError(Exception):
+    """The task on stdin is not a JSON object with a `messages` list."""
+
+
+def read_task(fd: int = 0) -> dict[str, Any]:
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    try:
+        task = json.loads(b"".join(chunks))
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise TaskError(f"the task on stdin is not JSON: {exc}") from exc
+    if not isinstance(task, dict) or not isinstance(task.get("messages"), list):
+        raise TaskError("the task on stdin has no `messages` list")
+    return task
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _diagnose(message: str) -> None:
+    _write_all(2, f"{PREFIX}: {' '.join(message.split())}\n".encode("utf-8", "replace"))
+
+
+def run() -> int:
+    """Do the agent's work; returns the exit status (never raises for expected failures)."""
+    try:
+        task = read_task()
+        with GatewayClient.from_environ() as client:
+            reply = client.complete(task["messages"])
+        content = reply.get("content") or ""
+        if not content.endswith("\n"):
+            content += "\n"
+        _write_all(1, content.encode("utf-8"))
+    except GatewayError as exc:
+        if exc.code == protocol.BUDGET_EXCEEDED:
+            _diagnose(f"budget exceeded: {exc.message}")
+            return protocol.EXIT_BUDGET
+        _diagnose(f"{exc.code}: {exc.message}")
+        return protocol.EXIT_ERROR
+    except (TaskError, OSError, ValueError) as exc:
+        _diagnose(str(exc) or type(exc).__name__)
+        return protocol.EXIT_ERROR
+    return protocol.EXIT_OK
+
+
+def main() -> NoReturn:
+    """Run, flush, and leave with os._exit: no interpreter teardown (ARCHITECTURE.md)."""
+    try:
+        status = run()
+    except BaseException as exc:  # a bug: still one line, still a status
+        with contextlib.suppress(OSError):
+            _diagnose(f"internal error: {type(exc).__name__}: {exc}")
+        status = protocol.EXIT_ERROR
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(status)

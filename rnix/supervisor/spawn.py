@@ -1,0 +1,288 @@
+"""The local spawner: agent processes forked by a fork server (`ForkServerSpawner`, a `Spawner`).
+
+`start()` makes the supervisor a child subreaper, raises its RLIMIT_NOFILE soft limit, starts
+`python -m rnix.supervisor.forkserver` from the running loop's thread (PDEATHSIG follows the thread
+that forked) and waits until it is ready. `spawn()` sends one request over the control socketpair
+and returns a `LocalAgentProcess` (pid == pgid, psutil start time) as soon as the process exists;
+its `wait()` resolves when the fork server reaps it.
+
+If the fork server ends (by `close()` or unexpectedly), every agent still running has its group
+SIGKILLed and, having been re-parented to us (subreaper), is reaped here: its `wait()` completes
+(with ExitInfo(None, SIGKILL) when the status is out of reach), pending and later `spawn()` calls
+raise RuntimeError, and children of the supervisor in foreign sessions (escaped agent descendants;
+the supervisor's own subprocesses share its session, unless started with start_new_session: keep
+such a subprocess out of a supervisor whose fork server may die) are killed and reaped. So `close()`
+with agents still running kills them: stop them first (`stop(grace)`) for a graceful end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import socket
+import sys
+import sysconfig
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rnix.supervisor import procinfo, signals
+from rnix.supervisor.api import ExitInfo, SpawnRequest
+
+READY_TIMEOUT = 30.0  # a cold start on a loaded machine imports the runtime in well under a second
+REAP_TIMEOUT = 2.0
+
+
+class SpawnError(RuntimeError):
+    """The fork server refused a request (e.g. a missing stdin file or working directory)."""
+
+
+class LocalAgentProcess:
+    """An agent forked by the fork server (implements api.AgentProcess)."""
+
+    def __init__(self, name: str, pid: int, start_time: float) -> None:
+        self.name = name
+        self.pid = pid
+        self.start_time = start_time
+        self._exit: asyncio.Future[ExitInfo] = asyncio.get_running_loop().create_future()
+
+    @property
+    def exit_info(self) -> ExitInfo | None:
+        """How it ended, or None while it runs."""
+        return self._exit.result() if self._exit.done() else None
+
+    async def wait(self) -> ExitInfo:
+        return await asyncio.shield(self._exit)
+
+    def signal_group(self, signum: int) -> bool:
+        # Once reaped the PID may be reused; never signal on the strength of a stale number.
+        return not self._exit.done() and signals.send_group(self.pid, signum)
+
+    async def stop(self, grace: float) -> ExitInfo:
+        return await signals.stop_group(self, grace)
+
+    def _finish(self, info: ExitInfo) -> None:
+        if not self._exit.done():
+            self._exit.set_result(info)
+
+    def __repr__(self) -> str:
+        return f"<LocalAgentProcess {self.name} pid={self.pid} exit={self.exit_info}>"
+
+
+class ForkServerSpawner:
+    """Starts agents through one fork server process (implements api.Spawner)."""
+
+    def __init__(
+        self,
+        *,
+        environ: Mapping[str, str] | None = None,
+        subreaper: bool = True,
+        python: str = sys.executable,
+    ) -> None:
+        """`environ`: the fork server's environment (default os.environ). Keep secrets out of it: a
+        forked agent's /proc/PID/environ shows it (each agent's own environment is its request's)."""
+        self._environ = dict(os.environ if environ is None else environ)
+        self._subreaper = subreaper
+        self._python = python
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._pending: dict[int, tuple[str, asyncio.Future[LocalAgentProcess]]] = {}
+        self._agents: dict[int, LocalAgentProcess] = {}
+        self._next_id = 0
+        self._running = False
+        self._closing = False
+
+    @property
+    def server_pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    async def __aenter__(self) -> ForkServerSpawner:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._proc is not None:
+            raise RuntimeError("the spawner was already started")
+        if self._subreaper:
+            procinfo.become_subreaper()
+        nofile_soft = procinfo.raise_nofile_limit()
+        procinfo.create_time_from_ticks(0)  # imports psutil now rather than in the first reply
+        ours, theirs = socket.socketpair()
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self._command(theirs.fileno(), nofile_soft),
+                pass_fds=(theirs.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                cwd="/",
+                env=_server_env(self._environ),
+            )
+        finally:
+            theirs.close()
+        self._reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)
+        try:
+            line = await asyncio.wait_for(self._reader.readline(), READY_TIMEOUT)
+            ready = json.loads(line) if line else {}
+        except (asyncio.TimeoutError, ValueError):
+            ready = {}
+        if ready.get("op") != "ready":
+            if self._proc.returncode is None:
+                self._proc.kill()
+            status = await self._proc.wait()
+            self._writer.close()
+            raise RuntimeError(f"the rnix fork server did not start (exit status {status})")
+        self._running = True
+        self._reader_task = asyncio.create_task(self._read_loop())
+
+    def _command(self, fd: int, nofile_soft: int) -> list[str]:
+        # -P: do not put the working directory on sys.path (a stray json.py must not shadow json).
+        safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+        module = "rnix.supervisor.forkserver"
+        options = ["--fd", str(fd), "--parent", str(os.getpid()), "--nofile", str(nofile_soft)]
+        return [self._python, *safe_path, "-m", module, *options]
+
+    async def spawn(self, request: SpawnRequest) -> LocalAgentProcess:
+        if not self._running or self._writer is None:
+            raise RuntimeError("the rnix fork server is not running (not started, closed, or it died)")
+        self._next_id += 1
+        request_id = self._next_id
+        future: asyncio.Future[LocalAgentProcess] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = (request.name, future)
+        fields = {field.name: getattr(request, field.name) for field in dataclasses.fields(request)}
+        message = {**fields, "op": "spawn", "id": request_id, "env": dict(request.env)}
+        try:
+            self._writer.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+            await self._writer.drain()
+            return await future
+        except asyncio.CancelledError:
+            # Nobody will hold this agent: the reader kills it when it arrives, or we do if it has.
+            if not future.cancel() and not future.cancelled() and future.exception() is None:
+                future.result().signal_group(signal.SIGKILL)
+            raise
+
+    async def close(self) -> None:
+        if self._proc is None:
+            return
+        self._closing = True
+        if self._running and self._writer is not None:
+            with contextlib.suppress(OSError):
+                self._writer.write_eof()  # half-close: exit messages already sent still arrive
+        if self._reader_task is not None:
+            await self._reader_task
+
+    async def _read_loop(self) -> None:
+        assert self._reader is not None
+        try:
+            while line := await self._reader.readline():
+                try:
+                    self._dispatch(json.loads(line))
+                except (ValueError, KeyError, TypeError):
+                    continue  # not ours to crash on; the server only sends well-formed lines
+        except (OSError, ValueError):
+            pass
+        finally:
+            await self._server_gone()
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        if op == "exit":
+            agent = self._agents.pop(int(message["pid"]), None)
+            if agent is not None:
+                agent._finish(ExitInfo(message.get("returncode"), message.get("signal")))
+            return
+        name, future = self._pending.pop(int(message["id"]))
+        if op == "spawned":
+            pid = int(message["pid"])
+            agent = LocalAgentProcess(name, pid, procinfo.create_time_from_ticks(int(message["start_ticks"])))
+            self._agents[pid] = agent
+            if future.cancelled():
+                signals.send_group(pid, signal.SIGKILL)  # nobody holds a handle to it
+            else:
+                future.set_result(agent)
+        elif not future.cancelled():
+            future.set_exception(SpawnError(f"cannot start agent {name!r}: {message.get('message')}"))
+
+    async def _server_gone(self) -> None:
+        self._running = False
+        why = "was closed" if self._closing else "exited unexpectedly"
+        for name, future in self._pending.values():
+            if not future.done():
+                future.set_exception(RuntimeError(f"cannot start agent {name!r}: the rnix fork server {why}"))
+        self._pending.clear()
+        assert self._proc is not None and self._writer is not None
+        try:
+            await asyncio.wait_for(self._proc.wait(), REAP_TIMEOUT)
+        except asyncio.TimeoutError:
+            self._proc.kill()
+            await self._proc.wait()
+        self._writer.close()
+        # Our former grandchildren are now our children (subreaper), so we can reap them ourselves.
+        live = [agent for agent in self._agents.values() if agent.exit_info is None]
+        self._agents.clear()
+        for agent in live:
+            signals.send_group(agent.pid, signal.SIGKILL)
+        await _reap(live)
+        if live or not self._closing:  # otherwise the fork server already ended every stray
+            await _sweep_strays(self._proc.pid)
+
+
+async def _reap(agents: list[LocalAgentProcess]) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + REAP_TIMEOUT
+    while agents:
+        for agent in list(agents):
+            try:
+                pid, status = os.waitpid(agent.pid, os.WNOHANG)
+            except ChildProcessError:  # not re-parented to us (no subreaper): its status is lost
+                agent._finish(ExitInfo(None, signal.SIGKILL))
+                agents.remove(agent)
+                continue
+            if pid:
+                code = os.waitstatus_to_exitcode(status)
+                agent._finish(ExitInfo(code, None) if code >= 0 else ExitInfo(None, -code))
+                agents.remove(agent)
+        if loop.time() > deadline:
+            for agent in agents:
+                agent._finish(ExitInfo(None, signal.SIGKILL))
+            return
+        await asyncio.sleep(0.01)
+
+
+async def _sweep_strays(server_pid: int) -> None:
+    """Kill and reap our children in foreign sessions: agent descendants that outlived their leader."""
+    me, my_sid = os.getpid(), os.getsid(0)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + REAP_TIMEOUT
+    while loop.time() < deadline:
+        strays = []
+        for pid in procinfo.children(me):
+            try:
+                if pid != server_pid and os.getsid(pid) != my_sid:
+                    strays.append(pid)
+            except OSError:
+                continue
+        if not strays:
+            return
+        for pid in strays:
+            signals.send(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        await asyncio.sleep(0.01)
+
+
+def _server_env(environ: Mapping[str, str]) -> dict[str, str]:
+    env = dict(environ)
+    root = str(Path(__file__).resolve().parents[2])
+    installed = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    if root not in installed:  # a source checkout: make sure the fork server imports this rnix
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    return env
