@@ -21,6 +21,7 @@ class Env:
     environ: Mapping[str, str]
     cwd: Path
     stdout_isatty: bool = False
+    stdin_piped: bool = False  # stdin is a pipe or file (not a terminal, not closed)
     debug: bool = False
     json_errors: bool = field(default=False)
 
@@ -32,6 +33,7 @@ class Env:
             environ=dict(os.environ),
             cwd=Path.cwd(),
             stdout_isatty=sys.stdout.isatty(),
+            stdin_piped=_stdin_piped(),
         )
 
     @property
@@ -44,3 +46,28 @@ class Env:
 
     def warn(self, message: str) -> None:
         self.stderr.write(f"rnix: warning: {message}\n")
+
+
+def _stdin_piped() -> bool:
+    """True when stdin is a pipe or a regular file with data to read (not a TTY or /dev/null)."""
+    import stat
+
+    try:
+        mode = os.fstat(0).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode)
+
+
+class SystemClock:
+    """The real clock; tests inject their own with the same two methods."""
+
+    def time(self) -> float:
+        import time
+
+        return time.time()
+
+    def monotonic(self) -> float:
+        import time
+
+        return time.monotonic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -31,6 +32,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 class Loaded:
     spec: ComposeSpec
     project: str
+    path: Path  # absolute path of the compose file
 
 
 def load(env: Env, file: str | None, project: str | None) -> Loaded:
@@ -46,7 +48,7 @@ def load(env: Env, file: str | None, project: str | None) -> Loaded:
     for warning in (*warnings, *loaded.warnings):
         env.warn(warning)
     spec = parse_compose(loaded.data, loaded.lines, loaded.display)
-    return Loaded(spec, resolve_project_name(project, env.environ, spec.name, loaded.path))
+    return Loaded(spec, resolve_project_name(project, env.environ, spec.name, loaded.path), loaded.path)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

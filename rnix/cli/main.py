@@ -15,15 +15,28 @@ from typing import NoReturn
 import click
 
 from rnix import __version__
+from rnix.cli import compose_run, procs
 from rnix.cli.compose import compose
 from rnix.env import Env
 from rnix.errors import ExitCode, InvalidCompose, RnixError, UsageError
 from rnix.ui import jsonout
 
+_ = compose_run  # imported for its side effect: it adds up/down/ps/logs to the compose group
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT)
+class RnixGroup(click.Group):
+    """`rnix "some intent"`: a first argument that is no command (nor an option) means `run`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        first = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
+        if first is not None and args[first] not in self.commands and " " in args[first]:
+            args = [*args[:first], "run", *args[first:]]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=RnixGroup, context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="rnix")
 @click.option("--debug", is_flag=True, help="Show a traceback when a command fails.")
 @click.pass_context
@@ -31,7 +44,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """rnix runs LLM agents the way Unix runs programs.
 
     Each agent is a real process with a PID, an exit status, stdin/stdout and logs. Describe a team of
-    agents in compose.yaml and check it with `rnix compose plan`.
+    agents in compose.yaml, check it with `rnix compose plan` and run it with `rnix compose up`.
+    `rnix "INTENT"` runs a single agent.
 
     \b
     Exit status: 0 success; 1 the run did not fully succeed; 2 usage error or invalid
@@ -42,6 +56,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 cli.add_command(compose)
+for _command in procs.COMMANDS:
+    cli.add_command(_command)
 
 
 def report(env: Env, error: RnixError) -> None:

@@ -13,7 +13,11 @@ def dumps(document: Any) -> str:
 
 
 def write_ok(stream: TextIO, data: Any) -> None:
-    stream.write(dumps({"ok": True, "data": data}) + "\n")
+    write_document(stream, {"ok": True, "data": data})
+
+
+def write_document(stream: TextIO, document: dict[str, Any]) -> None:
+    stream.write(dumps(document) + "\n")
 
 
 def error_document(error: RnixError) -> dict[str, Any]:

@@ -1,0 +1,271 @@
+"""`rnix compose up`: run the team of agents (in the foreground, or detached with -d)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from rnix.cli.compose import compose, file_option, json_option, load, project_option
+from rnix.env import Env, SystemClock
+from rnix.errors import ExitCode, RnixError
+from rnix.ui import jsonout
+
+if TYPE_CHECKING:
+    from rnix.core.plan import Plan
+    from rnix.supervisor.run import Outcome
+    from rnix.supervisor.scheduler import AgentRun
+
+
+class UpView:
+    """What `up` shows while it runs: a live table on a terminal, otherwise a line per settled agent."""
+
+    def __init__(self, env: Env, plan: Plan, as_json: bool) -> None:
+        self.env, self.plan, self.as_json = env, plan, as_json
+        self.layers = len(plan.layers)
+        self.printed: set[str] = set()
+        self.runs: dict[str, AgentRun] = {}
+        self.live: Any = None
+        if env.stdout_isatty and not as_json:
+            from rich.live import Live
+
+            from rnix.ui.render import console
+
+            self.live = Live(
+                console=console(env), refresh_per_second=4, transient=True, get_renderable=self._table
+            )
+            self.live.start()
+
+    def _table(self) -> Any:
+        from rnix.ui.runview import live_table
+
+        ordered = [self.runs[a.spec.name] for a in self.plan.agents if a.spec.name in self.runs]
+        return live_table(ordered, self.layers, f"project {self.plan.project}")
+
+    def update(self, run: AgentRun) -> None:
+        self.runs[run.name] = run
+        if self.as_json or self.live is not None or not run.state.terminal or run.name in self.printed:
+            return
+        from rnix.ui.runview import agent_line
+
+        self.printed.add(run.name)
+        self.env.stdout.write(agent_line(run, self.layers, time.monotonic()) + "\n")
+        self.env.stdout.flush()
+
+    def finish(self, outcome: Outcome) -> None:
+        from rnix.ui.runview import agent_line, summary_line, up_document
+
+        if self.live is not None:
+            self.live.stop()
+        if self.as_json:
+            data = up_document(self.plan, outcome, self.plan.project)
+            if outcome.exit_code == ExitCode.OK:
+                jsonout.write_ok(self.env.stdout, data)
+            else:
+                failed = data["summary"]["total"] - data["summary"]["completed"]
+                jsonout.write_document(
+                    self.env.stdout,
+                    {
+                        "ok": False,
+                        "data": data,
+                        "error": {
+                            "code": "RUN_" + outcome.status.value.upper(),
+                            "message": f"{failed} of {data['summary']['total']} agents did not complete",
+                        },
+                    },
+                )
+            return
+        now = time.monotonic()
+        for agent in self.plan.agents:
+            run = outcome.agents[agent.spec.name]
+            if run.name not in self.printed:
+                self.env.stdout.write(agent_line(run, self.layers, now) + "\n")
+        self.env.stdout.write(summary_line(outcome) + "\n")
+        self.env.stdout.flush()
+
+
+@compose.command("up")
+@file_option
+@project_option
+@json_option
+@click.option("-d", "--detach", is_flag=True, help="Start the run in the background and print its id.")
+@click.option("--abort-on-failure", is_flag=True, help="Stop every agent as soon as one fails for good.")
+@click.option("--run-id", hidden=True, help="Internal: the id of a run started with --detach.")
+@click.pass_obj
+def up_cmd(
+    env: Env,
+    file: str | None,
+    project: str | None,
+    as_json: bool,
+    detach: bool,
+    abort_on_failure: bool,
+    run_id: str | None,
+) -> int:
+    """Run the agents: each as its own process, as soon as its dependencies completed.
+
+    Exit status 0 when every agent completed, 1 otherwise, 130/143 when interrupted.
+    """
+    from rnix.core.plan import make_plan
+    from rnix.store.paths import new_run_id
+    from rnix.supervisor.run import RunContext, supervise
+    from rnix.supervisor.scheduler import Options
+
+    loaded = load(env, file, project)
+    plan = make_plan(loaded.spec, loaded.project)
+    if plan.allocation.unfunded:
+        env.warn(f"the budget pool cannot fund {', '.join(plan.allocation.unfunded)}: they will not start")
+    if detach:
+        return _detach(env, loaded.path, loaded.project, abort_on_failure, as_json)
+    ctx = RunContext(
+        plan=plan,
+        run_id=run_id or new_run_id(),
+        home=env.home,
+        environ=env.environ,
+        base_dir=loaded.path.parent,
+        compose_file=str(loaded.path),
+        clock=SystemClock(),
+        detached=run_id is not None,
+        options=Options(abort_on_failure=abort_on_failure),
+    )
+    view = UpView(env, plan, as_json)
+    try:
+        outcome = asyncio.run(supervise(ctx, on_update=view.update))
+    finally:
+        if view.live is not None:
+            view.live.stop()
+    view.finish(outcome)
+    return outcome.exit_code
+
+
+def _detach(env: Env, path: Any, project: str, abort_on_failure: bool, as_json: bool) -> int:
+    from rnix.store import paths
+    from rnix.store.db import Store
+    from rnix.supervisor.control import start_detached
+
+    run_id = paths.new_run_id()
+    log = paths.run_dir(paths.home_dir(env.home), run_id) / "supervisor.log"
+    argv = [sys.executable, "-m", "rnix", "compose", "up", "-f", str(path), "-p", project, "--run-id", run_id]
+    if abort_on_failure:
+        argv.append("--abort-on-failure")
+    child = start_detached(argv, cwd=str(env.cwd), environ=env.environ, log_path=log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with Store.open(env.home, readonly=True) as store:
+            if store.run(run_id) is not None:
+                break
+        if child.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+            raise RnixError("the detached supervisor exited at start: " + " / ".join(tail), f"see {log}")
+        time.sleep(0.05)
+    else:
+        raise RnixError("the detached supervisor did not start within 30 s", f"see {log}")
+    if as_json:
+        jsonout.write_ok(
+            env.stdout, {"project": project, "run_id": run_id, "pid": child.pid, "status": "running"}
+        )
+    else:
+        env.stdout.write(f"{run_id}\n")
+        env.stderr.write(
+            f"rnix: started project {project} run {run_id} (supervisor PID {child.pid}); "
+            f"`rnix compose -p {project} ps` shows it, `rnix compose -p {project} down` stops it\n"
+        )
+    return ExitCode.OK
+
+
+def _project_of(env: Env, file: str | None, project: str | None) -> str:
+    """`-p` wins; otherwise the project name the compose file gives (the file must exist then)."""
+    if project:
+        from rnix.store.compose_file import resolve_project_name
+
+        return resolve_project_name(project, env.environ, None, env.cwd / "compose.yaml")
+    ctx = click.get_current_context()
+    if ctx.meta.get("rnix.compose.project"):
+        return _project_of(env, None, ctx.meta["rnix.compose.project"])
+    if env.environ.get("RNIX_PROJECT_NAME") and not file and not ctx.meta.get("rnix.compose.file"):
+        return _project_of(env, None, env.environ["RNIX_PROJECT_NAME"])
+    return load(env, file, None).project
+
+
+@compose.command("down")
+@file_option
+@project_option
+@json_option
+@click.option("-t", "--timeout", "grace", type=float, metavar="SECONDS", help="Grace period before SIGKILL.")
+@click.pass_obj
+def down_cmd(env: Env, file: str | None, project: str | None, as_json: bool, grace: float | None) -> int:
+    """Stop the running `up` of this project (from any terminal).
+
+    Agents get SIGTERM, then SIGKILL after their grace period (or -t). Stopping a project that is
+    not running is not an error.
+    """
+    from rnix.store.db import Store
+    from rnix.supervisor.control import stop_run
+
+    name = _project_of(env, file, project)
+    outcomes = []
+    with Store.open(env.home, readonly=not (env.home / "rnix.db").exists()) as store:
+        for run in store.runs(project=name, active_only=True):
+            outcomes.append(stop_run(store, run, grace))
+    if as_json:
+        jsonout.write_ok(
+            env.stdout,
+            {
+                "project": name,
+                "runs": [{"run_id": o.run_id, "action": o.action, "status": o.status} for o in outcomes],
+            },
+        )
+    elif not outcomes:
+        env.stderr.write(f"rnix: project {name} is not running; nothing to stop\n")
+    for outcome in outcomes:
+        if not as_json:
+            env.stdout.write(f"{outcome.run_id} {outcome.status}\n")
+    return ExitCode.OK if all(o.action != "timeout" for o in outcomes) else ExitCode.FAILURE
+
+
+@compose.command("ps")
+@file_option
+@project_option
+@json_option
+@click.option("-a", "--all", "show_all", is_flag=True, help="Include agents that finished (last run).")
+@click.pass_obj
+def compose_ps_cmd(env: Env, file: str | None, project: str | None, as_json: bool, show_all: bool) -> int:
+    """List the agents of this project's running (or, with -a, latest) run."""
+    from rnix.cli.procs import list_processes
+
+    name = _project_of(env, file, project)
+    return list_processes(env, project=name, show_all=show_all, as_json=as_json)
+
+
+@compose.command("logs")
+@project_option
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
+@click.argument("agents", nargs=-1)
+@click.pass_obj
+def logs_cmd(env: Env, project: str | None, follow: bool, agents: tuple[str, ...]) -> int:
+    """Print the agents' output (stderr, then stdout), each line prefixed with the agent's name.
+
+    Here -f means --follow, as in docker compose: name the file before `logs` (`rnix compose -f FILE logs`).
+    """
+    from rnix.cli.procs import follow_logs
+    from rnix.store.db import Store
+
+    name = _project_of(env, None, project)
+    with Store.open(env.home, readonly=True) as store:
+        run = store.latest_run(name)
+        if run is None:
+            raise RnixError(f"project {name} has no runs yet", "start one with `rnix compose up`")
+        rows = store.processes(run_id=run.id)
+    known = [r.agent for r in rows]
+    for agent in agents:
+        if agent not in known:
+            from rnix.core.problems import did_you_mean
+
+            raise RnixError(
+                f"no agent '{agent}' in project {name}{did_you_mean(agent, known)}",
+                f"agents: {', '.join(known)}",
+            )
+    selected = [r for r in rows if not agents or r.agent in agents]
+    return follow_logs(env, run.id, selected, follow=follow, prefix=True)

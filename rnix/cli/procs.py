@@ -1,0 +1,286 @@
+"""Process tools: `rnix run`, `ps`, `kill`, `log` and `llm`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rnix.env import Env, SystemClock
+from rnix.errors import ExitCode, RnixError, UsageError
+from rnix.ui import jsonout
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+FOLLOW_POLL = 0.2
+
+
+def list_processes(env: Env, *, project: str | None, show_all: bool, as_json: bool) -> int:
+    from rnix.store.db import Store
+    from rnix.supervisor.control import find_lost
+    from rnix.ui.proctable import process_dict, render_processes
+
+    db_exists = (env.home / "rnix.db").exists()
+    with Store.open(env.home, readonly=not db_exists) as store:
+        if db_exists:
+            find_lost(store, store.runs(project=project, active_only=True))
+        runs = store.runs(project=project, active_only=not show_all, limit=None if not show_all else 20)
+        if show_all and project:
+            runs = runs[:1]  # `compose ps -a`: the latest run of the project
+        rows = [row for run in reversed(runs) for row in store.processes(run_id=run.id)]
+    if not show_all:
+        rows = [r for r in rows if r.state in ("running", "paused", "pending")]
+    if as_json:
+        jsonout.write_ok(env.stdout, {"processes": [process_dict(r) for r in rows]})
+        return ExitCode.OK
+    if not rows:
+        hint = " (-a shows finished ones)" if not show_all else ""
+        env.stderr.write(f"rnix: no agents{' of project ' + project if project else ''}{hint}\n")
+        return ExitCode.OK
+    render_processes(env, rows, with_project=project is None)
+    return ExitCode.OK
+
+
+def follow_logs(env: Env, run_id: str, rows: list[Any], *, follow: bool, prefix: bool) -> int:
+    """Print each agent's stderr then stdout; with `follow`, keep reading until the run ends."""
+    from rnix.core.secrets import mask_text, secret_values
+    from rnix.store.db import Store
+    from rnix.ui.text import inert
+
+    secrets = secret_values(env.environ)
+    width = max((len(r.agent) for r in rows), default=0)
+    offsets: dict[str, int] = {}
+
+    def drain() -> None:
+        for row in rows:
+            for path in (row.log_path, row.out_path):
+                if not path:
+                    continue
+                start = offsets.get(path, 0)
+                try:
+                    with open(path, "rb") as handle:
+                        handle.seek(start)
+                        data = handle.read()
+                except OSError:
+                    continue
+                complete = data[: data.rfind(b"\n") + 1] if follow else data
+                offsets[path] = start + len(complete)
+                for line in complete.decode("utf-8", errors="replace").splitlines():
+                    text = inert(mask_text(line, secrets))
+                    env.stdout.write(f"{row.agent:<{width}} | {text}\n" if prefix else f"{text}\n")
+        env.stdout.flush()
+
+    drain()
+    while follow:
+        with Store.open(env.home, readonly=True) as store:
+            run = store.run(run_id)
+            rows = store.processes(run_id=run_id) if not prefix or len(rows) != 1 else rows
+        time.sleep(FOLLOW_POLL)
+        drain()
+        if run is None or run.status != "running":
+            drain()
+            break
+    return ExitCode.OK
+
+
+@click.command("run")
+@click.argument("intent")
+@click.option("--model", help="Model for the agent (default: mock, or $RNIX_MODEL).")
+@click.option("--agent", "definition", help="An agent definition to run.")
+@click.option("--budget", type=int, help="Token budget (default 50,000).")
+@click.option("--timeout", help="Timeout, e.g. 30s or 5m (default 10m).")
+@click.option("-p", "--project-name", "project", default="run", show_default=True, help="Project name.")
+@json_option
+@click.pass_obj
+def run_cmd(
+    env: Env,
+    intent: str,
+    model: str | None,
+    definition: str | None,
+    budget: int | None,
+    timeout: str | None,
+    project: str,
+    as_json: bool,
+) -> int:
+    """Run one agent and print its result on stdout.
+
+    Piped stdin becomes the agent's input: `rnix run "summarise" < notes.txt`. `rnix "INTENT"` is
+    the same as `rnix run "INTENT"`. Exit status 0 when the agent completed, 1 otherwise.
+    """
+    from rnix.core.plan import make_plan
+    from rnix.core.spec import parse_compose
+    from rnix.store.compose_file import resolve_project_name
+    from rnix.store.paths import new_run_id
+    from rnix.supervisor.run import RunContext, supervise
+    from rnix.ui.runview import up_document
+
+    body: dict[str, Any] = {"intent": intent}
+    for key, value in (
+        ("model", model or env.environ.get("RNIX_MODEL")),
+        ("agent", definition),
+        ("budget", budget),
+        ("timeout", timeout),
+    ):
+        if value is not None:
+            body[key] = value
+    spec = parse_compose({"agents": {"agent": body}}, {}, "<command line>")
+    plan = make_plan(spec, resolve_project_name(project, {}, None, env.cwd / "x"))
+    stdin_input = None
+    if env.stdin_piped:
+        stdin_input = sys.stdin.read()
+    ctx = RunContext(
+        plan=plan,
+        run_id=new_run_id(),
+        home=env.home,
+        environ=env.environ,
+        base_dir=env.cwd,
+        compose_file="<command line>",
+        clock=SystemClock(),
+        stdin_input=stdin_input,
+    )
+    outcome = asyncio.run(supervise(ctx))
+    agent = outcome.agents["agent"]
+    if as_json:
+        data = up_document(plan, outcome, plan.project)
+        doc: dict[str, Any] = {"ok": outcome.exit_code == ExitCode.OK, "data": data}
+        if outcome.exit_code != ExitCode.OK:
+            doc["error"] = {
+                "code": "RUN_" + outcome.status.value.upper(),
+                "message": agent.error or agent.state.value,
+            }
+        jsonout.write_document(env.stdout, doc)
+    else:
+        if agent.result:
+            env.stdout.write(agent.result if agent.result.endswith("\n") else agent.result + "\n")
+        if agent.error:
+            env.stderr.write(f"rnix: {agent.state.value}: {agent.error}\n")
+    return outcome.exit_code
+
+
+@click.command("ps")
+@json_option
+@click.option("-a", "--all", "show_all", is_flag=True, help="Include finished agents of recent runs.")
+@click.option("-p", "--project-name", "project", help="Only this project.")
+@click.pass_obj
+def ps_cmd(env: Env, as_json: bool, show_all: bool, project: str | None) -> int:
+    """List agent processes of all projects (running ones; -a adds finished ones)."""
+    return list_processes(env, project=project, show_all=show_all, as_json=as_json)
+
+
+@click.command("kill")
+@click.option("-s", "--signal", "signame", default="TERM", show_default=True, help="Signal name or number.")
+@click.argument("pid", type=int)
+@json_option
+@click.pass_obj
+def kill_cmd(env: Env, signame: str, pid: int, as_json: bool) -> int:
+    """Send a signal to an agent's whole process group (the PID is checked first)."""
+    from rnix.store.db import Store
+    from rnix.supervisor.control import signal_agent
+    from rnix.supervisor.signals import parse_signal
+
+    try:
+        signum = parse_signal(signame)
+    except ValueError as exc:
+        raise UsageError(str(exc), "use a name like TERM, KILL, STOP, CONT or a number") from exc
+    if not (env.home / "rnix.db").exists():
+        raise RnixError(f"no rnix agent has PID {pid}", "`rnix ps` lists the agents and their PIDs")
+    with Store.open(env.home) as store:
+        row = signal_agent(store, pid, signum)
+    if as_json:
+        jsonout.write_ok(env.stdout, {"pid": pid, "agent": row.agent, "run_id": row.run_id, "signal": signum})
+    return ExitCode.OK
+
+
+@click.command("log")
+@click.argument("pid", type=int)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the agent ends.")
+@json_option
+@click.pass_obj
+def log_cmd(env: Env, pid: int, follow: bool, as_json: bool) -> int:
+    """Print the log (stderr) and output (stdout) of the agent with this PID."""
+    from rnix.core.secrets import mask_text, secret_values
+    from rnix.store.db import Store
+
+    with Store.open(env.home, readonly=True) as store:
+        row = store.process_by_pid(pid)
+    if row is None:
+        raise RnixError(f"no rnix agent has PID {pid}", "`rnix ps -a` lists agents and their PIDs")
+    if as_json:
+        secrets = secret_values(env.environ)
+        log = _read(row.log_path)
+        jsonout.write_ok(
+            env.stdout,
+            {
+                "pid": pid,
+                "agent": row.agent,
+                "run_id": row.run_id,
+                "state": row.state,
+                "log": mask_text(log, secrets).splitlines(),
+                "result": mask_text(_read(row.out_path), secrets),
+            },
+        )
+        return ExitCode.OK
+    return follow_logs(env, row.run_id, [row], follow=follow, prefix=False)
+
+
+def _read(path: str | None) -> str:
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+@click.command("llm")
+@click.argument("prompt", nargs=-1)
+@click.option("-s", "--system", help="A system message.")
+@click.option("--max-tokens", type=int, help="Most tokens in the answer (capped by the budget).")
+@json_option
+@click.pass_obj
+def llm_cmd(
+    env: Env, prompt: tuple[str, ...], system: str | None, max_tokens: int | None, as_json: bool
+) -> int:
+    """Ask the LLM from inside an agent (through the rnix gateway; no API key needed).
+
+    The PROMPT words are joined; `-` stands for standard input, which is also read when no PROMPT is
+    given: `rnix llm "Summarise:" - < notes.txt`. Stdin is not read otherwise, because inside a command
+    agent it holds the task. Exit status 0 on success, 2 when the agent's budget is exhausted (so a
+    command agent can `exit $?`), 1 on other failures.
+    """
+    from rnix.agent.client import GatewayClient, GatewayError
+    from rnix.agent.protocol import BUDGET_EXCEEDED, EXIT_BUDGET
+
+    words = list(prompt) or ["-"]
+    if "-" in words:
+        if not env.stdin_piped:
+            raise UsageError(
+                "no prompt given and nothing piped in", 'pass one: rnix llm "question", or pipe text into it'
+            )
+        stdin_text = sys.stdin.read()
+        words = [stdin_text if word == "-" else word for word in words]
+    text = "\n\n".join(w for w in words if w.strip())
+    if not text:
+        raise UsageError("the prompt is empty", 'pass one: rnix llm "question"')
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": text}
+    ]
+    options = {"max_tokens": max_tokens} if max_tokens else {}
+    try:
+        with GatewayClient.from_environ(env.environ) as client:
+            reply = client.complete(messages, **options)
+    except GatewayError as exc:
+        env.stderr.write(f"rnix llm: {exc.code}: {exc.message}\n")
+        return EXIT_BUDGET if exc.code == BUDGET_EXCEEDED else ExitCode.FAILURE
+    if as_json:
+        jsonout.write_ok(env.stdout, {k: reply.get(k) for k in ("content", "usage", "used", "remaining")})
+    else:
+        content = str(reply.get("content") or "")
+        env.stdout.write(content if content.endswith("\n") else content + "\n")
+    return ExitCode.OK
+
+
+COMMANDS = (run_cmd, ps_cmd, kill_cmd, log_cmd, llm_cmd)

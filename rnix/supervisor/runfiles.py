@@ -1,0 +1,118 @@
+"""The files of one run under `RNIX_HOME/runs/<run_id>/`: each agent's task, stdout and stderr.
+
+`<agent>.task.json` is the agent's stdin; `<agent>.out` its stdout (truncated at each attempt, so it
+holds the final attempt's result); `<agent>.log` its stderr, appended across attempts after a header
+line. Secret values are masked in the task before it is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rnix.core.model import AgentSpec
+from rnix.core.secrets import mask
+from rnix.core.task import task_document
+
+if TYPE_CHECKING:
+    from rnix.supervisor.scheduler import AgentRun
+
+
+@dataclass(frozen=True)
+class AgentPaths:
+    task: Path
+    out: Path
+    log: Path
+
+
+class RunFiles:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        run_id: str,
+        project: str,
+        project_intent: str | None,
+        base_dir: Path,
+        secrets: tuple[str, ...] = (),
+    ) -> None:
+        self.directory = directory
+        self.run_id = run_id
+        self.project = project
+        self.project_intent = project_intent
+        self.base_dir = base_dir  # the compose file's directory: relative working_dirs start here
+        self.secrets = secrets
+
+    def paths(self, agent: str) -> AgentPaths:
+        return AgentPaths(
+            self.directory / f"{agent}.task.json",
+            self.directory / f"{agent}.out",
+            self.directory / f"{agent}.log",
+        )
+
+    def prepare(self, run: AgentRun, upstream: dict[str, str], stdin_input: str | None) -> AgentPaths:
+        """Write the task for this attempt, empty the stdout file and mark the attempt in the log."""
+        spec = run.plan.spec
+        paths = self.paths(spec.name)
+        document = task_document(
+            name=spec.name,
+            intent=spec.intent,
+            upstream=upstream,
+            budget=run.plan.budget,
+            model=spec.model,
+            run_id=self.run_id,
+            project=self.project,
+            attempt=run.attempt,
+            project_intent=self.project_intent,
+            stdin_input=stdin_input,
+            max_steps=spec.max_steps,
+        )
+        _write_private(
+            paths.task, json.dumps(mask(document, self.secrets), ensure_ascii=False).encode("utf-8")
+        )
+        _write_private(paths.out, b"")
+        if run.attempt > 1:
+            with open(paths.log, "ab") as log:
+                log.write(f"--- rnix: attempt {run.attempt} ---\n".encode())
+        return paths
+
+    def cwd_for(self, spec: AgentSpec) -> str:
+        if spec.working_dir is None:
+            return str(self.base_dir)
+        return str((self.base_dir / spec.working_dir).resolve())
+
+    @staticmethod
+    def read_result(path: Path, limit: int) -> str:
+        """The agent's stdout (at most `limit` bytes, decoded leniently)."""
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(limit + 1)
+        except OSError:
+            return ""
+        text = data[:limit].decode("utf-8", errors="replace")
+        if len(data) > limit:
+            text += f"\n[rnix: result truncated at {limit} bytes; the whole output is in {path}]"
+        return text
+
+    @staticmethod
+    def last_log_line(path: Path, tail: int = 4096) -> str | None:
+        """The last non-empty line of an agent's stderr, for error messages."""
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(max(0, os.fstat(handle.fileno()).st_size - tail))
+                lines = handle.read().decode("utf-8", errors="replace").splitlines()
+        except OSError:
+            return None
+        for line in reversed(lines):
+            if line.strip() and not line.startswith("--- rnix:"):
+                return line.strip()[:300]
+        return None
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)

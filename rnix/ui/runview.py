@@ -1,0 +1,118 @@
+"""Rendering a running or finished compose run: lines, a live table, and the `--json` document.
+
+All three read the same `AgentRun` objects the scheduler updates, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from rnix.core.lifecycle import AgentState
+from rnix.ui.text import inert, tokens
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from rnix.core.plan import Plan
+    from rnix.supervisor.run import Outcome
+    from rnix.supervisor.scheduler import AgentRun
+
+STATE_STYLE = {
+    AgentState.COMPLETED: "green",
+    AgentState.RUNNING: "cyan",
+    AgentState.PENDING: "dim",
+    AgentState.SKIPPED: "yellow",
+    AgentState.CANCELLED: "yellow",
+}
+
+
+def seconds(ms: int) -> str:
+    return f"{ms / 1000:.1f}s"
+
+
+def agent_line(run: AgentRun, layers: int, now: float) -> str:
+    """`[layer 1/3] analyzer PID 48211 | completed | 3.8s | 1,450 tokens`."""
+    pid = f"PID {run.pid}" if run.pid is not None else "PID -"
+    line = (
+        f"[layer {run.plan.layer}/{layers}] {inert(run.name)} {pid} | {run.state.value} | "
+        f"{seconds(run.elapsed_ms(now))} | {tokens(run.tokens_used)} tokens"
+    )
+    if run.error and run.state is not AgentState.COMPLETED:
+        line += f" | {inert(run.error)}"
+    return line
+
+
+def summary_line(outcome: Outcome) -> str:
+    """`compose | completed | 3/3 agents | 10.5s | 3,520 tokens`."""
+    agents = outcome.agents.values()
+    done = sum(a.state is AgentState.COMPLETED for a in agents)
+    used = sum(a.tokens_used for a in agents)
+    return (
+        f"compose | {outcome.status.value} | {done}/{len(outcome.agents)} agents | "
+        f"{seconds(outcome.elapsed_ms)} | {tokens(used)} tokens"
+    )
+
+
+def live_table(runs: Iterable[AgentRun], layers: int, header: str) -> RenderableType:
+    from rich.table import Table
+    from rich.text import Text
+
+    now = time.monotonic()
+    table = Table(title=Text(header), title_justify="left", box=None, header_style="bold", pad_edge=False)
+    for column in ("LAYER", "AGENT", "PID", "STATE", "ELAPSED", "TOKENS", "NOTE"):
+        table.add_column(column, no_wrap=column != "NOTE", justify="right" if column == "TOKENS" else "left")
+    for run in runs:
+        budget = f"{tokens(run.tokens_used)}/{tokens(run.plan.budget)}"
+        style = STATE_STYLE.get(run.state, "red")
+        table.add_row(
+            f"{run.plan.layer}/{layers}",
+            Text(inert(run.name)),
+            str(run.pid or "-"),
+            Text(run.state.value, style=style),
+            seconds(run.elapsed_ms(now)),
+            budget,
+            Text(inert(run.error or ""), style="dim"),
+        )
+    return table
+
+
+def up_document(plan: Plan, outcome: Outcome, project: str) -> dict[str, Any]:
+    """The `data` of `compose up --json`."""
+    runs = outcome.agents
+    now = time.monotonic()
+    agents = [
+        {
+            "name": a.name,
+            "pid": a.pid,
+            "layer": a.plan.layer,
+            "status": a.state.value,
+            "exit_code": a.exit_code,
+            "signal": a.signal,
+            "attempts": a.attempt,
+            "tokens_used": a.tokens_used,
+            "budget": a.plan.budget,
+            "elapsed_ms": a.elapsed_ms(now),
+            "result": a.result,
+            "error": a.error,
+        }
+        for a in (runs[p.spec.name] for p in plan.agents)
+    ]
+    count = {state: sum(a.state is state for a in runs.values()) for state in AgentState}
+    return {
+        "project": project,
+        "run_id": outcome.run_id,
+        "status": outcome.status.value,
+        "layers": [list(layer) for layer in plan.layers],
+        "agents": agents,
+        "summary": {
+            "total": len(runs),
+            "completed": count[AgentState.COMPLETED],
+            "failed": len(runs) - count[AgentState.COMPLETED] - count[AgentState.SKIPPED],
+            "skipped": count[AgentState.SKIPPED],
+            "by_status": {state.value: n for state, n in count.items() if n},
+            "tokens_used": sum(a.tokens_used for a in runs.values()),
+            "elapsed_ms": outcome.elapsed_ms,
+        },
+    }

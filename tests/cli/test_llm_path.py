@@ -1,0 +1,134 @@
+"""The real LLM path: `compose up` -> gateway -> litellm -> an OpenAI-compatible server on 127.0.0.1.
+
+A canary API key is set in rnix's environment; it must reach the server (the real HTTP path) and
+nowhere else: not stdout, stderr, --json, logs, task files, the database, or any agent's environment.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import RunRnix
+from tests.fakes.openai_server import OpenAIServer, Reply, Slow, Status
+
+CANARY = "sk-canary-7f3a9c21e4b8d605"
+
+
+def compose(tmp_path: Path, server: OpenAIServer, agents: str) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        f"model: openai/test-model\napi_base: {server.base_url}\nagents:\n{agents}"
+    )
+
+
+def up(rnix: RunRnix, *args: str) -> tuple[int, dict[str, Any], str, str]:
+    result = rnix("compose", "up", "--json", *args, env={"OPENAI_API_KEY": CANARY}, timeout=120)
+    return result.returncode, json.loads(result.stdout), result.stdout, result.stderr
+
+
+def agents_of(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {a["name"]: a for a in doc["data"]["agents"]}
+
+
+def llm_calls(home: Path, agent: str) -> list[dict[str, Any]]:
+    db = sqlite3.connect(home / "rnix.db")
+    rows = db.execute("select data from events where kind='llm_call' and agent=? order by id", (agent,))
+    return [json.loads(data) for (data,) in rows]
+
+
+def assert_no_canary_anywhere(home: Path, *texts: str) -> None:
+    for text in texts:
+        assert CANARY not in text
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
+
+
+def test_success_usage_canary_and_agent_environment(rnix: RunRnix, tmp_path: Path, rnix_home: Path) -> None:
+    with OpenAIServer() as server:
+        server.script([Reply("the provider's answer", prompt_tokens=11, completion_tokens=7)])
+        compose(
+            tmp_path,
+            server,
+            "  writer: {intent: write}\n"
+            "  env_dump: {intent: show env, command: [sh, -c, 'env; rnix llm \"hi from a command agent\"'],"
+            " depends_on: [writer]}\n",
+        )
+        code, doc, stdout, stderr = up(rnix)
+        requests = list(server.requests)
+    assert code == 0, stderr
+    agents = agents_of(doc)
+    assert agents["writer"]["result"] == "the provider's answer\n"
+    assert agents["writer"]["tokens_used"] == 18  # the provider's usage, charged
+    assert len(requests) == 2
+    assert all(r.headers["authorization"] == f"Bearer {CANARY}" for r in requests)
+    assert requests[0].body["model"] == "test-model"
+    assert requests[0].body["max_tokens"] <= 50_000 - 11
+    fenced = [m["content"] for m in requests[1].body["messages"] if "rnix:upstream" in m["content"]]
+    assert fenced == []  # `rnix llm` sends only its own prompt
+    env_dump = agents["env_dump"]["result"]
+    assert "RNIX_GATEWAY=" in env_dump and "OPENAI_API_KEY" not in env_dump
+    assert "hi from a command agent" in env_dump  # the loopback server echoed the `rnix llm` prompt
+    assert agents["env_dump"]["tokens_used"] > 0
+    assert_no_canary_anywhere(rnix_home, stdout, stderr)
+    log = rnix("log", str(agents["writer"]["pid"]))
+    assert CANARY not in log.stdout + log.stderr
+
+
+def test_429_with_retry_after_then_success(rnix: RunRnix, tmp_path: Path, rnix_home: Path) -> None:
+    with OpenAIServer() as server:
+        server.script([Status(429, retry_after=1), Reply("after the rate limit")])
+        compose(tmp_path, server, "  a: {intent: x}\n")
+        code, doc, _, stderr = up(rnix)
+        arrivals = [r.at for r in server.requests]
+    assert code == 0, stderr
+    assert agents_of(doc)["a"]["result"] == "after the rate limit\n"
+    assert len(arrivals) == 2 and arrivals[1] - arrivals[0] >= 0.9  # Retry-After honoured
+    assert [c["status"] for c in llm_calls(rnix_home, "a")] == ["retry", "ok"]
+
+
+def test_500_fails_the_agent_after_retries(rnix: RunRnix, tmp_path: Path, rnix_home: Path) -> None:
+    with OpenAIServer() as server:
+        server.script([Status(500)] * 10)
+        compose(tmp_path, server, "  a: {intent: x}\n  b: {intent: y, depends_on: [a]}\n")
+        code, doc, stdout, stderr = up(rnix)
+        attempts = len(server.requests)
+    agents = agents_of(doc)
+    assert code == 1
+    assert agents["a"]["status"] == "failed" and agents["a"]["exit_code"] == 1
+    assert "provider_error" in agents["a"]["error"] or "500" in agents["a"]["error"]
+    assert agents["b"]["status"] == "skipped"
+    assert attempts == 4 and len(llm_calls(rnix_home, "a")) == 4  # every attempt recorded
+    assert_no_canary_anywhere(rnix_home, stdout, stderr)
+
+
+def test_slow_provider_hits_the_agent_timeout(rnix: RunRnix, tmp_path: Path) -> None:
+    with OpenAIServer() as server:
+        server.script([Slow(30)])
+        compose(tmp_path, server, "  a: {intent: x, timeout: 2s, stop_grace_period: 1s}\n")
+        code, doc, _, stderr = up(rnix)
+    a = agents_of(doc)["a"]
+    assert code == 1 and a["status"] == "timeout", stderr
+    assert a["elapsed_ms"] < 6000
+
+
+def test_budget_refusal_sends_nothing(rnix: RunRnix, tmp_path: Path) -> None:
+    with OpenAIServer() as server:
+        compose(tmp_path, server, "  a: {intent: write a very long essay about everything, budget: 25}\n")
+        code, doc, _, _ = up(rnix)
+        sent = len(server.requests)
+    a = agents_of(doc)["a"]
+    assert code == 1 and a["status"] == "budget_exceeded" and a["exit_code"] == 2
+    assert sent == 0 and a["tokens_used"] == 0
+
+
+def test_unreachable_endpoint_is_a_clear_failure(rnix: RunRnix, tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "model: openai/test-model\napi_base: http://127.0.0.1:9/v1\nagents:\n  a: {intent: x}\n"
+    )
+    code, doc, _, stderr = up(rnix)
+    a = agents_of(doc)["a"]
+    assert code == 1 and a["status"] == "failed"
+    assert "\n" not in a["error"] and "Traceback" not in stderr
