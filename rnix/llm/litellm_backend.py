@@ -63,14 +63,23 @@ def _import_litellm() -> Any:
         return litellm
 
 
+_loading: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]] | None = None
+
+
 async def load_litellm() -> Any:
     """Import litellm in a worker thread, once, so the gateway's event loop keeps serving meanwhile.
 
-    Concurrent first calls each wait in their own worker thread on the import lock, not on the loop.
+    Concurrent first calls share one import future: parking a worker thread per caller on the
+    import lock would starve the small default thread pool that token counting also uses (seen with
+    500 agents calling at once).
     """
+    global _loading
     if _litellm is not None:
         return _litellm
-    return await asyncio.to_thread(_import_litellm)
+    loop = asyncio.get_running_loop()
+    if _loading is None or _loading[0] is not loop or (_loading[1].done() and _loading[1].exception()):
+        _loading = (loop, asyncio.ensure_future(asyncio.to_thread(_import_litellm)))
+    return await asyncio.shield(_loading[1])
 
 
 def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:

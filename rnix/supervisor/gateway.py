@@ -124,7 +124,7 @@ class Gateway:
         *,
         on_call: OnCall,
         backends: Mapping[str, Backend] | None = None,
-        concurrency_per_provider: int = 256,
+        concurrency_per_provider: int = 1024,
         call_timeout: float = 120.0,
         max_attempts: int = 4,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,

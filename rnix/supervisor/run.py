@@ -103,18 +103,21 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentRun], None] = lam
     gateway = Gateway(socket_path, on_call=on_call)
     spawner = ForkServerSpawner(environ={k: v for k, v in ctx.environ.items() if not is_secret_name(k)})
     interrupted: list[int] = []
+    background: list[asyncio.Future[object]] = []
     loop = asyncio.get_running_loop()
     try:
-        # Start-up in parallel: the gateway's socket, the fork server, and the tokenizers (loading an
-        # encoding takes ~0.3 s, which the first LLM call of every run would otherwise wait for).
+        # Slow loads begin at once in the background, so agents start without waiting for them: a
+        # tokenizer encoding takes ~0.3 s, `import litellm` several seconds. The first LLM call
+        # waits for what it needs; everything else (command agents, spawning) goes on meanwhile.
         from rnix.llm import tokens
 
         models = {agent.spec.model for agent in ctx.plan.agents}
-        await asyncio.gather(
-            gateway.start(),
-            spawner.start(),
-            *(asyncio.to_thread(tokens.get_encoding, model) for model in models),
-        )
+        background.extend(asyncio.ensure_future(asyncio.to_thread(tokens.get_encoding, m)) for m in models)
+        await asyncio.gather(gateway.start(), spawner.start())
+        if any(not model.startswith("mock") for model in models):
+            from rnix.llm.litellm_backend import load_litellm
+
+            background.append(asyncio.ensure_future(load_litellm()))
         files = RunFiles(
             run_dir,
             run_id=ctx.run_id,
@@ -166,6 +169,9 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentRun], None] = lam
             loop.add_signal_handler(signum, on_signal, signum)
         agents = await scheduler.run()
     finally:
+        for task in background:
+            if not task.done():
+                task.cancel()  # the import thread itself finishes on its own; nothing waits for it
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         await spawner.close()

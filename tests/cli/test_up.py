@@ -324,3 +324,20 @@ def test_state_database_records_the_run(rnix: RunRnix, tmp_path: Path, marker: s
     assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
     assert {"agent_planned", "agent_started", "llm_call", "agent_exited"} <= set(kinds)
     assert db.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_second_ctrl_c_kills_at_once(rnix: RunRnix, tmp_path: Path, marker: str) -> None:
+    write(
+        tmp_path / "compose.yaml",
+        f"agents:\n  stubborn: {{intent: y, command: {agent('ignore_term.py')}, stop_grace_period: 60}}\n",
+    )
+    proc = run_in_background(tmp_path, marker)
+    wait_for_state(rnix, lambda ps: any(p["state"] == "running" for p in ps))
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    assert proc.poll() is None  # still inside the 60 s grace period
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 130 and time.monotonic() - started < 5
+    assert_nothing_left(marker)
