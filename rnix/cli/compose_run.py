@@ -176,16 +176,14 @@ def _detach(env: Env, path: Any, project: str, abort_on_failure: bool, as_json: 
 
 
 def _project_of(env: Env, file: str | None, project: str | None) -> str:
-    """`-p` wins; otherwise the project name the compose file gives (the file must exist then)."""
-    if project:
-        from rnix.store.compose_file import resolve_project_name
+    """The project to act on: -p, else $RNIX_PROJECT_NAME (unless -f names a file), else the file's."""
+    from rnix.store.compose_file import resolve_project_name
 
-        return resolve_project_name(project, env.environ, None, env.cwd / "compose.yaml")
     ctx = click.get_current_context()
-    if ctx.meta.get("rnix.compose.project"):
-        return _project_of(env, None, ctx.meta["rnix.compose.project"])
-    if env.environ.get("RNIX_PROJECT_NAME") and not file and not ctx.meta.get("rnix.compose.file"):
-        return _project_of(env, None, env.environ["RNIX_PROJECT_NAME"])
+    project = project or ctx.meta.get("rnix.compose.project")
+    file = file or ctx.meta.get("rnix.compose.file")
+    if project or (env.environ.get("RNIX_PROJECT_NAME") and not file):
+        return resolve_project_name(project, env.environ, None, env.cwd / "compose.yaml")
     return load(env, file, None).project
 
 

@@ -74,10 +74,12 @@ def follow_logs(env: Env, run_id: str, rows: list[Any], *, follow: bool, prefix:
         env.stdout.flush()
 
     drain()
+    wanted = {row.agent for row in rows}
     while follow:
         with Store.open(env.home, readonly=True) as store:
             run = store.run(run_id)
-            rows = store.processes(run_id=run_id) if not prefix or len(rows) != 1 else rows
+            # refresh: an agent that had not started yet gets its file paths when it starts
+            rows = [row for row in store.processes(run_id=run_id) if row.agent in wanted]
         time.sleep(FOLLOW_POLL)
         drain()
         if run is None or run.status != "running":

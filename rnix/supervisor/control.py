@@ -7,7 +7,6 @@ agents it left (if any survived) itself and marks the run.
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from rnix.core.lifecycle import AgentState
 from rnix.errors import RnixError
 from rnix.store.db import ProcessRow, RunRow, Store
 from rnix.supervisor import procinfo
+from rnix.supervisor.signals import send_group
 
 DOWN_EXTRA_WAIT = 10.0  # seconds beyond the grace period before `down` escalates
 
@@ -120,13 +120,13 @@ def stop_orphans(processes: list[ProcessRow], grace: float) -> list[int]:
         and procinfo.is_same_process(p.pid, p.pid_start_time)
     ]
     for pid in targets:
-        _killpg(pid, signal.SIGCONT)
-        _killpg(pid, signal.SIGTERM)
+        send_group(pid, signal.SIGCONT)
+        send_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while targets and time.monotonic() < deadline and any(_group_alive(pid) for pid in targets):
         time.sleep(0.05)
     for pid in targets:
-        _killpg(pid, signal.SIGKILL)
+        send_group(pid, signal.SIGKILL)
     return targets
 
 
@@ -140,7 +140,7 @@ def signal_agent(store: Store, pid: int, signum: int) -> ProcessRow:
             f"agent {row.agent} (PID {pid}) is not running ({row.state})",
             "the PID may have been reused by another program; nothing was signalled",
         )
-    if not _killpg(pid, signum):
+    if not send_group(pid, signum):
         raise RnixError(f"agent {row.agent} (PID {pid}) exited before it could be signalled")
     store.append(
         [
@@ -168,15 +168,5 @@ def _kill(pid: int, signum: int) -> bool:
         ) from exc
 
 
-def _killpg(pgid: int, signum: int) -> bool:
-    try:
-        os.killpg(pgid, signum)
-        return True
-    except OSError as exc:
-        if exc.errno in (errno.ESRCH, errno.EPERM):
-            return False
-        raise
-
-
 def _group_alive(pgid: int) -> bool:
-    return _killpg(pgid, 0)
+    return send_group(pgid, 0)

@@ -168,6 +168,12 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentRun], None] = lam
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, on_signal, signum)
         agents = await scheduler.run()
+    except BaseException as exc:
+        # The run cannot go on (e.g. no socket directory, the fork server would not start): record
+        # its end so that ps/down do not show a run that is not there, then let the error out.
+        _record_failure(record, ctx, started, exc)
+        recorder.close()
+        raise
     finally:
         for task in background:
             if not task.done():
@@ -194,6 +200,14 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentRun], None] = lam
     )
     recorder.close()
     return outcome
+
+
+def _record_failure(
+    record: Callable[[Event], None], ctx: RunContext, started: float, exc: BaseException
+) -> None:
+    elapsed_ms = int((ctx.clock.monotonic() - started) * 1000)
+    data = {"status": RunState.FAILED.value, "exit_code": int(ExitCode.FAILURE), "elapsed_ms": elapsed_ms}
+    record(Event(ctx.run_id, RUN_FINISHED, ctx.clock.time(), None, {**data, "error": str(exc)[:500]}))
 
 
 def _stop_request(home: Path, run_id: str) -> tuple[bool, float | None]:
