@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rnix.cli.compose import compose, file_option, json_option, load, project_option
+from rnix.core.secrets import mask, mask_text, secret_values
 from rnix.env import Env, SystemClock
 from rnix.errors import ExitCode, RnixError
 from rnix.ui import jsonout
@@ -52,7 +53,8 @@ class UpView:
         from rnix.ui.runview import agent_line
 
         self.printed.add(run.name)
-        self.env.stdout.write(agent_line(run, self.layers, time.monotonic()) + "\n")
+        line = agent_line(run, self.layers, time.monotonic())
+        self.env.stdout.write(mask_text(line, secret_values(self.env.environ)) + "\n")
         self.env.stdout.flush()
 
     def finish(self, outcome: Outcome) -> None:
@@ -61,7 +63,7 @@ class UpView:
         if self.live is not None:
             self.live.stop()
         if self.as_json:
-            data = up_document(self.plan, outcome, self.plan.project)
+            data = mask(up_document(self.plan, outcome, self.plan.project), secret_values(self.env.environ))
             if outcome.exit_code == ExitCode.OK:
                 jsonout.write_ok(self.env.stdout, data)
             else:
@@ -82,7 +84,9 @@ class UpView:
         for agent in self.plan.agents:
             run = outcome.agents[agent.spec.name]
             if run.name not in self.printed:
-                self.env.stdout.write(agent_line(run, self.layers, now) + "\n")
+                self.env.stdout.write(
+                    mask_text(agent_line(run, self.layers, now), secret_values(self.env.environ)) + "\n"
+                )
         self.env.stdout.write(summary_line(outcome) + "\n")
         self.env.stdout.flush()
 

@@ -113,6 +113,7 @@ def run_cmd(
     the same as `rnix run "INTENT"`. Exit status 0 when the agent completed, 1 otherwise.
     """
     from rnix.core.plan import make_plan
+    from rnix.core.secrets import mask, mask_text, secret_values
     from rnix.core.spec import parse_compose
     from rnix.store.compose_file import resolve_project_name
     from rnix.store.paths import new_run_id
@@ -145,8 +146,9 @@ def run_cmd(
     )
     outcome = asyncio.run(supervise(ctx))
     agent = outcome.agents["agent"]
+    secrets = secret_values(env.environ)
     if as_json:
-        data = up_document(plan, outcome, plan.project)
+        data = mask(up_document(plan, outcome, plan.project), secrets)
         doc: dict[str, Any] = {"ok": outcome.exit_code == ExitCode.OK, "data": data}
         if outcome.exit_code != ExitCode.OK:
             doc["error"] = {
@@ -156,9 +158,10 @@ def run_cmd(
         jsonout.write_document(env.stdout, doc)
     else:
         if agent.result:
-            env.stdout.write(agent.result if agent.result.endswith("\n") else agent.result + "\n")
+            result = mask_text(agent.result, secrets)
+            env.stdout.write(result if result.endswith("\n") else result + "\n")
         if agent.error:
-            env.stderr.write(f"rnix: {agent.state.value}: {agent.error}\n")
+            env.stderr.write(f"rnix: {agent.state.value}: {mask_text(agent.error, secrets)}\n")
     return outcome.exit_code
 
 

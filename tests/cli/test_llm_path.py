@@ -132,3 +132,21 @@ def test_unreachable_endpoint_is_a_clear_failure(rnix: RunRnix, tmp_path: Path) 
     a = agents_of(doc)["a"]
     assert code == 1 and a["status"] == "failed"
     assert "\n" not in a["error"] and "Traceback" not in stderr
+
+
+def test_a_secret_passed_to_an_agent_is_masked_in_its_output(
+    rnix: RunRnix, tmp_path: Path, rnix_home: Path
+) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "agents:\n  leaky:\n    intent: print the key\n    environment: {OPENAI_API_KEY: }\n"
+        '    command: [sh, -c, \'echo "key=$OPENAI_API_KEY"; echo "err $OPENAI_API_KEY" >&2\']\n'
+    )
+    code, doc, stdout, stderr = up(rnix)
+    assert code == 0
+    assert agents_of(doc)["leaky"]["result"] == "key=***\n"  # it did get the key, and it is masked
+    logs = rnix("compose", "logs", env={"OPENAI_API_KEY": CANARY})
+    assert "leaky | err ***" in logs.stdout
+    for text in (stdout, stderr, logs.stdout):
+        assert CANARY not in text
+    database = [p for p in rnix_home.glob("rnix.db*") if p.is_file()]
+    assert database and all(CANARY.encode() not in p.read_bytes() for p in database)  # incl. the WAL
