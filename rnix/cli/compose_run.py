@@ -50,6 +50,8 @@ class UpView:
         self.runs[run.name] = run
         if self.as_json or self.live is not None or not run.state.terminal or run.name in self.printed:
             return
+        if run.plan.spec.contract is not None and run.attempt > 0 and not run.assessed:
+            return  # print once the verdict is known (the scheduler updates again after assessing)
         from rnix.ui.runview import agent_line
 
         self.printed.add(run.name)

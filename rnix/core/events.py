@@ -14,6 +14,9 @@ Kinds, the agent they concern (or none) and their data:
 - agent_paused, agent_resumed (agent): pid
 - agent_exited (agent): attempt, state, exit_code, signal, tokens_used, elapsed_ms, result, error, final
 - agent_skipped (agent): reason
+- agent_assessed (agent): definition, status, completed, tokens_used, budget, elapsed_ms, model,
+  level, sla (a Verdict as a dict, or null without a contract), contract_timeout_s,
+  contract_max_tokens, judge_tokens — one reputation-ledger record
 - run_stop_requested (-): grace, by_pid
 - run_finished (-): status, exit_code, elapsed_ms, tokens_used
 """
@@ -32,6 +35,7 @@ AGENT_PAUSED = "agent_paused"
 AGENT_RESUMED = "agent_resumed"
 AGENT_EXITED = "agent_exited"
 AGENT_SKIPPED = "agent_skipped"
+AGENT_ASSESSED = "agent_assessed"
 RUN_STOP_REQUESTED = "run_stop_requested"
 RUN_FINISHED = "run_finished"
 
@@ -46,6 +50,7 @@ KINDS = frozenset(
         AGENT_RESUMED,
         AGENT_EXITED,
         AGENT_SKIPPED,
+        AGENT_ASSESSED,
         RUN_STOP_REQUESTED,
         RUN_FINISHED,
     }

@@ -6,6 +6,7 @@ JSON-ready dictionaries that `compose plan --json` and `compose config` print.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,12 +17,40 @@ from rnix.core.secrets import redact_environment
 
 
 @dataclass(frozen=True)
+class Choice:
+    """Which of an agent's `candidates` runs, and why (see rnix.core.reputation.choose)."""
+
+    chosen: str
+    reason: str
+
+
+def definition_key(spec: AgentSpec, chosen: str | None = None) -> str:
+    """What the reputation ledger is keyed by: the agent's definition, never its node name.
+
+    A chosen candidate or `agent:`; `command:<argv>` for command agents; `builtin:<model>` for the
+    built-in agent without a definition.
+    """
+    if chosen:
+        return chosen
+    if spec.agent:
+        return spec.agent
+    if spec.command is not None:
+        return "command:" + shlex.join(spec.command)
+    return f"builtin:{spec.model}"
+
+
+@dataclass(frozen=True)
 class AgentPlan:
     spec: AgentSpec
     layer: int  # 1-based
     budget: int  # 0 when the pool cannot fund the agent
     on_critical_path: bool
     pool_total: int | None = None
+    choice: Choice | None = None  # set for agents with candidates
+
+    @property
+    def definition(self) -> str:
+        return definition_key(self.spec, self.choice.chosen if self.choice else None)
 
     @property
     def funded(self) -> bool:
@@ -51,8 +80,14 @@ def graph_of(spec: ComposeSpec) -> dict[str, list[str]]:
     return {a.name: list(a.depends_on) for a in spec.agents}
 
 
-def make_plan(spec: ComposeSpec, project: str, history: Mapping[str, float] | None = None) -> Plan:
-    """Plan `spec`; `history` maps agent names to the average tokens their definition used before."""
+def make_plan(
+    spec: ComposeSpec,
+    project: str,
+    history: Mapping[str, float] | None = None,
+    choices: Mapping[str, Choice] | None = None,
+) -> Plan:
+    """Plan `spec`. `history` maps agent names to the average tokens their definition used before;
+    `choices` says which candidate runs for agents with `candidates` (the first one when missing)."""
     graph = graph_of(spec)
     layer_list = dag.layers(graph)
     critical = dag.critical_path(graph)
@@ -65,8 +100,19 @@ def make_plan(spec: ComposeSpec, project: str, history: Mapping[str, float] | No
     allocation = budget.allocate(requests, spec.budget_pool)
     pool_total = spec.budget_pool.total if spec.budget_pool else None
     layer_of = {name: i for i, layer in enumerate(layer_list, 1) for name in layer}
+    choices = dict(choices or {})
+    for agent in spec.agents:
+        if agent.candidates and agent.name not in choices:
+            choices[agent.name] = Choice(agent.candidates[0], "first candidate (no choice made)")
     agents = tuple(
-        AgentPlan(spec.agent(name), layer_of[name], allocation.budgets[name], name in on_path, pool_total)
+        AgentPlan(
+            spec.agent(name),
+            layer_of[name],
+            allocation.budgets[name],
+            name in on_path,
+            pool_total,
+            choices.get(name),
+        )
         for layer in layer_list
         for name in layer
     )
@@ -171,6 +217,8 @@ def plan_as_dict(plan: Plan) -> dict[str, Any]:
                 "max_retries": a.spec.max_retries,
                 "max_steps": a.spec.max_steps,
                 "on_critical_path": a.on_critical_path,
+                "definition": a.definition,
+                "choice": {"chosen": a.choice.chosen, "reason": a.choice.reason} if a.choice else None,
                 "intent": a.spec.intent,
                 "contract": contract_as_dict(a.spec.contract) if a.spec.contract else None,
             }

@@ -5,7 +5,8 @@ Model string: `mock` or `mock?latency=200ms&words=60&fail=2&mode=json`.
 - `latency` (a duration, default 0): how long each call takes (asyncio sleep; injectable).
 - `words` (default 40): length of the answer in words.
 - `fail=N` (default 0): the first N calls *per agent* fail with a retryable ProviderError(500).
-- `mode`: `text` (default); `json` answers one JSON object; `tools` asks to call the first tool
+- `mode`: `text` (default; a task that mentions JSON is answered with JSON); `json` answers one
+  JSON object; `tools` asks to call the first tool
   offered (empty arguments) until the conversation holds a tool result, then answers as `text`.
 
 The same messages always give the same answer. It states the task (the text after "Your task: " in
@@ -114,7 +115,8 @@ def answer(messages: list[dict[str, Any]], options: MockOptions) -> str:
     task, names = task_of(messages), upstream_names(messages)
     sources = f"using results from: {', '.join(names)}." if names else "with no upstream results."
     seed = hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode()).digest()
-    if options.mode == "json":
+    # A task that asks for JSON gets JSON, so contracts with `output_format: json` work offline.
+    if options.mode == "json" or re.search(r"\bJSON\b", task):
         filler = " ".join(_filler(seed, max(0, options.words)))
         return json.dumps({"task": task, "upstream": names, "answer": filler}, ensure_ascii=False)
     head = f"mock answer to '{task}' {sources}"
@@ -171,7 +173,27 @@ class MockBackend:
             if call is not None:
                 usage = Usage.of(prompt_tokens, tokens.count_text(json.dumps(call), model))
                 return Completion("", usage, "tool_calls", [call])
-        full = answer(messages, options)
+        full = judge_answer(messages) or answer(messages, options)
         content = tokens.truncate_text(full, max_tokens, model)
         finish = "stop" if content == full else "length"
         return Completion(content, Usage.of(prompt_tokens, tokens.count_text(content, model)), finish)
+
+
+def judge_answer(messages: list[dict[str, Any]]) -> str | None:
+    """When asked to judge an SLA contract (rnix.core.sla.judge_messages), answer like a judge would.
+
+    The mock cannot read criteria: it passes any result that is not empty and says so in its reason,
+    so contracts with a judge work offline; tests that need a failing verdict use a scripted server.
+    """
+    from rnix.core.sla import JUDGE_SYSTEM
+
+    if not messages or messages[0].get("content") != JUDGE_SYSTEM:
+        return None
+    user = str(messages[-1].get("content") or "")
+    match = re.search(r"between the fences\):\n(`{3,})\n(.*)\n\1\n", user, re.DOTALL)
+    result = match.group(2) if match else ""
+    if result.strip():
+        return json.dumps(
+            {"pass": True, "reason": "mock judge: the result is not empty (the mock does not read criteria)"}
+        )
+    return json.dumps({"pass": False, "reason": "mock judge: the result is empty"})

@@ -113,6 +113,7 @@ class ProcessRow:
     paused_at: float | None
     paused_ms: int
     updated_at: float | None
+    sla: dict[str, Any] | None = None  # the SLA verdict, once assessed
 
     @property
     def terminal(self) -> bool:
@@ -135,6 +136,33 @@ class EventRow:
 _TERMINAL_STATES = projections.TERMINAL_STATES
 _RUN_COLUMNS = ", ".join(f"r.{f.name}" for f in fields(RunRow))
 _PROCESS_COLUMNS = ", ".join(f"p.{f.name}" for f in fields(ProcessRow))
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One reputation-ledger record (see migration m002_ledger)."""
+
+    id: int
+    ts: float
+    definition: str
+    run_id: str
+    agent: str
+    project: str | None
+    status: str
+    completed: bool
+    tokens_used: int
+    budget: int | None
+    elapsed_ms: int
+    model: str | None
+    level: str | None
+    sla_passed: bool | None
+    sla: dict[str, Any] | None
+    contract_timeout_s: float | None
+    contract_max_tokens: int | None
+    judge_tokens: int
+
+
+_LEDGER_COLUMNS = ", ".join(f.name for f in fields(LedgerRow))
 
 
 class Store:
@@ -262,6 +290,20 @@ class Store:
         sql = f"SELECT id, run_id, agent, ts, kind, data FROM events{where} ORDER BY id"
         return [_event_row(row) for row in self._select(sql + _limit(limit), params)]
 
+    def ledger(
+        self, *, definitions: Collection[str] | None = None, limit: int | None = None
+    ) -> list[LedgerRow]:
+        """Ledger records, oldest first (`limit`: only the newest that many, still oldest first)."""
+        where, params = "", tuple[str, ...]()
+        if definitions is not None:
+            names = tuple(definitions)
+            if not names:
+                return []
+            where, params = f" WHERE definition IN ({', '.join('?' * len(names))})", names
+        sql = f"SELECT {_LEDGER_COLUMNS} FROM ledger{where} ORDER BY id DESC" + _limit(limit)
+        rows = [_ledger_row(row) for row in self._select(sql, params)]
+        return rows[::-1]
+
     # -- plumbing -------------------------------------------------------------------------------
 
     @contextmanager
@@ -387,7 +429,16 @@ def _run_row(row: sqlite3.Row) -> RunRow:
 
 def _process_row(row: sqlite3.Row) -> ProcessRow:
     depends_on = json.loads(row["depends_on"]) if row["depends_on"] else []
-    return ProcessRow(**{**dict(row), "depends_on": tuple(str(name) for name in depends_on)})
+    sla = json.loads(row["sla"]) if row["sla"] else None
+    return ProcessRow(**{**dict(row), "depends_on": tuple(str(name) for name in depends_on), "sla": sla})
+
+
+def _ledger_row(row: sqlite3.Row) -> LedgerRow:
+    values = dict(row)
+    values["completed"] = bool(values["completed"])
+    values["sla_passed"] = None if values["sla_passed"] is None else bool(values["sla_passed"])
+    values["sla"] = json.loads(values["sla"]) if values["sla"] else None
+    return LedgerRow(**values)
 
 
 def _event_row(row: sqlite3.Row) -> EventRow:

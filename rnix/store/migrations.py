@@ -139,3 +139,35 @@ def m001_initial(conn: sqlite3.Connection) -> None:
         """,
         "CREATE INDEX events_run_id ON events (run_id, id)",
     )
+
+
+@migration
+def m002_ledger(conn: sqlite3.Connection) -> None:
+    """The reputation ledger: one append-only row per assessed agent run, keyed by definition."""
+    _run(
+        conn,
+        """
+        CREATE TABLE ledger (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts REAL NOT NULL,
+            definition TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            agent TEXT NOT NULL,
+            project TEXT,
+            status TEXT NOT NULL,
+            completed INTEGER NOT NULL,
+            tokens_used INTEGER NOT NULL,
+            budget INTEGER,
+            elapsed_ms INTEGER NOT NULL,
+            model TEXT,
+            level TEXT,
+            sla_passed INTEGER,
+            sla TEXT,
+            contract_timeout_s REAL,
+            contract_max_tokens INTEGER,
+            judge_tokens INTEGER NOT NULL DEFAULT 0
+        )
+        """,
+        "CREATE INDEX ledger_definition ON ledger (definition, ts)",
+        "ALTER TABLE processes ADD COLUMN sla TEXT",
+    )

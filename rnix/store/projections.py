@@ -138,6 +138,39 @@ def _agent_skipped(conn: sqlite3.Connection, e: Event) -> None:
     _update_process(conn, e, sets, (AgentState.SKIPPED.value, _scalar(e.data.get("reason")), e.ts))
 
 
+def _agent_assessed(conn: sqlite3.Connection, e: Event) -> None:
+    d = e.data
+    sla = d.get("sla")
+    project = conn.execute("SELECT project FROM runs WHERE id = ?", (e.run_id,)).fetchone()
+    conn.execute(
+        """INSERT INTO ledger (ts, definition, run_id, agent, project, status, completed, tokens_used,
+               budget, elapsed_ms, model, level, sla_passed, sla, contract_timeout_s, contract_max_tokens,
+               judge_tokens)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (
+            e.ts,
+            str(d.get("definition")),
+            e.run_id,
+            e.agent,
+            project[0] if project else None,
+            str(d.get("status")),
+            1 if d.get("completed") else 0,
+            int(d.get("tokens_used") or 0),
+            _scalar(d.get("budget")),
+            int(d.get("elapsed_ms") or 0),
+            _scalar(d.get("model")),
+            _scalar(d.get("level")),
+            None if not isinstance(sla, dict) else (1 if sla.get("passed") else 0),
+            None if sla is None else _json(sla),
+            _scalar(d.get("contract_timeout_s")),
+            _scalar(d.get("contract_max_tokens")),
+            int(d.get("judge_tokens") or 0),
+        ),
+    )
+    if sla is not None:
+        _update_process(conn, e, "sla = ?", (_json(sla),))
+
+
 def _run_stop_requested(conn: sqlite3.Connection, e: Event) -> None:
     sql = "UPDATE runs SET stop_requested_at = ?, stop_grace = ? WHERE id = ?"
     conn.execute(sql, (e.ts, _scalar(e.data.get("grace")), e.run_id))
@@ -173,6 +206,7 @@ PROJECTIONS: dict[str, Projection] = {
     ev.AGENT_RESUMED: _agent_resumed,
     ev.AGENT_EXITED: _agent_exited,
     ev.AGENT_SKIPPED: _agent_skipped,
+    ev.AGENT_ASSESSED: _agent_assessed,
     ev.RUN_STOP_REQUESTED: _run_stop_requested,
     ev.RUN_FINISHED: _run_finished,
 }

@@ -271,6 +271,18 @@ class Gateway:
             return _error(request_id, protocol.BAD_REQUEST, f"unknown op {op!r}"), nonce, True
         return await self._complete(agent, request_id, message), nonce, True
 
+    async def complete_internal(
+        self, agent: str, messages: list[dict[str, Any]], max_tokens: int | None = None
+    ) -> dict[str, Any]:
+        """A call the supervisor makes itself (the SLA judge), charged to `agent`'s own account.
+
+        Returns the same reply an agent would get (`ok`, `content`, `usage`, or `error`).
+        """
+        message: dict[str, Any] = {"op": "complete", "messages": messages}
+        if max_tokens is not None:
+            message["max_tokens"] = max_tokens
+        return await self._complete(agent, None, message)
+
     # -- calls ----------------------------------------------------------------------------------
 
     async def _complete(self, agent: str, request_id: Any, message: dict[str, Any]) -> dict[str, Any]:

@@ -57,6 +57,7 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentRun], None] = lam
     from rnix.store import paths
     from rnix.store.db import Store
     from rnix.supervisor import procinfo
+    from rnix.supervisor.assess import Assessor
     from rnix.supervisor.gateway import Gateway
     from rnix.supervisor.recorder import Recorder
     from rnix.supervisor.runfiles import RunFiles
@@ -150,6 +151,7 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentRun], None] = lam
             options=ctx.options,
             on_update=on_update,
             stdin_input=ctx.stdin_input,
+            assess=Assessor(gateway, record, ctx.clock, ctx.run_id),
         )
         sched = scheduler
 

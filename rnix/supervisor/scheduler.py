@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal as signals
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -67,6 +67,8 @@ class AgentRun:
     result: str | None = None
     error: str | None = None
     tokens_used: int = 0
+    sla: dict[str, Any] | None = None  # the contract verdict, once assessed
+    assessed: bool = False
     process: AgentProcess | None = field(default=None, repr=False)
 
     @property
@@ -87,6 +89,7 @@ class Options:
 
 
 EnvBuilder = Callable[[AgentPlan, str, int], Mapping[str, str]]  # (agent, nonce, attempt) -> env
+Assessor = Callable[["AgentRun"], Awaitable[None]]  # after an agent ran: SLA verdict, ledger record
 
 
 class Scheduler:
@@ -104,8 +107,10 @@ class Scheduler:
         options: Options = Options(),
         on_update: Callable[[AgentRun], None] = lambda run: None,
         stdin_input: str | None = None,
+        assess: Assessor | None = None,
     ) -> None:
         self.plan = plan
+        self.assess = assess
         self.run_id = run_id
         self.spawner = spawner
         self.accounts = accounts
@@ -192,10 +197,17 @@ class Scheduler:
             if not run.state.terminal:
                 self._settle(run, AgentState.FAILED, f"rnix could not run the agent: {exc}")
         finally:
+            self._after(run)  # dependents start first: assessing never delays the DAG
+            if self.assess is not None and run.attempt > 0 and run.state is not AgentState.CANCELLED:
+                try:
+                    await self.assess(run)
+                except Exception as exc:  # a verdict that cannot be reached must not wedge the run
+                    run.error = run.error or f"could not assess the contract: {exc}"
+                run.assessed = True
+                self.on_update(run)
             current = asyncio.current_task()
             if current is not None:
                 self._tasks.discard(current)
-            self._after(run)
             self._check_done()
 
     def _after(self, run: AgentRun) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from rnix.ui.runview import sla_word
 from rnix.ui.text import duration, inert, tokens
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ def process_dict(row: ProcessRow) -> dict[str, Any]:
         "exit_code": row.exit_code,
         "intent": row.intent,
         "error": row.error,
+        "sla": row.sla,
     }
 
 
@@ -57,6 +59,7 @@ def render_processes(env: Env, rows: list[ProcessRow], with_project: bool) -> No
         "TOKENS",
         "ELAPSED",
         "EXIT",
+        "SLA",
         "INTENT",
     ]
     for column in columns:
@@ -76,6 +79,7 @@ def render_processes(env: Env, rows: list[ProcessRow], with_project: bool) -> No
             f"{tokens(row.tokens_used)}/{tokens(row.budget)}",
             duration(round(elapsed_ms(row) / 1000, 1)) if row.started_at else "-",
             "-" if row.exit_code is None else str(row.exit_code),
+            sla_word(row.sla),
             Text(inert(row.intent or "")),
         ]
         table.add_row(*cells)

@@ -39,9 +39,22 @@ def agent_line(run: AgentRun, layers: int, now: float) -> str:
         f"[layer {run.plan.layer}/{layers}] {inert(run.name)} {pid} | {run.state.value} | "
         f"{seconds(run.elapsed_ms(now))} | {tokens(run.tokens_used)} tokens"
     )
+    if run.sla is not None:
+        line += f" | sla {sla_word(run.sla)}"
     if run.error and run.state is not AgentState.COMPLETED:
         line += f" | {inert(run.error)}"
     return line
+
+
+def sla_word(verdict: dict[str, Any] | None) -> str:
+    """`passed (gold)`, or `failed (silver): max_tokens, timeout` naming failed checks; `-` for none."""
+    if not verdict:
+        return "-"
+    level = verdict.get("level", "")
+    if verdict.get("passed"):
+        return f"passed ({level})"
+    failed = [str(c.get("name")) for c in verdict.get("checks", []) if not c.get("passed")]
+    return f"failed ({level}): {', '.join(failed)}"
 
 
 def summary_line(outcome: Outcome) -> str:
@@ -61,7 +74,7 @@ def live_table(runs: Iterable[AgentRun], layers: int, header: str) -> Renderable
 
     now = time.monotonic()
     table = Table(title=Text(header), title_justify="left", box=None, header_style="bold", pad_edge=False)
-    for column in ("LAYER", "AGENT", "PID", "STATE", "ELAPSED", "TOKENS", "NOTE"):
+    for column in ("LAYER", "AGENT", "PID", "STATE", "ELAPSED", "TOKENS", "SLA", "NOTE"):
         table.add_column(column, no_wrap=column != "NOTE", justify="right" if column == "TOKENS" else "left")
     for run in runs:
         budget = f"{tokens(run.tokens_used)}/{tokens(run.plan.budget)}"
@@ -73,6 +86,10 @@ def live_table(runs: Iterable[AgentRun], layers: int, header: str) -> Renderable
             Text(run.state.value, style=style),
             seconds(run.elapsed_ms(now)),
             budget,
+            Text(
+                sla_word(run.sla),
+                style="green" if (run.sla or {}).get("passed") else "red" if run.sla else "dim",
+            ),
             Text(inert(run.error or ""), style="dim"),
         )
     return table
@@ -96,6 +113,8 @@ def up_document(plan: Plan, outcome: Outcome, project: str) -> dict[str, Any]:
             "elapsed_ms": a.elapsed_ms(now),
             "result": a.result,
             "error": a.error,
+            "sla": a.sla,
+            "definition": a.plan.definition,
         }
         for a in (runs[p.spec.name] for p in plan.agents)
     ]

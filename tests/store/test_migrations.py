@@ -29,9 +29,10 @@ def _applied(path: Path) -> list[tuple[str, float]]:
 def test_fresh_database_gets_every_table_and_index(rnix_home: Path) -> None:
     Store.open(rnix_home).close()
     db = rnix_home / DB_NAME
-    assert _names(db, "table") == {"_migrations", "runs", "processes", "events"}
-    assert _names(db, "index") == {"runs_project_started", "processes_pid", "events_run_id"}
-    assert [name for name, _ in _applied(db)] == ["m001_initial"]
+    assert _names(db, "table") == {"_migrations", "runs", "processes", "events", "ledger"}
+    indexes = {"runs_project_started", "processes_pid", "events_run_id", "ledger_definition"}
+    assert _names(db, "index") == indexes
+    assert [name for name, _ in _applied(db)] == ALL
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
@@ -50,16 +51,21 @@ def test_a_new_migration_is_applied_once(rnix_home: Path, monkeypatch: pytest.Mo
     Store.open(rnix_home).close()
     calls: list[str] = []
 
-    def m002_notes(conn: sqlite3.Connection) -> None:
-        calls.append("m002")
+    def m999_notes(conn: sqlite3.Connection) -> None:
+        calls.append("m999")
         conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
 
-    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, ("m002_notes", m002_notes)])
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, ("m999_notes", m999_notes)])
     Store.open(rnix_home).close()
     Store.open(rnix_home).close()
-    assert calls == ["m002"]
+    assert calls == ["m999"]
     assert "notes" in _names(rnix_home / DB_NAME, "table")
-    assert [name for name, _ in _applied(rnix_home / DB_NAME)] == ["m001_initial", "m002_notes"]
+    assert [name for name, _ in _applied(rnix_home / DB_NAME)] == [*ALL, "m999_notes"]
+
+
+def test_migrations_are_named_and_ordered() -> None:
+    assert ALL[:2] == ["m001_initial", "m002_ledger"]
+    assert sorted(ALL) == ALL
 
 
 def test_a_failing_migration_leaves_nothing_behind(rnix_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,6 +79,8 @@ def test_a_failing_migration_leaves_nothing_behind(rnix_home: Path, monkeypatch:
     # All or nothing: not even m001 was applied, so the next (fixed) version starts from scratch.
     assert _names(rnix_home / DB_NAME, "table") == set()
 
+
+ALL = [name for name, _ in migrations.MIGRATIONS]
 
 _OPENER = """
 import sys, time
@@ -100,7 +108,7 @@ def test_processes_opening_a_fresh_database_at_once_all_succeed(tmp_path: Path, 
     go.touch()
     results = [(*proc.communicate(timeout=30), proc.returncode) for proc in procs]
     assert [(code, err) for _, err, code in results] == [(0, "")] * 4
-    assert [name for name, _ in _applied(rnix_home / DB_NAME)] == ["m001_initial"]
+    assert [name for name, _ in _applied(rnix_home / DB_NAME)] == ALL
 
 
 def test_threads_opening_a_fresh_database_at_once_all_succeed(rnix_home: Path) -> None:
@@ -120,4 +128,4 @@ def test_threads_opening_a_fresh_database_at_once_all_succeed(rnix_home: Path) -
     for thread in threads:
         thread.join(30)
     assert errors == []
-    assert [name for name, _ in _applied(rnix_home / DB_NAME)] == ["m001_initial"]
+    assert [name for name, _ in _applied(rnix_home / DB_NAME)] == ALL
