@@ -26,6 +26,9 @@ project_option = click.option(
     help="Project name (default: `name:` or the directory).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+seed_option = click.option(
+    "--seed", type=int, envvar="RNIX_SEED", help="Seed for choosing among candidates (also $RNIX_SEED)."
+)
 
 
 @dataclass(frozen=True)
@@ -96,16 +99,18 @@ def config_cmd(env: Env, file: str | None, project: str | None, as_json: bool, q
 @file_option
 @project_option
 @json_option
+@seed_option
 @click.pass_obj
-def plan_cmd(env: Env, file: str | None, project: str | None, as_json: bool) -> ExitCode:
+def plan_cmd(env: Env, file: str | None, project: str | None, as_json: bool, seed: int | None) -> ExitCode:
     """Show what `up` will do, without running anything.
 
     Layers, the critical path, each agent's model, budget, priority, timeout and retries.
     """
-    from rnix.core.plan import make_plan, plan_as_dict
+    from rnix.cli.reputation import plan_with_ledger
+    from rnix.core.plan import plan_as_dict
 
     loaded = load(env, file, project)
-    plan = make_plan(loaded.spec, loaded.project)
+    plan = plan_with_ledger(env, loaded.spec, loaded.project, seed)
     if plan.allocation.unfunded:
         env.warn(
             f"the budget pool ({plan.allocation.total:,} tokens) cannot fund "

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rnix.cli.compose import compose, file_option, json_option, load, project_option
+from rnix.cli.compose import compose, file_option, json_option, load, project_option, seed_option
 from rnix.core.secrets import mask, mask_text, secret_values
 from rnix.env import Env, SystemClock
 from rnix.errors import ExitCode, RnixError
@@ -100,6 +100,7 @@ class UpView:
 @click.option("-d", "--detach", is_flag=True, help="Start the run in the background and print its id.")
 @click.option("--abort-on-failure", is_flag=True, help="Stop every agent as soon as one fails for good.")
 @click.option("--run-id", hidden=True, help="Internal: the id of a run started with --detach.")
+@seed_option
 @click.pass_obj
 def up_cmd(
     env: Env,
@@ -109,22 +110,23 @@ def up_cmd(
     detach: bool,
     abort_on_failure: bool,
     run_id: str | None,
+    seed: int | None,
 ) -> int:
     """Run the agents: each as its own process, as soon as its dependencies completed.
 
     Exit status 0 when every agent completed, 1 otherwise, 130/143 when interrupted.
     """
-    from rnix.core.plan import make_plan
+    from rnix.cli.reputation import plan_with_ledger
     from rnix.store.paths import new_run_id
     from rnix.supervisor.run import RunContext, supervise
     from rnix.supervisor.scheduler import Options
 
     loaded = load(env, file, project)
-    plan = make_plan(loaded.spec, loaded.project)
+    plan = plan_with_ledger(env, loaded.spec, loaded.project, seed)
     if plan.allocation.unfunded:
         env.warn(f"the budget pool cannot fund {', '.join(plan.allocation.unfunded)}: they will not start")
     if detach:
-        return _detach(env, loaded.path, loaded.project, abort_on_failure, as_json)
+        return _detach(env, loaded.path, loaded.project, abort_on_failure, as_json, seed)
     ctx = RunContext(
         plan=plan,
         run_id=run_id or new_run_id(),
@@ -146,7 +148,9 @@ def up_cmd(
     return outcome.exit_code
 
 
-def _detach(env: Env, path: Any, project: str, abort_on_failure: bool, as_json: bool) -> int:
+def _detach(
+    env: Env, path: Any, project: str, abort_on_failure: bool, as_json: bool, seed: int | None
+) -> int:
     from rnix.store import paths
     from rnix.store.db import Store
     from rnix.supervisor.control import start_detached
@@ -156,6 +160,8 @@ def _detach(env: Env, path: Any, project: str, abort_on_failure: bool, as_json: 
     argv = [sys.executable, "-m", "rnix", "compose", "up", "-f", str(path), "-p", project, "--run-id", run_id]
     if abort_on_failure:
         argv.append("--abort-on-failure")
+    if seed is not None:
+        argv += ["--seed", str(seed)]
     child = start_detached(argv, cwd=str(env.cwd), environ=env.environ, log_path=log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

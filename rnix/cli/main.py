@@ -15,7 +15,7 @@ from typing import NoReturn
 import click
 
 from rnix import __version__
-from rnix.cli import compose_run, procs
+from rnix.cli import compose_run, procs, reputation
 from rnix.cli.compose import compose
 from rnix.env import Env
 from rnix.errors import ExitCode, InvalidCompose, RnixError, UsageError
@@ -56,7 +56,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 cli.add_command(compose)
-for _command in procs.COMMANDS:
+for _command in (*procs.COMMANDS, reputation.reputation_cmd):
     cli.add_command(_command)
 
 

@@ -33,10 +33,12 @@ Rules:
    - with nothing coming back, every agent gets exactly its `budget.allocate` budget, whatever the
      order in which agents start;
    - a waiting agent's share never shrinks, and a return of `r` tokens adds
-     `r * weight // sum of waiting weights` (or one more) to it: at least 1 once `r * weight` reaches
-     that sum;
+     `r * weight // sum of waiting weights` (or one more) to it, with the weights of that division
+     (rule 4): at least 1 once `r * weight` reaches that sum;
    - the shares of the waiting sharing agents always add up to `available`: the whole pool stays
-     divided, so without rounding each share would be `available * weight / sum of waiting weights`.
+     divided. Without rounding, and as long as the pool was never short, each share would be exactly
+     `available * weight / sum of waiting weights`; only the rounding of each division separates
+     them.
 4. Short pool and the critical path: the pool is *short* when what is available, the returned tokens
    included, cannot give each waiting sharing agent `MIN_USEFUL` tokens. Critical-path agents are
    favoured (a) always, by funding order: they are reserved before, and get rounding leftovers before,

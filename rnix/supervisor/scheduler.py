@@ -263,10 +263,11 @@ class Scheduler:
             stderr_path=str(paths.log),
             grace=spec.stop_grace_period_s,
         )
+        requested = self.clock.monotonic()  # the agent's clock starts with the spawn, not its reply
         process = await self.spawner.spawn(request)
         run.process, run.pid = process, process.pid
         if run.started is None:
-            run.started = self.clock.monotonic()
+            run.started = requested
         run.ended = None
         run.state = AgentState.RUNNING
         self._emit(

@@ -82,6 +82,16 @@ def render_plan(env: Env, plan: Plan) -> None:
             (f" (at most {duration(worst)} with timeouts)", "dim"),
         )
     )
+    for agent in plan.agents:
+        if agent.choice is not None:
+            out.print(
+                Text.assemble(
+                    ("candidates: ", "dim"),
+                    (inert(spec_name := agent.spec.name), "bold"),
+                    f" runs {inert(agent.choice.chosen)} ({inert(agent.choice.reason)}; "
+                    f"of {', '.join(inert(c) for c in plan.agent(spec_name).spec.candidates)})",
+                )
+            )
     if alloc.total:
         line = f"budget: {tokens(alloc.allocated)} of {tokens(alloc.total)} tokens allocated"
         out.print(Text(line + (f"; {alloc.note}" if alloc.note else ""), style="dim"))

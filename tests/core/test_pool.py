@@ -5,7 +5,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from rnix.core import budget
-from rnix.core.budget import DEFAULT_AGENT_BUDGET, Request, allocate
+from rnix.core.budget import Request, allocate
+from rnix.core.fields import DEFAULT_AGENT_BUDGET
 from rnix.core.model import BudgetPool
 from rnix.core.pool import CRITICAL_BOOST, Pool, PoolError, divide
 
