@@ -71,6 +71,7 @@ class Plan:
     critical_path: tuple[str, ...]
     agents: tuple[AgentPlan, ...]  # in layer order, then by name
     allocation: budget.Allocation
+    requests: tuple[budget.Request, ...] = ()  # what the pool was asked for (the run-time pool reuses it)
 
     def agent(self, name: str) -> AgentPlan:
         return next(a for a in self.agents if a.spec.name == name)
@@ -123,6 +124,7 @@ def make_plan(
         critical_path=tuple(critical),
         agents=agents,
         allocation=allocation,
+        requests=tuple(requests),
     )
 
 

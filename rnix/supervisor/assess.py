@@ -71,7 +71,7 @@ class Assessor:
                     "status": run.state.value,
                     "completed": completed,
                     "tokens_used": run.tokens_used,
-                    "budget": run.plan.budget,
+                    "budget": run.budget,
                     "elapsed_ms": elapsed_ms,
                     "model": spec.model,
                     "level": contract.sla_level if contract else None,

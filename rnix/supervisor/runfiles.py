@@ -61,7 +61,7 @@ class RunFiles:
             name=spec.name,
             intent=spec.intent,
             upstream=upstream,
-            budget=run.plan.budget,
+            budget=run.budget,
             model=spec.model,
             run_id=self.run_id,
             project=self.project,

@@ -28,6 +28,7 @@ from rnix.core.events import (
 )
 from rnix.core.lifecycle import AgentState, exit_state_for
 from rnix.core.plan import AgentPlan, Plan
+from rnix.core.pool import Pool
 from rnix.supervisor.api import AgentProcess, ExitInfo, Spawner, SpawnRequest
 from rnix.supervisor.runfiles import RunFiles
 
@@ -67,6 +68,7 @@ class AgentRun:
     result: str | None = None
     error: str | None = None
     tokens_used: int = 0
+    budget: int = 0  # what the pool funded (0 until the agent starts, or when it could not be funded)
     sla: dict[str, Any] | None = None  # the contract verdict, once assessed
     assessed: bool = False
     process: AgentProcess | None = field(default=None, repr=False)
@@ -122,6 +124,7 @@ class Scheduler:
         self.on_update = on_update
         self.stdin_input = stdin_input
         self.agents = {a.spec.name: AgentRun(a) for a in plan.agents}
+        self.pool = Pool(plan.requests, plan.spec.budget_pool)
         self.dependents: dict[str, list[str]] = {name: [] for name in self.agents}
         for agent in plan.agents:
             for dep in agent.spec.depends_on:
@@ -140,16 +143,6 @@ class Scheduler:
         """Run every agent to a terminal state; returns the agents by name."""
         for agent in self.plan.agents:
             self._emit(agent.spec.name, AGENT_PLANNED, self._planned_data(agent))
-        unfunded = [run for run in self.agents.values() if not run.plan.funded]
-        for run in self.agents.values():
-            if run.plan.funded:
-                spec = run.plan.spec
-                self.accounts.register(
-                    run.name, model=spec.model, api_base=spec.api_base, budget=run.plan.budget
-                )
-        for run in unfunded:
-            self._settle(run, AgentState.BUDGET_EXCEEDED, "the budget pool cannot fund this agent")
-            self._after(run)
         self._start_ready()
         self._check_done()
         await self._done.wait()
@@ -180,11 +173,25 @@ class Scheduler:
             if run.state is not AgentState.PENDING or run.process is not None or run.attempt:
                 continue
             deps = [self.agents[d] for d in run.plan.spec.depends_on]
-            if all(d.state is AgentState.COMPLETED for d in deps):
+            if all(d.state is AgentState.COMPLETED for d in deps) and self._fund(run):
                 run.attempt = 1
                 task = asyncio.create_task(self._drive(run), name=f"agent:{run.name}")
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+
+    def _fund(self, run: AgentRun) -> bool:
+        """Take the agent's budget from the pool as it starts; one the pool cannot fund never starts."""
+        run.budget = self.pool.fund(run.name)
+        if run.budget <= 0:
+            left = self.pool.available
+            self._settle(
+                run, AgentState.BUDGET_EXCEEDED, f"the budget pool cannot fund it ({left:,} tokens left)"
+            )
+            self._after(run)
+            return False
+        spec = run.plan.spec
+        self.accounts.register(run.name, model=spec.model, api_base=spec.api_base, budget=run.budget)
+        return True
 
     def _check_done(self) -> None:
         if all(run.state.terminal for run in self.agents.values()) and not self._tasks:
@@ -221,7 +228,7 @@ class Scheduler:
     def _skip_dependents(self, name: str, reason: str) -> None:
         for child in self.dependents[name]:
             run = self.agents[child]
-            if run.state is AgentState.PENDING and run.attempt == 0:
+            if run.state is AgentState.PENDING and run.attempt == 0 and run.budget == 0:
                 self._settle(run, AgentState.SKIPPED, reason)
                 self._skip_dependents(child, reason)
 
@@ -277,7 +284,7 @@ class Scheduler:
                 "attempt": run.attempt,
                 "pid": process.pid,
                 "pid_start_time": process.start_time,
-                "budget": run.plan.budget,
+                "budget": run.budget,
                 "log_path": str(paths.log),
                 "out_path": str(paths.out),
             },
@@ -377,6 +384,10 @@ class Scheduler:
     def _settle(self, run: AgentRun, state: AgentState, error: str | None, emitted: bool = False) -> None:
         run.state = state
         run.error = error
+        if run.attempt > 0:
+            self.pool.release(run.name, run.tokens_used)  # unused tokens go back to agents not started
+        elif run.budget == 0 and state is not AgentState.BUDGET_EXCEEDED:
+            self.pool.cancel(run.name)  # never started: its share is re-divided
         if run.started is not None and run.ended is None:
             run.ended = self.clock.monotonic()
         if state is AgentState.SKIPPED:

@@ -77,7 +77,7 @@ def live_table(runs: Iterable[AgentRun], layers: int, header: str) -> Renderable
     for column in ("LAYER", "AGENT", "PID", "STATE", "ELAPSED", "TOKENS", "SLA", "NOTE"):
         table.add_column(column, no_wrap=column != "NOTE", justify="right" if column == "TOKENS" else "left")
     for run in runs:
-        budget = f"{tokens(run.tokens_used)}/{tokens(run.plan.budget)}"
+        budget = f"{tokens(run.tokens_used)}/{tokens(run.budget or run.plan.budget)}"
         style = STATE_STYLE.get(run.state, "red")
         table.add_row(
             f"{run.plan.layer}/{layers}",
@@ -109,7 +109,7 @@ def up_document(plan: Plan, outcome: Outcome, project: str) -> dict[str, Any]:
             "signal": a.signal,
             "attempts": a.attempt,
             "tokens_used": a.tokens_used,
-            "budget": a.plan.budget,
+            "budget": a.budget,
             "elapsed_ms": a.elapsed_ms(now),
             "result": a.result,
             "error": a.error,

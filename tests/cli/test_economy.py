@@ -164,3 +164,30 @@ def test_four_composes_write_the_ledger_at_once(rnix: RunRnix, tmp_path: Path, r
     assert rows == [(f"writer{i}", 10) for i in range(4)]
     scores = json.loads(rnix("reputation", "builtin:mock", "--json").stdout)["data"]
     assert scores["records"] == 40 and len(scores["recent"]) == 10
+
+
+def test_a_pool_too_small_for_everyone(rnix: RunRnix, tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "budget_pool: {total: 450, allocation: priority}\n"
+        "agents:\n"
+        '  urgent: {intent: a, budget: 200, priority: high, command: ["true"]}\n'
+        '  normal: {intent: b, budget: 200, command: ["true"]}\n'
+        '  late: {intent: c, budget: 200, priority: low, command: ["true"]}\n'
+        '  after_late: {intent: d, depends_on: [late], command: ["true"]}\n'
+        '  shared: {intent: e, command: ["true"]}\n'
+    )
+    plan = json.loads(rnix("compose", "plan", "--json").stdout)["data"]
+    assert plan["budget_pool"]["unfunded"] == ["late"]
+    code, doc = up(rnix)
+    agents = {a["name"]: a for a in doc["data"]["agents"]}
+    assert code == 1
+    assert {n: a["status"] for n, a in agents.items()} == {
+        "urgent": "completed",
+        "normal": "completed",
+        "late": "budget_exceeded",
+        "after_late": "skipped",
+        "shared": "completed",
+    }
+    assert agents["late"]["pid"] is None and "cannot fund" in agents["late"]["error"]
+    assert agents["urgent"]["budget"] == 200 and agents["shared"]["budget"] == 50
+    assert agents["after_late"]["error"] == "dependency 'late' budget_exceeded"

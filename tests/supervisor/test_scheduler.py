@@ -258,7 +258,7 @@ def test_unfunded_agent_never_starts_and_its_dependents_are_skipped(tmp_path: Pa
     }
     agents, spawner, _, accounts = run(tmp_path, compose, {})
     assert states(agents) == {"big": "budget_exceeded", "after": "skipped", "ok": "completed"}
-    assert agents["big"].error == "the budget pool cannot fund this agent"
+    assert agents["big"].error == "the budget pool cannot fund it (100 tokens left)"
     assert [p.request.name for p in spawner.spawned] == ["ok"] and "big" not in accounts.registered
 
 
@@ -294,3 +294,16 @@ def test_environment_and_task_per_attempt(tmp_path: Path) -> None:
     task = json.loads((tmp_path / "a.task.json").read_text())
     assert task["attempt"] == 2 and task["intent"] == "do it" and task["run_id"] == "r1"
     assert task["messages"][1]["content"] == "The team's overall goal: team goal"
+
+
+def test_tokens_an_agent_did_not_use_fund_agents_that_start_later(tmp_path: Path) -> None:
+    compose = {
+        "budget_pool": {"total": 1000, "allocation": "equal"},
+        "agents": {"first": {"intent": "x"}, "second": {"intent": "y", "depends_on": ["first"]}},
+    }
+    agents, _, events, accounts = run(tmp_path, compose, {})
+    # planned 500 each; `first` used 7 (FakeAccounts), so 493 went back to `second`
+    assert accounts.registered == {"first": 500, "second": 993}
+    assert agents["second"].budget == 993
+    started = {e.agent: e.data["budget"] for e in events if e.kind == "agent_started"}
+    assert started == {"first": 500, "second": 993}
