@@ -35,8 +35,9 @@ def seconds(ms: int) -> str:
 def agent_line(run: AgentRun, layers: int, now: float) -> str:
     """`[layer 1/3] analyzer PID 48211 | completed | 3.8s | 1,450 tokens`."""
     pid = f"PID {run.pid}" if run.pid is not None else "PID -"
+    name = inert(run.name) + (f" as {inert(run.plan.choice.chosen)}" if run.plan.choice else "")
     line = (
-        f"[layer {run.plan.layer}/{layers}] {inert(run.name)} {pid} | {run.state.value} | "
+        f"[layer {run.plan.layer}/{layers}] {name} {pid} | {run.state.value} | "
         f"{seconds(run.elapsed_ms(now))} | {tokens(run.tokens_used)} tokens"
     )
     if run.sla is not None:
@@ -115,6 +116,9 @@ def up_document(plan: Plan, outcome: Outcome, project: str) -> dict[str, Any]:
             "error": a.error,
             "sla": a.sla,
             "definition": a.plan.definition,
+            "choice": {"chosen": a.plan.choice.chosen, "reason": a.plan.choice.reason}
+            if a.plan.choice
+            else None,
         }
         for a in (runs[p.spec.name] for p in plan.agents)
     ]
