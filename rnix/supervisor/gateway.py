@@ -292,7 +292,7 @@ class Gateway:
             return _error(request_id, protocol.BAD_REQUEST, request, account)
         account.calls += 1
         number = account.calls
-        prompt = await asyncio.to_thread(tokens.count_prompt, request.messages, account.model, request.tools)
+        prompt = await _count_prompt(request, account.model)
         available = account.available
         if prompt + 1 > available:
             text = (
@@ -447,3 +447,19 @@ class Gateway:
 
 def _code(error: ProviderError) -> str:
     return protocol.TIMEOUT if isinstance(error, CallTimeout) else protocol.PROVIDER_ERROR
+
+
+INLINE_COUNT_CHARS = 32_000  # below this, counting costs microseconds: a thread hop would cost more
+
+
+async def _count_prompt(request: _Request, model: str) -> int:
+    """Count small prompts on the loop; large ones in a worker thread so the loop keeps serving.
+
+    Measured with 500 agents calling at once: a thread hop per call cost ~14% of the gateway's CPU
+    in call_soon_threadsafe, while tiktoken counts a few hundred tokens in ~20 us.
+    """
+    size = sum(len(str(m.get("content") or "")) for m in request.messages)
+    loaded = tokens.get_encoding_if_loaded(model) is not None
+    if size < INLINE_COUNT_CHARS and loaded:
+        return tokens.count_prompt(request.messages, model, request.tools)
+    return await asyncio.to_thread(tokens.count_prompt, request.messages, model, request.tools)

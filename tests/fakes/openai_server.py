@@ -89,6 +89,9 @@ class Request:
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    # http.server's default backlog is 5: with hundreds of clients connecting at once (bench/makespan
+    # fan500) the kernel drops SYNs and clients retry after 1 s, 3 s, ... which measures the server.
+    request_queue_size = 1024
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that timed out and hung up is what Slow and Drop are for; no traceback on stderr.
