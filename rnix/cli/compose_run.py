@@ -12,7 +12,7 @@ import click
 from rnix.cli.compose import compose, file_option, json_option, load, project_option, seed_option
 from rnix.core.secrets import mask, mask_text, secret_values
 from rnix.env import Env, SystemClock
-from rnix.errors import ExitCode, RnixError
+from rnix.errors import ExitCode, RnixError, UsageError
 from rnix.ui import jsonout
 
 if TYPE_CHECKING:
@@ -252,9 +252,10 @@ def compose_ps_cmd(env: Env, file: str | None, project: str | None, as_json: boo
 @compose.command("logs")
 @project_option
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
+@json_option
 @click.argument("agents", nargs=-1)
 @click.pass_obj
-def logs_cmd(env: Env, project: str | None, follow: bool, agents: tuple[str, ...]) -> int:
+def logs_cmd(env: Env, project: str | None, follow: bool, as_json: bool, agents: tuple[str, ...]) -> int:
     """Print the agents' output (stderr, then stdout), each line prefixed with the agent's name.
 
     Here -f means --follow, as in docker compose: name the file before `logs` (`rnix compose -f FILE logs`).
@@ -278,4 +279,12 @@ def logs_cmd(env: Env, project: str | None, follow: bool, agents: tuple[str, ...
                 f"agents: {', '.join(known)}",
             )
     selected = [r for r in rows if not agents or r.agent in agents]
+    if as_json:
+        if follow:
+            raise UsageError("--json and --follow cannot be combined", "drop -f for one JSON document")
+        from rnix.cli.procs import read_output
+
+        documents = [{"agent": r.agent, "state": r.state, **read_output(env, r)} for r in selected]
+        jsonout.write_ok(env.stdout, {"project": name, "run_id": run.id, "agents": documents})
+        return ExitCode.OK
     return follow_logs(env, run.id, selected, follow=follow, prefix=True)

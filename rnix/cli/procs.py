@@ -206,7 +206,6 @@ def kill_cmd(env: Env, signame: str, pid: int, as_json: bool) -> int:
 @click.pass_obj
 def log_cmd(env: Env, pid: int, follow: bool, as_json: bool) -> int:
     """Print the log (stderr) and output (stdout) of the agent with this PID."""
-    from rnix.core.secrets import mask_text, secret_values
     from rnix.store.db import Store
 
     with Store.open(env.home, readonly=True) as store:
@@ -214,21 +213,27 @@ def log_cmd(env: Env, pid: int, follow: bool, as_json: bool) -> int:
     if row is None:
         raise RnixError(f"no rnix agent has PID {pid}", "`rnix ps -a` lists agents and their PIDs")
     if as_json:
-        secrets = secret_values(env.environ)
-        log = _read(row.log_path)
-        jsonout.write_ok(
-            env.stdout,
-            {
-                "pid": pid,
-                "agent": row.agent,
-                "run_id": row.run_id,
-                "state": row.state,
-                "log": mask_text(log, secrets).splitlines(),
-                "result": mask_text(_read(row.out_path), secrets),
-            },
-        )
+        data = {
+            "pid": pid,
+            "agent": row.agent,
+            "run_id": row.run_id,
+            "state": row.state,
+            **read_output(env, row),
+        }
+        jsonout.write_ok(env.stdout, data)
         return ExitCode.OK
     return follow_logs(env, row.run_id, [row], follow=follow, prefix=False)
+
+
+def read_output(env: Env, row: Any) -> dict[str, Any]:
+    """An agent's log lines (stderr) and result (stdout), secrets masked, for `--json`."""
+    from rnix.core.secrets import mask_text, secret_values
+
+    secrets = secret_values(env.environ)
+    return {
+        "log": mask_text(_read(row.log_path), secrets).splitlines(),
+        "result": mask_text(_read(row.out_path), secrets),
+    }
 
 
 def _read(path: str | None) -> str:

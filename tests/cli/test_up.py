@@ -265,6 +265,9 @@ def test_detach_then_ps_logs_and_down(rnix: RunRnix, tmp_path: Path, marker: str
     while "sleeping" not in rnix("compose", "logs").stdout and time.monotonic() < deadline:
         time.sleep(0.1)
     assert rnix("compose", "logs", "talk").stdout == "talk | sleeping\n"
+    logs = json.loads(rnix("compose", "logs", "--json").stdout)["data"]
+    assert logs["run_id"] == data["run_id"] and logs["agents"][0]["result"] == "sleeping\n"
+    assert rnix("compose", "logs", "-f", "--json").returncode == 2
     pid = ps[0]["pid"]
     log = rnix("log", str(pid), "--json")
     assert json.loads(log.stdout)["data"]["result"] == "sleeping\n"
