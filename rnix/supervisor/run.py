@@ -20,7 +20,7 @@ from rnix.core.lifecycle import AgentState, RunState
 from rnix.core.plan import Plan, plan_as_dict
 from rnix.core.secrets import is_secret_name, mask, secret_values
 from rnix.errors import ExitCode
-from rnix.supervisor.agentenv import agent_environment
+from rnix.supervisor.agentenv import agent_environment, base_environment
 from rnix.supervisor.scheduler import AgentRun, Clock, Options, Scheduler
 
 if TYPE_CHECKING:
@@ -128,9 +128,12 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentRun], None] = lam
             secrets=secrets,
         )
 
+        base_env = base_environment(ctx.environ)  # once per run, not once per agent
+
         def env_for(agent: object, nonce: str, attempt: int) -> Mapping[str, str]:
             spec = agent.spec  # type: ignore[attr-defined]
             return agent_environment(
+                base_env,
                 ctx.environ,
                 spec,
                 gateway_path=socket_path,
