@@ -42,16 +42,7 @@ async def measure(runs: int, directory: Path) -> dict[str, object]:
         for kind, argv in kinds.items():
             times = []
             for i in range(runs + 5):
-                request = SpawnRequest(
-                    name=f"{kind}{i}",
-                    argv=argv,
-                    env=env,
-                    cwd=str(directory),
-                    stdin_path=str(directory / "task.json"),
-                    stdout_path=str(directory / "out"),
-                    stderr_path=str(directory / "err"),
-                    grace=1.0,
-                )
+                request = bench_request(f"{kind}{i}", argv, env, directory)
                 started = time.perf_counter()
                 agent = await spawner.spawn(request)
                 elapsed = (time.perf_counter() - started) * 1000
@@ -66,22 +57,29 @@ async def measure(runs: int, directory: Path) -> dict[str, object]:
     return results
 
 
+def bench_request(
+    name: str, argv: tuple[str, ...] | None, env: dict[str, str], directory: Path
+) -> SpawnRequest:
+    """A spawn request whose files live in `directory` (shared by every benchmark agent)."""
+    return SpawnRequest(
+        name=name,
+        argv=argv,
+        env=env,
+        cwd=str(directory),
+        stdin_path=str(directory / "task.json"),
+        stdout_path=str(directory / "out"),
+        stderr_path=str(directory / "err"),
+        grace=1.0,
+    )
+
+
 async def burst(count: int, directory: Path) -> dict[str, object]:
     """`count` command agents (`sleep 60`) spawned at once, all running together, then stopped."""
     env = {"PATH": os.environ.get("PATH", os.defpath)}
     (directory / "task.json").write_text("{}")
 
     async def timed(spawner: ForkServerSpawner, i: int) -> tuple[float, LocalAgentProcess]:
-        request = SpawnRequest(
-            name=f"burst{i}",
-            argv=("sleep", "60"),
-            env=env,
-            cwd=str(directory),
-            stdin_path=str(directory / "task.json"),
-            stdout_path=str(directory / "out"),
-            stderr_path=str(directory / "err"),
-            grace=1.0,
-        )
+        request = bench_request(f"burst{i}", ("sleep", "60"), env, directory)
         started = time.perf_counter()
         agent = await spawner.spawn(request)
         return (time.perf_counter() - started) * 1000, agent
