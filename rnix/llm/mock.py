@@ -6,8 +6,9 @@ Model string: `mock` or `mock?latency=200ms&words=60&fail=2&mode=json`.
 - `words` (default 40): length of the answer in words.
 - `fail=N` (default 0): the first N calls *per agent* fail with a retryable ProviderError(500).
 - `mode`: `text` (default; a task that mentions JSON is answered with JSON); `json` answers one
-  JSON object; `tools` asks to call the first tool
-  offered (empty arguments) until the conversation holds a tool result, then answers as `text`.
+  JSON object; `tools` also calls a tool the mock does not know (the first offered, no arguments).
+- `script=FILE`: scripted tool calls and answers. Without a script, a mock offered tools explores
+  the workspace first (list, read two files) and names what it read; see rnix.llm.mock_tools.
 
 The same messages always give the same answer. It states the task (the text after "Your task: " in
 the last user message) and names every upstream agent whose fenced result it received, then pads
@@ -27,7 +28,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from rnix.core.types import parse_duration
-from rnix.llm import tokens
+from rnix.llm import mock_tools, tokens
 from rnix.llm.backend import CALLER, CallTimeout, Completion, ProviderError, Usage
 
 NAME = "mock"
@@ -48,6 +49,7 @@ class MockOptions:
     words: int = 40
     fail: int = 0
     mode: str = "text"
+    script: str | None = None  # a JSON file of scripted tool calls and answers (rnix.llm.mock_tools)
 
 
 def is_mock(model: str) -> bool:
@@ -74,8 +76,12 @@ def parse_model(model: str) -> MockOptions:
             if value not in MODES:
                 raise ValueError(f"mock option mode must be one of {', '.join(MODES)}, not {value!r}")
             values["mode"] = value
+        elif key == "script":
+            if not value:
+                raise ValueError("mock option script must name a JSON file")
+            values["script"] = value
         else:
-            raise ValueError(f"unknown mock option {key!r} (known: latency, words, fail, mode)")
+            raise ValueError(f"unknown mock option {key!r} (known: latency, words, fail, mode, script)")
     return MockOptions(**values)
 
 
@@ -124,16 +130,22 @@ def answer(messages: list[dict[str, Any]], options: MockOptions) -> str:
     return " ".join([head, *padding]) + ("." if padding else "")
 
 
-def _tool_call(tools: list[Any]) -> dict[str, Any] | None:
-    first = tools[0] if tools else None
-    function = first.get("function") if isinstance(first, dict) else None
-    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+def _tool_step(
+    options: MockOptions, messages: list[dict[str, Any]], tools: list[Any] | None
+) -> str | list[dict[str, Any]] | None:
+    """Tool calls to make now, a scripted final answer, or None to answer as usual."""
+    if options.script:
+        steps = mock_tools.load_script(options.script)
+        return mock_tools.scripted(steps, messages, options.script)
+    if not tools:
         return None
-    return {
-        "id": "call_mock_1",
-        "type": "function",
-        "function": {"name": function["name"], "arguments": "{}"},
-    }
+    calls = mock_tools.explore(mock_tools.tool_names(tools), messages, options.mode)
+    if calls is not None:
+        return calls
+    read = mock_tools.files_read(messages)
+    if read:
+        return answer(messages, options).rstrip(".") + f"; files read: {', '.join(read)}."
+    return None
 
 
 class MockBackend:
@@ -168,12 +180,14 @@ class MockBackend:
         if calls <= options.fail:
             raise ProviderError(f"mock: scripted failure {calls} of {options.fail}", status=500)
         prompt_tokens = tokens.count_prompt(messages, model, tools)
-        if options.mode == "tools" and tools and not any(m.get("role") == "tool" for m in messages):
-            call = _tool_call(tools)
-            if call is not None:
-                usage = Usage.of(prompt_tokens, tokens.count_text(json.dumps(call), model))
-                return Completion("", usage, "tool_calls", [call])
-        full = judge_answer(messages) or answer(messages, options)
+        try:
+            step = _tool_step(options, messages, tools)
+        except mock_tools.ScriptError as exc:
+            raise ProviderError(str(exc), status=400) from None
+        if isinstance(step, list):
+            usage = Usage.of(prompt_tokens, tokens.count_text(json.dumps(step), model))
+            return Completion("", usage, "tool_calls", step)
+        full = step or judge_answer(messages) or answer(messages, options)
         content = tokens.truncate_text(full, max_tokens, model)
         finish = "stop" if content == full else "length"
         return Completion(content, Usage.of(prompt_tokens, tokens.count_text(content, model)), finish)
