@@ -3,8 +3,9 @@
 Started once per supervisor (`python -m rnix.supervisor.forkserver --fd N --parent PID --nofile S`)
 with one end of a socketpair as fd N. It imports only the thin agent runtime and the leader (never
 asyncio, psutil, litellm, ...), so a new agent costs a fork rather than an interpreter start and
-shares the imported code pages with its siblings. It dies with the supervisor (PDEATHSIG SIGKILL),
-and its agents then stop their own groups (their PDEATHSIG SIGTERM; see leader.py).
+shares the imported code pages with its siblings. It dies with the supervisor (PDEATHSIG SIGTERM,
+after a SIGCONT to every agent group so a paused agent can act on what follows), and its agents then
+stop their own groups (their PDEATHSIG SIGTERM; see leader.py).
 
 Control channel, JSON lines (supervisor -> server, then server -> supervisor):
     {"op":"spawn","id":N,"name","argv":[...]|null,"env":{...},"cwd","stdin_path","stdout_path",
@@ -190,9 +191,25 @@ def _option(argv: list[str], name: str) -> int:
     return int(argv[argv.index(name) + 1])
 
 
+def _continue_agents_and_exit(server: ForkServer | None) -> None:
+    """The supervisor died (our PDEATHSIG) or someone TERMed us: wake any paused agent group first.
+
+    Our agents stop their own groups when we die (their PDEATHSIG SIGTERM), but a SIGSTOPped agent
+    would keep that signal pending for ever; SIGCONT lets it act on it.
+    """
+    for pid in list(server.leaders) if server is not None else []:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGCONT)
+    os._exit(0)
+
+
 def main(argv: list[str]) -> int:
     parent = _option(argv, "--parent")
-    procinfo.set_pdeathsig(signal.SIGKILL)
+    holder: list[ForkServer] = []
+    signal.signal(
+        signal.SIGTERM, lambda signum, frame: _continue_agents_and_exit(holder[0] if holder else None)
+    )
+    procinfo.set_pdeathsig(signal.SIGTERM)
     if os.getppid() != parent:
         return 1  # the supervisor died while we started
     procinfo.become_subreaper()
@@ -202,11 +219,15 @@ def main(argv: list[str]) -> int:
         except OSError:
             os.open(os.devnull, os.O_RDWR)
     leader.reset_signals()  # whatever the supervisor's parent ignored, agents start from defaults
+    signal.signal(
+        signal.SIGTERM, lambda signum, frame: _continue_agents_and_exit(holder[0] if holder else None)
+    )
     for signum in leader.SERVER_IGNORED:
         signal.signal(signum, signal.SIG_IGN)
     sock = socket.socket(fileno=_option(argv, "--fd"))
     sock.set_inheritable(False)
     server = ForkServer(sock, _option(argv, "--nofile"))
+    holder.append(server)
     gc.freeze()  # keep the collector from touching (and so un-sharing) the pre-imported objects
     # A broken channel means the supervisor is gone; our agents get their parent-death signal.
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):

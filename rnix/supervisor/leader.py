@@ -104,6 +104,7 @@ def _say(line: str) -> None:
 def _become_leader(launch: Launch) -> None:
     signal.set_wakeup_fd(-1)  # the fork server's wakeup pipe is not ours
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the fork server's handler is not ours either
     command = launch.argv is not None
     # Block before PDEATHSIG so a SIGTERM for a dead parent cannot be lost between the two steps.
     signal.pthread_sigmask(signal.SIG_SETMASK, _WATCHED if command else ())
@@ -127,7 +128,7 @@ def _become_leader(launch: Launch) -> None:
 
 def reset_signals() -> None:
     """Default dispositions, as in a fresh `python` (the fork server calls it once at start; each
-    leader then only undoes what the server changed: SERVER_IGNORED and its SIGCHLD handler)."""
+    leader then only undoes what the server changed: SERVER_IGNORED, its SIGCHLD and SIGTERM handlers)."""
     for signum in _RESETTABLE:
         signal.signal(signum, signal.SIG_DFL)
     # Python code expects EPIPE/EFBIG as exceptions, as in any `python` process.
