@@ -344,3 +344,22 @@ def test_second_ctrl_c_kills_at_once(rnix: RunRnix, tmp_path: Path, marker: str)
     proc.communicate(timeout=20)
     assert proc.returncode == 130 and time.monotonic() - started < 5
     assert_nothing_left(marker)
+
+
+def test_paused_agents_die_with_a_sigkilled_supervisor(rnix: RunRnix, tmp_path: Path, marker: str) -> None:
+    write(
+        tmp_path / "compose.yaml",
+        f"""name: doomed
+agents:
+  sleeper: {{intent: a, command: {agent("sleeper.py", "60")}, stop_grace_period: 0.5}}
+  llm: {{intent: d, model: "mock?latency=60s"}}
+""",
+    )
+    proc = run_in_background(tmp_path, marker)
+    running = wait_for_state(rnix, lambda ps: sum(p["state"] == "running" for p in ps) == 2)
+    for row in running:
+        assert rnix("kill", "-s", "STOP", str(row["pid"])).returncode == 0
+    proc.kill()
+    proc.communicate(timeout=10)
+    # Nobody runs `ps` or `down` here: the agents must go by themselves although they are stopped.
+    assert wait_gone(marked_pids(marker), 10) == []
