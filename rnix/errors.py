@@ -68,6 +68,21 @@ class InvalidCompose(RnixError):
         self.problems = tuple(problems)
 
 
+class InvalidDefinition(RnixError):
+    """One or more agent definitions (agents/<name>/agent.yaml) have problems."""
+
+    code = "INVALID_DEFINITION"
+    exit_code = ExitCode.FAILURE
+
+    def __init__(self, what: str, problems: Sequence[Problem], hint: str | None = None) -> None:
+        count = len(problems)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(
+            f"{what} ({count} {noun})", hint or "fix the lines above; `rnix agents` checks them again"
+        )
+        self.problems = tuple(problems)
+
+
 class Interrupted(RnixError):
     """The command was stopped by SIGINT or SIGTERM."""
 

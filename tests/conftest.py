@@ -17,6 +17,8 @@ RNIX = str(Path(sys.executable).parent / "rnix")
 def rnix_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "rnix-home"
     monkeypatch.setenv("RNIX_HOME", str(home))
+    # The user's own agent definitions (~/.config/rnix/agents) must not leak into tests.
+    monkeypatch.setenv("RNIX_CONFIG_HOME", str(tmp_path / "rnix-config"))
     monkeypatch.delenv("RNIX_PROJECT_NAME", raising=False)
     return home
 

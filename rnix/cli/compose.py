@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +14,9 @@ from rnix.core.secrets import mask, secret_values
 from rnix.env import Env
 from rnix.errors import ExitCode
 from rnix.ui import jsonout
+
+if TYPE_CHECKING:
+    from rnix.store.definitions import Library
 
 file_option = click.option(
     "-f", "--file", "file", metavar="FILE", help="The compose file (default: compose.yaml in this directory)."
@@ -42,6 +45,7 @@ def load(env: Env, file: str | None, project: str | None) -> Loaded:
     """Find, read, interpolate and validate the compose file; print its warnings on stderr."""
     from rnix.core.spec import parse_compose
     from rnix.store.compose_file import find_compose_file, load_compose, resolve_project_name
+    from rnix.store.definitions import resolve_definitions
 
     ctx = click.get_current_context()
     file = file or ctx.meta.get("rnix.compose.file")
@@ -51,7 +55,15 @@ def load(env: Env, file: str | None, project: str | None) -> Loaded:
     for warning in (*warnings, *loaded.warnings):
         env.warn(warning)
     spec = parse_compose(loaded.data, loaded.lines, loaded.display)
+    spec = resolve_definitions(spec, library(env, loaded.path.parent), loaded.lines)
     return Loaded(spec, resolve_project_name(project, env.environ, spec.name, loaded.path), loaded.path)
+
+
+def library(env: Env, project_dir: Path | None) -> Library:
+    """The agent definitions: `project_dir`/agents, then the user's, then rnix's own."""
+    from rnix.store.definitions import Library, search_path
+
+    return Library(search_path(project_dir, env.config_home), env.cwd)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

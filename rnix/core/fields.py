@@ -92,10 +92,13 @@ CONTRACT = Obj(
 AGENT = Obj(
     {
         "intent": Field(text, "What this agent must achieve (its task).", required=True),
-        "agent": Field(definition_name, "An agent definition from agents/ to run."),
+        "agent": Field(
+            definition_name,
+            "An agent definition to run: its instructions, tools and defaults (`rnix agents` lists them).",
+        ),
         "candidates": Field(
             ListOf(definition_name, unique=True, min_items=1, label="a list of agent definition names"),
-            "Agent definitions to choose from by reputation.",
+            "Agent definitions to choose from by reputation; the chosen one applies as with `agent`.",
         ),
         "command": Field(
             OneOf(((str, text), (list, ListOf(text, min_items=1))), what="a string or a list of strings"),

@@ -32,6 +32,28 @@ class BudgetPool:
 
 
 @dataclass(frozen=True)
+class AgentDefinition:
+    """An agent definition (`agents/<name>/agent.yaml` + `instructions.md`), validated.
+
+    The optional settings are defaults for a compose agent that names this definition; anything the
+    compose file sets explicitly wins (`rnix.core.definition.apply_definition`).
+    """
+
+    name: str
+    description: str
+    instructions: str
+    source: str = "builtin"  # project | user | builtin: which search directory it came from
+    path: str = ""  # the agent.yaml file, for messages and `rnix agents`
+    role: str | None = None
+    capabilities: tuple[str, ...] = ()
+    model: str | None = None
+    tools: Mapping[str, Mapping[str, object]] = field(default_factory=lambda: MappingProxyType({}))
+    max_steps: int | None = None
+    budget: int | None = None
+    contract: Contract | None = None
+
+
+@dataclass(frozen=True)
 class AgentSpec:
     """One agent node of the compose file, with the top-level defaults already applied."""
 
@@ -53,6 +75,10 @@ class AgentSpec:
     working_dir: str | None = None
     contract: Contract | None = None
     line: int | None = None
+    # Keys the compose file set for this agent (`model` also counts when set at the top level): a
+    # definition's defaults never override them.
+    explicit: frozenset[str] = frozenset()
+    definition: AgentDefinition | None = None  # the resolved `agent:` or chosen candidate, once known
 
     @property
     def kind(self) -> str:
@@ -75,6 +101,8 @@ class ComposeSpec:
     stop_grace_period_s: float = 5.0
     max_retries: int = 0
     budget_pool: BudgetPool | None = None
+    # Every definition the file names (`agent:` and all `candidates`), once resolved by the loader.
+    definitions: Mapping[str, AgentDefinition] = field(default_factory=lambda: MappingProxyType({}))
 
     def agent(self, name: str) -> AgentSpec:
         for agent in self.agents:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rnix.core import budget, dag
-from rnix.core.model import AgentSpec, ComposeSpec, Contract, Judge
+from rnix.core.model import AgentDefinition, AgentSpec, ComposeSpec, Contract, Judge
 from rnix.core.secrets import redact_environment
 
 
@@ -60,7 +60,10 @@ class AgentPlan:
     def budget_source(self) -> str:
         if self.spec.budget is not None:
             return "explicit"
-        return "default" if self.pool_total is None else "pool"
+        if self.pool_total is not None:
+            return "pool"
+        definition = self.spec.definition
+        return "definition" if definition is not None and definition.budget is not None else "default"
 
 
 @dataclass(frozen=True)
@@ -94,20 +97,21 @@ def make_plan(
     critical = dag.critical_path(graph)
     on_path = set(critical)
     history = history or {}
-    requests = [
-        budget.Request(a.name, a.priority, a.budget, a.name in on_path, history.get(a.name))
-        for a in spec.agents
-    ]
-    allocation = budget.allocate(requests, spec.budget_pool)
-    pool_total = spec.budget_pool.total if spec.budget_pool else None
-    layer_of = {name: i for i, layer in enumerate(layer_list, 1) for name in layer}
     choices = dict(choices or {})
     for agent in spec.agents:
         if agent.candidates and agent.name not in choices:
             choices[agent.name] = Choice(agent.candidates[0], "first candidate (no choice made)")
+    resolved = {a.name: _resolve(a, choices.get(a.name), spec.definitions) for a in spec.agents}
+    requests = [
+        budget.Request(a.name, a.priority, _requested(a, spec), a.name in on_path, history.get(a.name))
+        for a in resolved.values()
+    ]
+    allocation = budget.allocate(requests, spec.budget_pool)
+    pool_total = spec.budget_pool.total if spec.budget_pool else None
+    layer_of = {name: i for i, layer in enumerate(layer_list, 1) for name in layer}
     agents = tuple(
         AgentPlan(
-            spec.agent(name),
+            resolved[name],
             layer_of[name],
             allocation.budgets[name],
             name in on_path,
@@ -126,6 +130,27 @@ def make_plan(
         allocation=allocation,
         requests=tuple(requests),
     )
+
+
+def _resolve(
+    agent: AgentSpec, choice: Choice | None, definitions: Mapping[str, AgentDefinition]
+) -> AgentSpec:
+    """A candidate's definition applies once it is chosen (`agent:` was resolved at load)."""
+    if choice is not None and choice.chosen in definitions:
+        from rnix.core.definition import apply_definition  # off the start-up path of `rnix`
+
+        return apply_definition(agent, definitions[choice.chosen])
+    return agent
+
+
+def _requested(agent: AgentSpec, spec: ComposeSpec) -> int | None:
+    """The budget an agent asks for: its own; else, without a pool, its definition's default.
+
+    Under a budget pool the pool (the compose file's decision about money) divides the tokens.
+    """
+    if agent.budget is not None or spec.budget_pool is not None or agent.definition is None:
+        return agent.budget
+    return agent.definition.budget
 
 
 def seconds(value: float) -> int | float:
@@ -187,8 +212,23 @@ def spec_as_dict(spec: ComposeSpec) -> dict[str, Any]:
             else None
         ),
         "agents": {a.name: agent_as_dict(a) for a in spec.agents},
+        # An extension key, so the output stays a valid compose file: where each named definition
+        # was found (the model, max_steps and contract it supplied are already in the agents above).
+        "x-definitions": {
+            d.name: {"source": d.source, "path": d.path, "description": d.description}
+            for d in spec.definitions.values()
+        }
+        or None,
     }
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _source(definition: AgentDefinition | None) -> dict[str, str] | None:
+    return {"source": definition.source, "path": definition.path} if definition else None
+
+
+def _tools(definition: AgentDefinition | None) -> list[str]:
+    return sorted(definition.tools) if definition else []
 
 
 def plan_as_dict(plan: Plan) -> dict[str, Any]:
@@ -220,6 +260,8 @@ def plan_as_dict(plan: Plan) -> dict[str, Any]:
                 "max_steps": a.spec.max_steps,
                 "on_critical_path": a.on_critical_path,
                 "definition": a.definition,
+                "definition_source": _source(a.spec.definition),
+                "tools": _tools(a.spec.definition),
                 "choice": {"chosen": a.choice.chosen, "reason": a.choice.reason} if a.choice else None,
                 "intent": a.spec.intent,
                 "contract": contract_as_dict(a.spec.contract) if a.spec.contract else None,

@@ -19,6 +19,9 @@ from rnix.core.problems import did_you_mean
 from rnix.core.types import INVALID, Checker, Path
 from rnix.errors import InvalidCompose
 
+# The agent keys an agent definition can supply defaults for (rnix.core.definition).
+DEFINITION_DEFAULTS = frozenset({"model", "budget", "max_steps", "contract"})
+
 
 def parse_compose(data: object, lines: Mapping[Path, int], file: str) -> ComposeSpec:
     """Validate `data` (as loaded from `file`) and return the normalised spec."""
@@ -87,8 +90,9 @@ def _build(
         for key in ("model", "timeout", "stop_grace_period", "max_retries")
     }
     pool = checked.get("budget_pool")
+    top_explicit = frozenset({"model"} & checked.keys())
     agents = tuple(
-        _build_agent(name, body, top, checked.get("api_base"), graph[name], lines, ck)
+        _build_agent(name, body, top, checked.get("api_base"), graph[name], lines, ck, top_explicit)
         for name, body in checked["agents"].items()
     )
     version = checked.get("version", "1.0")
@@ -117,6 +121,7 @@ def _build_agent(
     deps: list[str],
     lines: Mapping[Path, int],
     ck: Checker,
+    top_explicit: frozenset[str] = frozenset(),
 ) -> AgentSpec:
     command = body.get("command")
     argv: tuple[str, ...] | None = None
@@ -146,12 +151,14 @@ def _build_agent(
         budget=body.get("budget"),
         environment=MappingProxyType(dict(body.get("environment", {}))),
         working_dir=body.get("working_dir"),
-        contract=_build_contract(body.get("contract")),
+        contract=build_contract(body.get("contract")),
         line=lines.get(("agents", name)),
+        explicit=top_explicit | (DEFINITION_DEFAULTS & body.keys()),
     )
 
 
-def _build_contract(raw: dict[str, Any] | None) -> Contract | None:
+def build_contract(raw: dict[str, Any] | None) -> Contract | None:
+    """A checked `contract:` mapping as a `Contract` (also used for agent definitions)."""
     if raw is None:
         return None
     quality = raw.get("output_quality")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rnix.core.definition import definition_prompt, tools_as_json
 from rnix.core.model import AgentSpec
 from rnix.core.secrets import mask
 from rnix.core.task import task_document
@@ -69,6 +70,9 @@ class RunFiles:
             project_intent=self.project_intent,
             stdin_input=stdin_input,
             max_steps=spec.max_steps,
+            instructions=definition_prompt(spec.definition),
+            tools=tools_as_json(spec.definition),
+            workspace=self.cwd_for(spec),
         )
         _write_private(
             paths.task, json.dumps(mask(document, self.secrets), ensure_ascii=False).encode("utf-8")

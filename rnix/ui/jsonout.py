@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, TextIO
 
-from rnix.errors import InvalidCompose, RnixError
+from rnix.errors import InvalidCompose, InvalidDefinition, RnixError
 
 
 def dumps(document: Any) -> str:
@@ -22,7 +22,9 @@ def write_document(stream: TextIO, document: dict[str, Any]) -> None:
 
 def error_document(error: RnixError) -> dict[str, Any]:
     body: dict[str, Any] = {"code": error.code, "message": error.message, "hint": error.hint}
-    body["problems"] = [p.as_dict() for p in error.problems] if isinstance(error, InvalidCompose) else []
+    body["problems"] = []
+    if isinstance(error, (InvalidCompose, InvalidDefinition)):
+        body["problems"] = [p.as_dict() for p in error.problems]
     return {"ok": False, "error": body}
 
 

@@ -103,6 +103,11 @@ def test_a_failing_judge_verdict(rnix: RunRnix, tmp_path: Path) -> None:
 
 def test_ledger_survives_runs_and_changes_the_candidate_choice(rnix: RunRnix, tmp_path: Path) -> None:
     compose = tmp_path / "compose.yaml"
+    for name in ("first-choice", "second-choice"):  # candidates must be agent definitions
+        folder = tmp_path / "agents" / name
+        folder.mkdir(parents=True)
+        (folder / "agent.yaml").write_text(f"name: {name}\ndescription: summarises\n")
+        (folder / "instructions.md").write_text("Summarise.\n")
     agent = (
         "agents:\n  pick:\n    intent: write a long summary\n    candidates: [first-choice, second-choice]\n"
     )
