@@ -1,4 +1,4 @@
-"""The thin built-in agent: read the task, ask the gateway for one completion, print it.
+"""The thin built-in agent: read the task, ask the gateway (one completion, or a tool loop), print it.
 
 Contract (docs/agent-protocol.md): the task JSON arrives on stdin, the result goes to stdout (with a
 trailing newline), one-line diagnostics go to stderr, and the exit status is 0 (ok), 1 (error) or 2
@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 from typing import Any, NoReturn
 
@@ -53,8 +54,10 @@ def run() -> int:
     try:
         task = read_task()
         with GatewayClient.from_environ() as client:
-            reply = client.complete(task["messages"])
-        content = reply.get("content") or ""
+            if task.get("tools"):
+                content = _loop(client, task)
+            else:
+                content = client.complete(task["messages"]).get("content") or ""
         if not content.endswith("\n"):
             content += "\n"
         _write_all(1, content.encode("utf-8"))
@@ -64,10 +67,46 @@ def run() -> int:
             return protocol.EXIT_BUDGET
         _diagnose(f"{exc.code}: {exc.message}")
         return protocol.EXIT_ERROR
+    except StepLimitReached as exc:
+        _diagnose(str(exc))
+        return protocol.EXIT_ERROR
     except (TaskError, OSError, ValueError) as exc:
         _diagnose(str(exc) or type(exc).__name__)
         return protocol.EXIT_ERROR
     return protocol.EXIT_OK
+
+
+class StepLimitReached(Exception):
+    """The tool loop used all its steps; the message says so."""
+
+
+def _log(line: str) -> None:
+    _write_all(2, (line + "\n").encode("utf-8", "replace"))
+
+
+def _stop_tools(signum: int, frame: object) -> None:
+    from rnix.agent.tools import shell
+
+    shell.kill_running()
+    os._exit(128 + signum)
+
+
+def _loop(client: GatewayClient, task: dict[str, Any]) -> str:
+    """The multi-step tool loop (rnix.agent.loop), imported only by agents that have tools."""
+    from rnix.agent import loop
+    from rnix.agent.tools.policy import ToolPolicy
+
+    workspace = task.get("workspace") or os.getcwd()
+    policy = ToolPolicy.from_json(task["tools"], workspace)
+    signal.signal(signal.SIGTERM, _stop_tools)  # a stopped agent takes its running command with it
+    max_steps = task.get("max_steps")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise TaskError("the task's `max_steps` must be a positive integer")
+    try:
+        outcome = loop.run_loop(client, task["messages"], policy, max_steps, _log)
+    except loop.StepLimit as exc:
+        raise StepLimitReached(str(exc)) from None
+    return outcome.answer
 
 
 def main() -> NoReturn:

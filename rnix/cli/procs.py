@@ -16,6 +16,7 @@ from rnix.ui import jsonout
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 FOLLOW_POLL = 0.2
+CATEGORY_CHOICES = ("think", "tool", "warn", "log", "output")  # rnix.core.logs.CATEGORIES
 
 
 def list_processes(env: Env, *, project: str | None, show_all: bool, as_json: bool) -> int:
@@ -44,8 +45,21 @@ def list_processes(env: Env, *, project: str | None, show_all: bool, as_json: bo
     return ExitCode.OK
 
 
-def follow_logs(env: Env, run_id: str, rows: list[Any], *, follow: bool, prefix: bool) -> int:
-    """Print each agent's stderr then stdout; with `follow`, keep reading until the run ends."""
+def follow_logs(
+    env: Env,
+    run_id: str,
+    rows: list[Any],
+    *,
+    follow: bool,
+    prefix: bool,
+    categories: frozenset[str] | None = None,
+) -> int:
+    """Print each agent's stderr then stdout; with `follow`, keep reading until the run ends.
+
+    `categories` (rnix.core.logs) keeps only those lines: stderr lines by their `[think]`/`[tool]`/
+    `[warn]` prefix (plain ones are `log`), stdout lines are `output`.
+    """
+    from rnix.core.logs import OUTPUT, categorize
     from rnix.core.secrets import mask_text, secret_values
     from rnix.store.db import Store
     from rnix.ui.text import inert
@@ -69,6 +83,9 @@ def follow_logs(env: Env, run_id: str, rows: list[Any], *, follow: bool, prefix:
                 complete = data[: data.rfind(b"\n") + 1] if follow else data
                 offsets[path] = start + len(complete)
                 for line in complete.decode("utf-8", errors="replace").splitlines():
+                    category = OUTPUT if path == row.out_path else categorize(line)[0]
+                    if categories is not None and category not in categories:
+                        continue
                     text = inert(mask_text(line, secrets))
                     env.stdout.write(f"{row.agent:<{width}} | {text}\n" if prefix else f"{text}\n")
         env.stdout.flush()
@@ -90,9 +107,9 @@ def follow_logs(env: Env, run_id: str, rows: list[Any], *, follow: bool, prefix:
 
 @click.command("run")
 @click.argument("intent")
-@click.option("--model", help="Model for the agent (default: mock, or $RNIX_MODEL).")
+@click.option("--model", help="Model for the agent (default: $RNIX_MODEL, else the definition's, else mock).")
 @click.option("--agent", "definition", help="An agent definition to run.")
-@click.option("--budget", type=int, help="Token budget (default 50,000).")
+@click.option("--budget", type=int, help="Token budget (default: the definition's, else 50,000).")
 @click.option("--timeout", help="Timeout, e.g. 30s or 5m (default 10m).")
 @click.option("-p", "--project-name", "project", default="run", show_default=True, help="Project name.")
 @json_option
@@ -130,6 +147,11 @@ def run_cmd(
         if value is not None:
             body[key] = value
     spec = parse_compose({"agents": {"agent": body}}, {}, "<command line>")
+    if definition is not None:  # --agent: found like a compose file's, with the project in this directory
+        from rnix.cli.compose import library
+        from rnix.store.definitions import resolve_definitions
+
+        spec = resolve_definitions(spec, library(env, env.cwd), {})
     plan = make_plan(spec, resolve_project_name(project, {}, None, env.cwd / "x"))
     stdin_input = None
     if env.stdin_piped:
@@ -202,10 +224,22 @@ def kill_cmd(env: Env, signame: str, pid: int, as_json: bool) -> int:
 @click.command("log")
 @click.argument("pid", type=int)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the agent ends.")
+@click.option(
+    "--filter",
+    "categories",
+    multiple=True,
+    type=click.Choice(CATEGORY_CHOICES),
+    help="Only lines of this category (repeatable): the loop's think, tool and warn steps, plain log "
+    "lines, or the output.",
+)
 @json_option
 @click.pass_obj
-def log_cmd(env: Env, pid: int, follow: bool, as_json: bool) -> int:
-    """Print the log (stderr) and output (stdout) of the agent with this PID."""
+def log_cmd(env: Env, pid: int, follow: bool, categories: tuple[str, ...], as_json: bool) -> int:
+    """Print the log (stderr) and output (stdout) of the agent with this PID.
+
+    Built-in agents log each step of their loop as one line: `[think]` what the model said next to
+    its tool calls, `[tool]` a call and a short result, `[warn]` a denied call.
+    """
     from rnix.store.db import Store
 
     with Store.open(env.home, readonly=True) as store:
@@ -220,9 +254,21 @@ def log_cmd(env: Env, pid: int, follow: bool, as_json: bool) -> int:
             "state": row.state,
             **read_output(env, row),
         }
+        data["entries"] = _entries(data["log"], data["result"], frozenset(categories) or None)
         jsonout.write_ok(env.stdout, data)
         return ExitCode.OK
-    return follow_logs(env, row.run_id, [row], follow=follow, prefix=False)
+    wanted = frozenset(categories) or None
+    return follow_logs(env, row.run_id, [row], follow=follow, prefix=False, categories=wanted)
+
+
+def _entries(log: list[str], result: str, categories: frozenset[str] | None) -> list[dict[str, str]]:
+    """`log --json`'s categorized lines: stderr lines, then the result as one `output` entry."""
+    from rnix.core.logs import OUTPUT, categorize
+
+    entries = [dict(zip(("category", "text"), categorize(line), strict=True)) for line in log]
+    if result:
+        entries.append({"category": OUTPUT, "text": result})
+    return [e for e in entries if categories is None or e["category"] in categories]
 
 
 def read_output(env: Env, row: Any) -> dict[str, Any]:

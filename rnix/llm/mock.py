@@ -7,6 +7,8 @@ Model string: `mock` or `mock?latency=200ms&words=60&fail=2&mode=json`.
 - `fail=N` (default 0): the first N calls *per agent* fail with a retryable ProviderError(500).
 - `mode`: `text` (default; a task that mentions JSON is answered with JSON); `json` answers one
   JSON object; `tools` also calls a tool the mock does not know (the first offered, no arguments).
+- Instructions (system messages) that ask for Markdown get a heading and a list item; instructions
+  that ask for a `VERDICT: PASS|FAIL` line get `VERDICT: PASS` first, so contracts pass offline.
 - `script=FILE`: scripted tool calls and answers. Without a script, a mock offered tools explores
   the workspace first (list, read two files) and names what it read; see rnix.llm.mock_tools.
 
@@ -127,7 +129,19 @@ def answer(messages: list[dict[str, Any]], options: MockOptions) -> str:
         return json.dumps({"task": task, "upstream": names, "answer": filler}, ensure_ascii=False)
     head = f"mock answer to '{task}' {sources}"
     padding = _filler(seed, max(0, options.words - len(head.split())))
-    return " ".join([head, *padding]) + ("." if padding else "")
+    text = " ".join([head, *padding]) + ("." if padding else "")
+    return _in_requested_format(text, task, messages)
+
+
+def _in_requested_format(text: str, task: str, messages: list[dict[str, Any]]) -> str:
+    """Follow the two answer formats agent instructions commonly ask for, so contracts can pass offline:
+    Markdown (a heading, the answer as a list item) and a first line `VERDICT: PASS`."""
+    system = " ".join(_text(m.get("content")) for m in messages if m.get("role") == "system")
+    if re.search(r"\bmarkdown\b", system, re.IGNORECASE):
+        text = f"## {task or 'Answer'}\n\n- {text}"
+    if re.search(r"VERDICT: ?PASS", system):
+        text = f"VERDICT: PASS\n\n{text}"
+    return text
 
 
 def _tool_step(

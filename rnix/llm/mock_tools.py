@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 READS = 2  # files the exploring mock reads before it answers
-_LISTED_FILE = re.compile(r"^\s*(?:[-*]\s+)?([\w][\w.\-/]*\.\w+)\s*(?:\(|$|\s)", re.MULTILINE)
+# A regular file in list_dir's output: `name  1,204 bytes` (rnix.agent.tools.files).
+_LISTED_FILE = re.compile(r"^(\S.*?)  [\d,]+ bytes?$", re.MULTILINE)
 
 
 class ScriptError(ValueError):

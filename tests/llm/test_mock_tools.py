@@ -62,18 +62,32 @@ def test_exploring_mock_lists_reads_two_files_and_names_them() -> None:
     first = complete(MockBackend(), tools=tools)
     assert first.tool_calls is not None
     assert first.tool_calls[0]["function"]["name"] == "list_dir"
-    messages = answered(MESSAGES, first.tool_calls, "app.py\nREADME.md\nsrc/\n")
+    messages = answered(
+        MESSAGES,
+        first.tool_calls,
+        "README.md  2,048 bytes\napp.py  1 byte\nlink@ -> /etc\nsrc/\nz.txt  12 bytes",
+    )
     reads = []
     for _ in range(2):
         step = complete(MockBackend(), messages=messages, tools=tools)
         assert step.tool_calls is not None and step.tool_calls[0]["function"]["name"] == "read_file"
         reads.append(json.loads(step.tool_calls[0]["function"]["arguments"])["path"])
         messages = answered(messages, step.tool_calls, "contents")
-    assert reads == ["app.py", "README.md"]
+    assert reads == ["README.md", "app.py"]
     final = complete(MockBackend(), messages=messages, tools=tools)
     assert final.tool_calls is None
-    assert "files read: app.py, README.md" in final.content
+    assert "files read: README.md, app.py" in final.content
 
 
 def test_without_tools_the_mock_answers_at_once() -> None:
     assert complete(MockBackend()).tool_calls is None
+
+
+def test_answers_in_the_format_the_instructions_ask_for() -> None:
+    from rnix.core.sla import looks_like_markdown
+
+    system = {"role": "system", "content": "Answer in Markdown. Start with VERDICT: PASS or VERDICT: FAIL."}
+    result = complete(MockBackend(), messages=[system, *MESSAGES[1:]])
+    assert result.content.startswith("VERDICT: PASS\n") and looks_like_markdown(result.content)
+    plain = complete(MockBackend())
+    assert plain.content.startswith("mock answer to") and not looks_like_markdown(plain.content)
