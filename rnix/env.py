@@ -22,6 +22,7 @@ class Env:
     cwd: Path
     stdout_isatty: bool = False
     stdin_piped: bool = False  # stdin is a pipe or file (not a terminal, not closed)
+    stdin_isatty: bool = False  # full-screen views (`top`) read keys from it
     debug: bool = False
     json_errors: bool = field(default=False)
 
@@ -34,6 +35,7 @@ class Env:
             cwd=Path.cwd(),
             stdout_isatty=sys.stdout.isatty(),
             stdin_piped=_stdin_piped(),
+            stdin_isatty=sys.stdin is not None and sys.stdin.isatty(),
         )
 
     @property
@@ -43,6 +45,15 @@ class Env:
             return Path(self.environ["RNIX_HOME"]).expanduser()
         state = self.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
         return Path(state) / "rnix"
+
+    @property
+    def config_home(self) -> Path:
+        """RNIX_CONFIG_HOME, else `$XDG_CONFIG_HOME/rnix`, else `~/.config/rnix` (user agent definitions
+        live in its `agents/`)."""
+        if self.environ.get("RNIX_CONFIG_HOME"):
+            return Path(self.environ["RNIX_CONFIG_HOME"]).expanduser()
+        config = self.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        return Path(config) / "rnix"
 
     def warn(self, message: str) -> None:
         self.stderr.write(f"rnix: warning: {message}\n")

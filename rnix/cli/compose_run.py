@@ -22,10 +22,17 @@ if TYPE_CHECKING:
 
 
 class UpView:
-    """What `up` shows while it runs: a live table on a terminal, otherwise a line per settled agent."""
+    """What `up` shows while it runs: a live table on a terminal, otherwise a line per settled agent.
 
-    def __init__(self, env: Env, plan: Plan, as_json: bool) -> None:
+    Pauses come from another process (`rnix kill -s STOP`, `top`), so the live table learns them
+    from the state database, read at most once a second.
+    """
+
+    def __init__(self, env: Env, plan: Plan, as_json: bool, run_id: str | None = None) -> None:
         self.env, self.plan, self.as_json = env, plan, as_json
+        self.run_id = run_id
+        self._pauses: dict[str, tuple[str, int]] = {}
+        self._pauses_read = 0.0
         self.layers = len(plan.layers)
         self.printed: set[str] = set()
         self.runs: dict[str, AgentRun] = {}
@@ -44,7 +51,14 @@ class UpView:
         from rnix.ui.runview import live_table
 
         ordered = [self.runs[a.spec.name] for a in self.plan.agents if a.spec.name in self.runs]
-        return live_table(ordered, self.layers, f"project {self.plan.project}")
+        return live_table(ordered, self.layers, f"project {self.plan.project}", self._paused())
+
+    def _paused(self) -> dict[str, tuple[str, int]]:
+        now = time.monotonic()
+        if self.run_id is not None and now - self._pauses_read >= PAUSES_EVERY:
+            self._pauses_read = now
+            self._pauses = _paused_clocks(self.env, self.run_id, self._pauses)
+        return self._pauses
 
     def update(self, run: AgentRun) -> None:
         self.runs[run.name] = run
@@ -138,7 +152,7 @@ def up_cmd(
         detached=run_id is not None,
         options=Options(abort_on_failure=abort_on_failure),
     )
-    view = UpView(env, plan, as_json)
+    view = UpView(env, plan, as_json, ctx.run_id)
     try:
         outcome = asyncio.run(supervise(ctx, on_update=view.update))
     finally:
@@ -146,6 +160,22 @@ def up_cmd(
             view.live.stop()
     view.finish(outcome)
     return outcome.exit_code
+
+
+PAUSES_EVERY = 1.0  # seconds between the live table's looks at the store for paused agents
+
+
+def _paused_clocks(env: Env, run_id: str, last: dict[str, tuple[str, int]]) -> dict[str, tuple[str, int]]:
+    """State and elapsed ms (paused time left out) of the run's agents that were ever paused."""
+    from rnix.store.db import Store, StoreError
+    from rnix.ui.proctable import elapsed_ms
+
+    try:
+        with Store.open(env.home, readonly=True, busy_timeout_ms=50) as store:
+            rows = store.processes(run_id=run_id)
+    except StoreError:
+        return last  # busy: the next look will do
+    return {r.agent: (r.state, elapsed_ms(r)) for r in rows if r.paused_at is not None or r.paused_ms}
 
 
 def _detach(

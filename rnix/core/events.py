@@ -10,8 +10,9 @@ Kinds, the agent they concern (or none) and their data:
 - agent_started (agent): attempt, pid, pid_start_time, budget, log_path, out_path
 - llm_call (agent): attempt, try, model, status ("ok" or an error code), prompt_tokens,
   completion_tokens, total_tokens, latency_ms, used, remaining
-- agent_signalled (agent): pid, signal, reason (timeout, down, abort, kill, interrupt)
-- agent_paused, agent_resumed (agent): pid
+- agent_signalled (agent): pid, signal, reason (timeout, down, abort, kill, top, interrupt)
+- agent_paused, agent_resumed (agent): pid — recorded with the SIGSTOP / SIGCONT that `rnix kill`
+  or `top` sent (rnix.supervisor.control.signal_agent)
 - agent_exited (agent): attempt, state, exit_code, signal, tokens_used, elapsed_ms, result, error, final
 - agent_skipped (agent): reason
 - agent_assessed (agent): definition, status, completed, tokens_used, budget, elapsed_ms, model,

@@ -118,14 +118,18 @@ def _agent_resumed(conn: sqlite3.Connection, e: Event) -> None:
 
 
 def _agent_exited(conn: sqlite3.Connection, e: Event) -> None:
-    # An agent killed while paused stops its pause clock too.
+    # An agent killed while paused stops its pause clock too. The supervisor reports wall time;
+    # the table keeps time spent running, like the live clock of ps/top (SET sees the old row).
     _update_process(
         conn,
         e,
         "state = COALESCE(?, state), exit_code = ?, signal = ?, tokens_used = COALESCE(?, tokens_used),"
-        f" elapsed_ms = ?, result = ?, error = ?, ended_at = ?, {_UNPAUSE}",
+        f" elapsed_ms = MAX(0, ? - paused_ms - {_PAUSED_NOW}), result = ?, error = ?, ended_at = ?,"
+        f" {_UNPAUSE}",
         (
-            *_values(e.data, "state", "exit_code", "signal", "tokens_used", "elapsed_ms", "result", "error"),
+            *_values(e.data, "state", "exit_code", "signal", "tokens_used", "elapsed_ms"),
+            e.ts,
+            *_values(e.data, "result", "error"),
             e.ts,
             e.ts,
         ),
@@ -191,11 +195,10 @@ def _run_finished(conn: sqlite3.Connection, e: Event) -> None:
     )
 
 
+# Milliseconds since paused_at (parameter: the event's ts); 0 when not paused.
+_PAUSED_NOW = "COALESCE(MAX(0, CAST(ROUND((? - paused_at) * 1000) AS INTEGER)), 0)"
 # Adds the time since paused_at (parameter: the event's ts) to paused_ms; a no-op when not paused.
-_UNPAUSE = (
-    "paused_ms = paused_ms + COALESCE(MAX(0, CAST(ROUND((? - paused_at) * 1000) AS INTEGER)), 0),"
-    " paused_at = NULL"
-)
+_UNPAUSE = f"paused_ms = paused_ms + {_PAUSED_NOW}, paused_at = NULL"
 
 PROJECTIONS: dict[str, Projection] = {
     ev.RUN_STARTED: _run_started,

@@ -1,8 +1,11 @@
-"""Controlling runs from another terminal: `compose down`, `rnix kill`, starting a detached run.
+"""Controlling runs from another terminal: `compose down`, `rnix kill`, `top`, a detached run.
 
 A PID is signalled only after its start time matches what the store recorded, so a reused PID is
 never hit. A run whose supervisor died without recording its end is *lost*: `down` then stops the
-agents it left (if any survived) itself and marks the run.
+agents it left (if any survived) itself and marks the run. `signal_agent` is the one path for a
+user's signal to an agent (`rnix kill` and `top`): SIGSTOP records the agent as paused (its clock
+stops), SIGCONT as running again, and any other signal to a paused agent is followed by SIGCONT so
+the agent can act on it.
 """
 
 from __future__ import annotations
@@ -15,12 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from rnix.core.events import AGENT_SIGNALLED, Event
+from rnix.core.events import AGENT_PAUSED, AGENT_RESUMED, AGENT_SIGNALLED, Event
 from rnix.core.lifecycle import AgentState
 from rnix.errors import RnixError
 from rnix.store.db import ProcessRow, RunRow, Store
 from rnix.supervisor import procinfo
-from rnix.supervisor.signals import send_group
+from rnix.supervisor.signals import send_group, signal_name
 
 DOWN_EXTRA_WAIT = 10.0  # seconds beyond the grace period before `down` escalates
 
@@ -130,8 +133,8 @@ def stop_orphans(processes: list[ProcessRow], grace: float) -> list[int]:
     return targets
 
 
-def signal_agent(store: Store, pid: int, signum: int) -> ProcessRow:
-    """`rnix kill`: signal the process group of the rnix agent whose PID is `pid`."""
+def signal_agent(store: Store, pid: int, signum: int, reason: str = "kill") -> ProcessRow:
+    """Signal the process group of the rnix agent whose PID is `pid` (`rnix kill`, `top`)."""
     row = store.process_by_pid(pid)
     if row is None:
         raise RnixError(f"no rnix agent has PID {pid}", "`rnix ps` lists the agents and their PIDs")
@@ -142,18 +145,23 @@ def signal_agent(store: Store, pid: int, signum: int) -> ProcessRow:
         )
     if not send_group(pid, signum):
         raise RnixError(f"agent {row.agent} (PID {pid}) exited before it could be signalled")
-    store.append(
-        [
-            Event(
-                row.run_id,
-                AGENT_SIGNALLED,
-                time.time(),
-                row.agent,
-                {"pid": pid, "signal": signal.Signals(signum).name, "reason": "kill", "by_pid": os.getpid()},
-            )
-        ]
-    )
+    # A stopped group keeps TERM, INT, ... pending until it is continued: continue it, so the agent
+    # acts on them. SIGKILL needs no help; SIGSTOP/SIGCONT are the pause and the resume themselves.
+    wake = row.state == AgentState.PAUSED.value and signum not in _PAUSE_SIGNALS
+    if wake:
+        send_group(pid, signal.SIGCONT)
+    now = time.time()
+    data = {"pid": pid, "signal": signal_name(signum), "reason": reason, "by_pid": os.getpid()}
+    events = [Event(row.run_id, AGENT_SIGNALLED, now, row.agent, data)]
+    if signum == signal.SIGSTOP:
+        events.append(Event(row.run_id, AGENT_PAUSED, now, row.agent, {"pid": pid}))
+    elif signum == signal.SIGCONT or wake:
+        events.append(Event(row.run_id, AGENT_RESUMED, now, row.agent, {"pid": pid}))
+    store.append(events)
     return row
+
+
+_PAUSE_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGCONT, signal.SIGKILL})
 
 
 def _kill(pid: int, signum: int) -> bool:

@@ -6,7 +6,7 @@ All three read the same `AgentRun` objects the scheduler updates, so they cannot
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rnix.core.lifecycle import AgentState
@@ -69,7 +69,14 @@ def summary_line(outcome: Outcome) -> str:
     )
 
 
-def live_table(runs: Iterable[AgentRun], layers: int, header: str) -> RenderableType:
+def live_table(
+    runs: Iterable[AgentRun],
+    layers: int,
+    header: str,
+    paused: Mapping[str, tuple[str, int]] | None = None,
+) -> RenderableType:
+    """`paused`: agents that were paused, by name: their state and elapsed ms from the store, which
+    knows about pauses (the scheduler does not); used while the agent has not settled."""
     from rich.table import Table
     from rich.text import Text
 
@@ -79,13 +86,16 @@ def live_table(runs: Iterable[AgentRun], layers: int, header: str) -> Renderable
         table.add_column(column, no_wrap=column != "NOTE", justify="right" if column == "TOKENS" else "left")
     for run in runs:
         budget = f"{tokens(run.tokens_used)}/{tokens(run.budget or run.plan.budget)}"
-        style = STATE_STYLE.get(run.state, "red")
+        state, elapsed = run.state.value, run.elapsed_ms(now)
+        if paused and run.name in paused and not run.state.terminal:
+            state, elapsed = paused[run.name]
+        style = "bold yellow" if state == AgentState.PAUSED.value else STATE_STYLE.get(run.state, "red")
         table.add_row(
             f"{run.plan.layer}/{layers}",
             Text(inert(run.name)),
             str(run.pid or "-"),
-            Text(run.state.value, style=style),
-            seconds(run.elapsed_ms(now)),
+            Text(state, style=style),
+            seconds(elapsed),
             budget,
             Text(
                 sla_word(run.sla),

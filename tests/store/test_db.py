@@ -232,6 +232,58 @@ def test_exiting_while_paused_stops_the_pause_clock(store: Store) -> None:
     assert (row.state, row.paused_at, row.paused_ms) == ("cancelled", None, 2000)
 
 
+def test_elapsed_time_of_an_exited_agent_leaves_out_its_pauses(store: Store) -> None:
+    store.append([started_run(), planned("a"), agent_started("a", ts=T0), planned("b"), agent_started("b")])
+    pauses = [event(ev.AGENT_PAUSED, "a", T0 + 1), event(ev.AGENT_RESUMED, "a", T0 + 3)]
+    store.append([*pauses, event(ev.AGENT_PAUSED, "b", T0 + 4)])
+    store.append(
+        [
+            event(ev.AGENT_EXITED, "a", T0 + 9, state="completed", elapsed_ms=9000, final=True),
+            event(ev.AGENT_EXITED, "b", T0 + 9, state="cancelled", elapsed_ms=8000, final=True),
+        ]
+    )
+    assert (process(store, "a").elapsed_ms, process(store, "b").elapsed_ms) == (7000, 3000)
+
+
+def test_data_version_moves_only_when_another_connection_commits(rnix_home: Path, store: Store) -> None:
+    with Store.open(rnix_home, readonly=True) as reader:
+        before = reader.data_version()
+        assert reader.data_version() == before
+        store.append([started_run()])
+        assert reader.data_version() != before
+    with Store.open(rnix_home / "nowhere", readonly=True) as missing:
+        assert missing.data_version() is None
+
+
+def test_reads_inside_reading_see_one_state(rnix_home: Path, store: Store) -> None:
+    store.append([started_run()])
+    with Store.open(rnix_home, readonly=True) as reader, reader.reading():
+        assert [r.status for r in reader.runs()] == ["running"]
+        store.append([event(ev.RUN_FINISHED, None, T0 + 5, status="completed")])
+        assert [r.status for r in reader.runs()] == ["running"]  # still the state it began with
+    with Store.open(rnix_home, readonly=True) as reader:
+        assert [r.status for r in reader.runs()] == ["completed"]
+
+
+def test_a_reader_with_a_short_busy_timeout_gives_up_quickly(rnix_home: Path, store: Store) -> None:
+    store.append([started_run()])
+    store.close()  # exclusive locking mode needs the only connection to the file
+    holder = sqlite3.connect(rnix_home / DB_NAME, isolation_level=None)
+    try:
+        holder.execute("PRAGMA locking_mode = EXCLUSIVE")  # keeps the file lock, so readers wait too
+        holder.execute("BEGIN EXCLUSIVE")
+        holder.execute("UPDATE runs SET status = 'failed'")
+        holder.execute("COMMIT")
+        started = time.monotonic()
+        with Store.open(rnix_home, readonly=True, busy_timeout_ms=100) as reader, pytest.raises(StoreLocked):
+            reader.runs()
+        assert time.monotonic() - started < 2
+    finally:
+        holder.close()
+    with Store.open(rnix_home, readonly=True, busy_timeout_ms=100) as reader:
+        assert [r.status for r in reader.runs()] == ["failed"]
+
+
 def test_agent_skipped_records_the_reason(store: Store) -> None:
     store.append([started_run(), planned("reviewer", layer=1)])
     store.append([event(ev.AGENT_SKIPPED, "reviewer", T0 + 5, reason="writer failed")])
