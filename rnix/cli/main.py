@@ -15,13 +15,15 @@ from typing import NoReturn
 import click
 
 from rnix import __version__
-from rnix.cli import compose_run, procs, reputation
+from rnix.cli import agents, compose_graph, compose_run, procs, reputation
+from rnix.cli.completion import completion_cmd
 from rnix.cli.compose import compose
+from rnix.cli.top import top_cmd
 from rnix.env import Env
-from rnix.errors import ExitCode, InvalidCompose, RnixError, UsageError
+from rnix.errors import ExitCode, InvalidCompose, InvalidDefinition, RnixError, UsageError
 from rnix.ui import jsonout
 
-_ = compose_run  # imported for its side effect: it adds up/down/ps/logs to the compose group
+_ = compose_run, compose_graph  # imported for their side effect: they add commands to compose
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -56,13 +58,13 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 cli.add_command(compose)
-for _command in (*procs.COMMANDS, reputation.reputation_cmd):
+for _command in (*procs.COMMANDS, top_cmd, reputation.reputation_cmd, completion_cmd, agents.agents_cmd):
     cli.add_command(_command)
 
 
 def report(env: Env, error: RnixError) -> None:
     """Print an error the one rnix way (and the JSON document when --json was asked for)."""
-    if isinstance(error, InvalidCompose):
+    if isinstance(error, (InvalidCompose, InvalidDefinition)):
         for problem in error.problems:
             env.stderr.write(f"{problem}\n")
     env.stderr.write(f"rnix: error: {error.message}\n")

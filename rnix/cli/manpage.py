@@ -1,7 +1,10 @@
-"""Man pages generated from the click command tree: `rnix.1` and one page per command group.
+"""Man pages generated from the click command tree and the compose field table.
 
-`python -m rnix.cli.manpage --write man/` refreshes them; `tests/cli/test_manpages.py` fails when a
-page in man/ differs from what the code generates.
+Pages: `rnix.1` (every command at a glance, exit status, environment, files), one page per top-level
+command (`rnix-compose.1` with all its subcommands, `rnix-run.1`, ...; a new command gets its page
+by existing) and `rnix-compose.yaml.5` (`manpage_compose.py`).
+`python -m rnix.cli.manpage --write man/` refreshes them and removes pages of commands that no longer
+exist; `tests/cli/test_manpages.py` fails when man/ differs from what the code generates.
 """
 
 from __future__ import annotations
@@ -9,9 +12,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import click
-
-from rnix import __version__
+from rnix.cli import roff
+from rnix.cli.helptext import Entry, root_command, walk
 
 EXIT_STATUS = (
     ("0", "Success."),
@@ -20,106 +22,153 @@ EXIT_STATUS = (
     ("130", "Interrupted by SIGINT (Ctrl-C)."),
     ("143", "Terminated by SIGTERM."),
 )
+# Every variable rnix reads or sets; tests/cli/test_docs.py checks the code against this list.
 ENVIRONMENT = (
     (
         "RNIX_HOME",
-        "Where rnix keeps its state database (default: $XDG_STATE_HOME/rnix, else ~/.local/state/rnix).",
+        "Where rnix keeps its state database and run files (default: $XDG_STATE_HOME/rnix, "
+        "else ~/.local/state/rnix).",
     ),
-    ("RNIX_PROJECT_NAME", "Project name when -p is not given (beats name: in the compose file)."),
     ("XDG_STATE_HOME", "Base of the default RNIX_HOME."),
     (
-        "*_API_KEY, *_TOKEN, *_SECRET",
-        "Provider credentials. rnix reads them, masks their values as *** in all output and never passes "
-        "them to agents unless the compose file lists them under environment.",
+        "RNIX_CONFIG_HOME",
+        "rnix's configuration directory; your own agent definitions are in its agents/ folder "
+        "(default: $XDG_CONFIG_HOME/rnix, else ~/.config/rnix).",
+    ),
+    ("XDG_CONFIG_HOME", "Base of the default RNIX_CONFIG_HOME."),
+    (
+        "XDG_RUNTIME_DIR",
+        "Base of the private directory for gateway sockets ($XDG_RUNTIME_DIR/rnix, else /tmp/rnix-UID).",
+    ),
+    ("RNIX_PROJECT_NAME", "Project name when -p is not given (beats name: in the compose file)."),
+    ("RNIX_SEED", "Seed for choosing among candidates, as --seed."),
+    ("RNIX_EXPLORE", "Share of candidate choices that explore at random, from 0 to 1 (default 0.1)."),
+    ("RNIX_MODEL", "Model of rnix run when --model is not given (default: mock)."),
+    (
+        "RNIX_GATEWAY, RNIX_AGENT_NONCE",
+        "Set by rnix in every agent process: the gateway socket and the agent's credential for it. "
+        "rnix llm and the built-in agent read them; an rnix run started inside an agent does not pass "
+        "them on to its own agents.",
+    ),
+    ("RNIX_AGENT, RNIX_RUN_ID, RNIX_PROJECT", "Set by rnix in every agent process: who and where it is."),
+    (
+        "PATH, PYTHONUNBUFFERED",
+        "Agents get rnix's PATH with the directory of rnix's Python appended (so rnix llm is found) "
+        "and PYTHONUNBUFFERED=1 unless it is set.",
+    ),
+    (
+        "*_API_KEY, *_TOKEN, *_SECRET, *_PASSWORD, ...",
+        "Provider credentials (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...), read by the gateway through "
+        "litellm. rnix masks their values as *** in all output and never passes them to agents unless "
+        "the compose file lists them under environment.",
+    ),
+    (
+        "TIKTOKEN_CACHE_DIR",
+        "A directory with tiktoken encoding files; preferred over the copies bundled with litellm.",
+    ),
+    (
+        "LITELLM_LOCAL_MODEL_COST_MAP, HF_HUB_OFFLINE",
+        "Set to True and 1 before litellm is imported unless already set, so it never downloads "
+        "price maps or tokenizers.",
+    ),
+    ("_RNIX_COMPLETE", "Set by the shell completion script (see rnix-completion(1))."),
+)
+FILES = (
+    ("compose.yaml, compose.yml, rnix-compose.yaml", "The compose file, looked for in this order."),
+    ("$RNIX_HOME/rnix.db", "The state database: event log, process table, reputation ledger (SQLite)."),
+    (
+        "$RNIX_HOME/runs/RUN/",
+        "Per agent: AGENT.task.json (its stdin), AGENT.out (stdout), AGENT.log (stderr); "
+        "supervisor.log of a detached run.",
     ),
 )
+COMPOSE_PAGE = "rnix-compose.yaml.5"
 
 
-def _escape(text: str) -> str:
-    out = text.replace("\\", "\\e").replace("-", "\\-")
-    return "\n".join("\\&" + line if line.startswith((".", "'")) else line for line in out.splitlines())
+def _page_name(entry: Entry) -> str:
+    return entry.path.replace(" ", "-")
 
 
-def _paragraphs(help_text: str) -> list[str]:
-    text = help_text.replace("\b\n", "")
-    return [" ".join(p.split()) for p in text.split("\n\n") if p.strip()]
+def _commands_of(entry: Entry) -> list[Entry]:
+    """The commands below `entry` that run something (groups are headings, not commands)."""
+    return [e for e in walk(entry.command, entry.path) if not e.is_group]
 
 
-def _options(ctx: click.Context, command: click.Command) -> list[str]:
-    out = []
-    for param in command.get_params(ctx):
-        record = param.get_help_record(ctx)
-        if record is None:
-            continue
-        out += [".TP", f"\\fB{_escape(record[0])}\\fR", _escape(record[1] or "")]
-    return out
+def _command_section(entry: Entry) -> list[str]:
+    lines = [".SS " + roff.escape(entry.path), f"{roff.bold(entry.path)} {roff.escape(entry.usage)}"]
+    lines += roff.paragraphs(entry.blocks)
+    if entry.options:
+        lines += [".PP", "Options:", ".RS 4", *roff.definitions(entry.options), ".RE"]
+    return lines
 
 
-def _command_section(ctx: click.Context, command: click.Command, path: str) -> list[str]:
-    usage = " ".join(command.collect_usage_pieces(ctx))
-    out = [".SS " + _escape(path), f"\\fB{_escape(path)}\\fR {_escape(usage)}", ".PP"]
-    for para in _paragraphs(command.help or ""):
-        out += [_escape(para), ".PP"]
-    return out + _options(ctx, command)
+def command_page(entry: Entry, see_also: list[str]) -> str:
+    """`rnix-NAME.1`: a top-level command, or a group with every command under it."""
+    blocks = entry.blocks
+    lines = roff.header(_page_name(entry), "1", entry.summary)
+    lines += [".SH SYNOPSIS", f"{roff.bold(entry.path)} {roff.escape(entry.usage)}", ".SH DESCRIPTION"]
+    lines += roff.paragraphs(blocks[1:] or blocks)
+    if entry.options:
+        lines += [".SH OPTIONS", *roff.definitions(entry.options)]
+    if entry.is_group:
+        lines.append(".SH COMMANDS")
+        for sub in _commands_of(entry):
+            lines += _command_section(sub)
+    lines += [".SH EXIT STATUS", f"As for every rnix command; see {roff.ref('rnix')}."]
+    lines += [".SH SEE ALSO", ", ".join(see_also)]
+    return "\n".join(lines) + "\n"
 
 
-def render(group: click.Group, path: str, section: str = "1", top: bool = False) -> str:
-    """The roff source of the page for `group` (invoked as `path`)."""
-    ctx = click.Context(group, info_name=path)
-    title = path.replace(" ", "-")
-    paragraphs = _paragraphs(group.help or "")
-    summary = paragraphs[0].rstrip(".") if paragraphs else ""
-    lines = [
-        f'.TH "{title.upper()}" "{section}" "" "rnix {__version__}" "rnix manual"',
-        ".SH NAME",
-        f"{_escape(title)} \\- {_escape(summary)}",
-        ".SH SYNOPSIS",
-        f"\\fB{_escape(path)}\\fR {_escape(' '.join(group.collect_usage_pieces(ctx)))}",
-        ".SH DESCRIPTION",
-    ]
-    for para in paragraphs[1:] or paragraphs:
-        lines += [_escape(para), ".PP"]
-    options = _options(ctx, group)
-    if options:
-        lines += [".SH OPTIONS", *options]
-    lines.append(".SH COMMANDS")
-    for name in group.list_commands(ctx):
-        sub = group.get_command(ctx, name)
-        assert sub is not None
-        sub_ctx = click.Context(sub, info_name=name, parent=ctx)
-        if isinstance(sub, click.Group) and not top:
-            continue
-        if isinstance(sub, click.Group):
-            lines += [".TP", f"\\fB{_escape(path)} {name}\\fR", f"See \\fB{title}\\-{name}\\fR(1)."]
-            continue
-        lines += _command_section(sub_ctx, sub, f"{path} {name}")
-    if top:
-        lines.append(".SH EXIT STATUS")
-        for code, meaning in EXIT_STATUS:
-            lines += [".TP", f"\\fB{code}\\fR", _escape(meaning)]
-        lines.append(".SH ENVIRONMENT")
-        for name, meaning in ENVIRONMENT:
-            lines += [".TP", f"\\fB{_escape(name)}\\fR", _escape(meaning)]
-    lines += [".SH SEE ALSO", "\\fBrnix\\fR(1), \\fBrnix\\-compose\\fR(1)"]
+def rnix_page(root: Entry, tops: list[Entry]) -> str:
+    """`rnix.1`: the overview of every command, exit statuses, environment and files."""
+    blocks = root.blocks
+    lines = roff.header("rnix", "1", root.summary.removeprefix("rnix "))
+    lines += [".SH SYNOPSIS", f"{roff.bold('rnix')} {roff.escape(root.usage)}", ".SH DESCRIPTION"]
+    lines += roff.paragraphs(blocks[1:] or blocks)
+    lines += [".SH OPTIONS", *roff.definitions(root.options), ".SH COMMANDS"]
+    for top in tops:
+        lines += [".TP", f"{roff.bold(top.path)} {roff.escape(top.usage)}", roff.escape(top.summary + ".")]
+        subs = [e.path.removeprefix(top.path + " ") for e in _commands_of(top)] if top.is_group else []
+        if subs:
+            lines += [".br", "Commands: " + roff.escape(", ".join(subs)) + "."]
+        lines += [".br", f"See {roff.ref(_page_name(top))}."]
+    lines += [".SH EXIT STATUS", *roff.definitions(EXIT_STATUS)]
+    lines += [".SH ENVIRONMENT", *roff.definitions(ENVIRONMENT)]
+    lines += [".SH FILES", *roff.definitions(FILES)]
+    refs = [roff.ref(_page_name(t)) for t in tops] + [roff.ref("rnix-compose.yaml", "5")]
+    lines += [".SH SEE ALSO", ", ".join(refs)]
     return "\n".join(lines) + "\n"
 
 
 def pages() -> dict[str, str]:
     """File name -> roff source for every page."""
-    from rnix.cli.main import cli
+    from rnix.cli.manpage_compose import compose_page
 
-    out = {"rnix.1": render(cli, "rnix", top=True)}
-    ctx = click.Context(cli, info_name="rnix")
-    for name in cli.list_commands(ctx):
-        sub = cli.get_command(ctx, name)
-        if isinstance(sub, click.Group):
-            out[f"rnix-{name}.1"] = render(sub, f"rnix {name}")
+    root, *rest = walk(root_command())
+    tops = [e for e in rest if e.path.count(" ") == 1]
+    out = {"rnix.1": rnix_page(root, tops)}
+    for top in tops:
+        see_also = [roff.ref("rnix")]
+        if top.path == "rnix compose":
+            see_also.append(roff.ref("rnix-compose.yaml", "5"))
+        out[_page_name(top) + ".1"] = command_page(top, see_also)
+    out[COMPOSE_PAGE] = compose_page()
     return out
+
+
+def write(target: Path) -> list[str]:
+    """Write every page into `target`; remove rnix pages there that the code no longer makes."""
+    generated = pages()
+    target.mkdir(parents=True, exist_ok=True)
+    for stale in target.glob("rnix*.[1-8]"):
+        if stale.name not in generated:
+            stale.unlink()
+    for name, source in generated.items():
+        (target / name).write_text(source, encoding="utf-8")
+    return sorted(generated)
 
 
 if __name__ == "__main__":  # pragma: no cover - a maintenance command
     if len(sys.argv) != 3 or sys.argv[1] != "--write":
         sys.exit("usage: python -m rnix.cli.manpage --write DIR")
-    target = Path(sys.argv[2])
-    for file_name, source in pages().items():
-        (target / file_name).write_text(source, encoding="utf-8")
+    print("wrote " + ", ".join(write(Path(sys.argv[2]))))

@@ -1,0 +1,80 @@
+"""`rnix compose graph` through the installed command: formats, --json, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import RunRnix
+from tests.ui import dotsyntax
+
+COMPOSE = """\
+name: Graph Demo
+agents:
+  fetch: {intent: get the data}
+  clean: {intent: clean it, depends_on: [fetch]}
+  chart: {intent: chart it, depends_on: [clean], model: "mock?latency=1s"}
+  notes: {intent: write notes, depends_on: [fetch]}
+"""
+
+
+def test_json_document_and_default_mermaid(rnix: RunRnix, tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(COMPOSE)
+    result = rnix("compose", "graph", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)["data"]
+    assert data["project"] == "graphdemo"
+    assert data["layers"] == [["fetch"], ["clean", "notes"], ["chart"]]
+    assert {(e["from"], e["to"]) for e in data["edges"]} == {
+        ("fetch", "clean"),
+        ("clean", "chart"),
+        ("fetch", "notes"),
+    }
+    assert data["critical_path"] == ["fetch", "clean", "chart"]
+    mermaid = rnix("compose", "graph")
+    assert mermaid.returncode == 0 and mermaid.stderr == ""
+    assert mermaid.stdout.splitlines()[1] == "flowchart TB"
+    assert mermaid.stdout.count("  subgraph layer") == 3 and mermaid.stdout.count(" --> ") == 3
+
+
+def test_dot_and_text_with_file_before_the_subcommand(rnix: RunRnix, tmp_path: Path) -> None:
+    (tmp_path / "team.yaml").write_text(COMPOSE)
+    dot = rnix("compose", "-f", "team.yaml", "graph", "--format", "dot")
+    assert dot.returncode == 0, dot.stderr
+    graph = dotsyntax.parse(dot.stdout)
+    assert [sorted(sub.nodes) for sub in graph.subgraphs] == [["fetch"], ["clean", "notes"], ["chart"]]
+    text = rnix("compose", "graph", "-f", "team.yaml", "--format", "text")
+    assert text.returncode == 0
+    assert "  chart  (mock?latency=1s)  <- clean" in text.stdout
+
+
+def test_invalid_file_exits_2_with_every_problem_and_no_traceback(rnix: RunRnix, tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "agents:\n  a: {intent: x, depends_on: [b]}\n  b: {intent: y, depends_on: [a]}\n  c: {intnt: z}\n"
+    )
+    result = rnix("compose", "graph")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert "a -> b -> a" in result.stderr and "compose.yaml:4: agents.c" in result.stderr
+    assert "rnix: error: compose.yaml is not a valid compose file (" in result.stderr
+    as_json = rnix("compose", "graph", "--json")
+    assert as_json.returncode == 2
+    assert json.loads(as_json.stdout)["error"]["code"] == "INVALID_COMPOSE"
+
+
+def test_missing_file_and_unknown_format_are_usage_errors(rnix: RunRnix, tmp_path: Path) -> None:
+    missing = rnix("compose", "graph", "-f", "nope.yaml")
+    assert missing.returncode == 2 and "rnix: error: compose file not found: nope.yaml" in missing.stderr
+    (tmp_path / "compose.yaml").write_text(COMPOSE)
+    bad = rnix("compose", "graph", "--format", "svg")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "'svg' is not one of 'mermaid', 'dot', 'text'" in bad.stderr
+
+
+def test_secret_values_are_masked_in_labels(rnix: RunRnix, tmp_path: Path) -> None:
+    secret = "sk-" + "x" * 70  # longer than a label: masked before the label is cut
+    (tmp_path / "compose.yaml").write_text("agents:\n  a: {intent: x, model: 'openai/${MY_API_KEY}'}\n")
+    for args in (("--format", "text"), ("--format", "dot"), ("--json",)):
+        result = rnix("compose", "graph", *args, env={"MY_API_KEY": secret})
+        assert result.returncode == 0, result.stderr
+        assert "sk-xxx" not in result.stdout and "openai/***" in result.stdout
