@@ -110,7 +110,10 @@ def _print(env: Env, snap: Snapshot, show_all: bool) -> None:
     if not rows:
         where = f" of project {snap.project}" if snap.project else ""
         finished = "" if show_all else " (-a includes finished ones)"
-        env.stderr.write(f"rnix: no agents{where}{finished}\n")
+        env.stderr.write(
+            f"rnix: no agents{where}{finished}; start a team with `rnix compose up -d`, "
+            'or one agent with `rnix run "INTENT"`\n'
+        )
         return
     table = Table(box=None, pad_edge=False, header_style="bold")
     for i, (name, width, right) in enumerate(COLUMNS):

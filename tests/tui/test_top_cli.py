@@ -54,6 +54,7 @@ def test_once_prints_one_snapshot(team: Team, rnix: RunRnix) -> None:
     assert "quick" in rnix("top", "--once", "-a").stdout
     other = rnix("top", "--once", "-p", "nobody")
     assert other.returncode == 0 and "rnix: no agents of project nobody" in other.stderr
+    assert "rnix compose up -d" in other.stderr  # the empty state says what to run
 
 
 def test_json_is_one_documented_snapshot(team: Team, rnix: RunRnix) -> None:
