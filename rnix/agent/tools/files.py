@@ -34,6 +34,22 @@ def _tool(policy: ToolPolicy, name: str) -> PathTool:
     return options
 
 
+def locate_for_reading(policy: ToolPolicy, name: str, path: str | None) -> tuple[PathTool, sandbox.Location]:
+    """The read tool `name`'s options and the resolved, existing `path` (its root if None): the
+    caller enters the Location (it holds the directory fd). Raises Denied/Failed like the tools."""
+    tool = _tool(policy, name)
+    parts = sandbox.parse(path or tool.root_text, policy.workspace)
+    ws = sandbox.open_workspace(policy.workspace)
+    try:
+        location = sandbox.locate_in_root(ws, policy.workspace, tool.root, parts, what="read root")
+    finally:
+        os.close(ws)
+    if location.stat is None:
+        location.__exit__()
+        raise Failed(f"{path or tool.root_text} does not exist")
+    return tool, location
+
+
 def read_regular(location: sandbox.Location, what: str) -> tuple[int, os.stat_result]:
     """Open `location` for reading: a regular file with one link, or Failed/Denied."""
     try:
@@ -54,22 +70,15 @@ def read_regular(location: sandbox.Location, what: str) -> tuple[int, os.stat_re
 
 
 def read_file(policy: ToolPolicy, args: dict[str, Any]) -> ToolResult:
-    tool = _tool(policy, "read_file")
     path, offset = args["path"], args.get("offset", 0)
     if offset < 0:
         raise Failed("offset must be 0 or more")
-    parts = sandbox.parse(path, policy.workspace)
-    ws = sandbox.open_workspace(policy.workspace)
-    try:
-        with sandbox.locate_in_root(ws, policy.workspace, tool.root, parts, what="read root") as loc:
-            shown = sandbox.show(loc.parts)
-            if loc.stat is None:
-                raise Failed(f"{path} does not exist")
-            if loc.name is None or stat.S_ISDIR(loc.stat.st_mode):
-                raise Failed(f"{path} is a directory; use list_dir")
-            fd, st = read_regular(loc, shown)
-    finally:
-        os.close(ws)
+    tool, location = locate_for_reading(policy, "read_file", path)
+    with location as loc:
+        shown = sandbox.show(loc.parts)
+        if loc.name is None or (loc.stat is not None and stat.S_ISDIR(loc.stat.st_mode)):
+            raise Failed(f"{path} is a directory; use list_dir")
+        fd, st = read_regular(loc, shown)
     try:
         os.lseek(fd, offset, os.SEEK_SET)
         data = read_up_to(fd, tool.max_bytes)
@@ -106,23 +115,16 @@ def read_up_to(fd: int, limit: int) -> bytes:
 
 
 def list_dir(policy: ToolPolicy, args: dict[str, Any]) -> ToolResult:
-    tool = _tool(policy, "list_dir")
-    path = args.get("path") or tool.root_text
-    parts = sandbox.parse(path, policy.workspace)
-    ws = sandbox.open_workspace(policy.workspace)
-    try:
-        with sandbox.locate_in_root(ws, policy.workspace, tool.root, parts, what="read root") as loc:
-            shown = sandbox.show(loc.parts)
-            if loc.stat is None:
-                raise Failed(f"{path} does not exist")
-            if not stat.S_ISDIR(loc.stat.st_mode):
-                raise Failed(f"{path} is not a directory; use read_file")
-            try:
-                fd = loc.open(os.O_RDONLY | os.O_DIRECTORY)
-            except OSError as exc:
-                raise Failed(f"cannot open {shown}: {exc.strerror}") from exc
-    finally:
-        os.close(ws)
+    path = args.get("path")
+    tool, location = locate_for_reading(policy, "list_dir", path)
+    with location as loc:
+        shown = sandbox.show(loc.parts)
+        if loc.stat is None or not stat.S_ISDIR(loc.stat.st_mode):
+            raise Failed(f"{path or shown} is not a directory; use read_file")
+        try:
+            fd = loc.open(os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise Failed(f"cannot open {shown}: {exc.strerror}") from exc
     try:
         with os.scandir(fd) as it:
             entries = sorted(it, key=lambda entry: entry.name)

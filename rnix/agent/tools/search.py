@@ -29,7 +29,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from rnix.agent.tools import sandbox
-from rnix.agent.tools.files import BINARY_SNIFF, READ_FLAGS, read_regular, read_up_to
+from rnix.agent.tools.files import BINARY_SNIFF, READ_FLAGS, locate_for_reading, read_regular, read_up_to
 from rnix.agent.tools.policy import PathTool, ToolPolicy
 from rnix.agent.tools.result import Failed, ToolResult, count, success
 
@@ -49,21 +49,6 @@ class _Stop(Exception):
 
 class _TimeUp(Exception):
     pass
-
-
-def _start(policy: ToolPolicy, name: str, path: str | None) -> tuple[PathTool, sandbox.Location]:
-    tool = getattr(policy, name)
-    assert isinstance(tool, PathTool)
-    parts = sandbox.parse(path or tool.root_text, policy.workspace)
-    ws = sandbox.open_workspace(policy.workspace)
-    try:
-        location = sandbox.locate_in_root(ws, policy.workspace, tool.root, parts, what="read root")
-    finally:
-        os.close(ws)
-    if location.stat is None:
-        location.__exit__()
-        raise Failed(f"{path} does not exist")
-    return tool, location
 
 
 def _entries(fd: int, walk: _Counter) -> list[os.DirEntry[str]]:
@@ -108,7 +93,7 @@ def glob(policy: ToolPolicy, args: dict[str, Any]) -> ToolResult:
         raise Failed("the pattern is empty")
     if ".." in segments:
         raise sandbox.PathDenied("glob patterns may not contain `..`")
-    tool, location = _start(policy, "glob", args.get("path"))
+    tool, location = locate_for_reading(policy, "glob", args.get("path"))
     with location as loc:
         base = loc.parts
         if loc.stat is None or not stat.S_ISDIR(loc.stat.st_mode):
@@ -259,7 +244,7 @@ def grep(policy: ToolPolicy, args: dict[str, Any]) -> ToolResult:
         regex = re.compile(pattern, re.IGNORECASE if args.get("ignore_case") else 0)
     except re.error as exc:
         raise Failed(f"invalid regular expression {pattern!r}: {exc}") from exc
-    tool, location = _start(policy, "grep", args.get("path"))
+    tool, location = locate_for_reading(policy, "grep", args.get("path"))
     search = _Grep(regex, args.get("include"), tool)
     note = ""
     with location as loc:
