@@ -32,7 +32,7 @@ import select
 import signal
 import socket
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import rnix.agent.runtime  # noqa: F401  (pre-imported so forked built-in agents share it)
 from rnix.supervisor import leader, procinfo
@@ -191,13 +191,13 @@ def _option(argv: list[str], name: str) -> int:
     return int(argv[argv.index(name) + 1])
 
 
-def _continue_agents_and_exit(server: ForkServer | None) -> None:
+def _continue_agents_and_exit(server: ForkServer) -> NoReturn:
     """The supervisor died (our PDEATHSIG) or someone TERMed us: wake any paused agent group first.
 
     Our agents stop their own groups when we die (their PDEATHSIG SIGTERM), but a SIGSTOPped agent
     would keep that signal pending for ever; SIGCONT lets it act on it.
     """
-    for pid in list(server.leaders) if server is not None else []:
+    for pid in list(server.leaders):
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGCONT)
     os._exit(0)
@@ -205,11 +205,7 @@ def _continue_agents_and_exit(server: ForkServer | None) -> None:
 
 def main(argv: list[str]) -> int:
     parent = _option(argv, "--parent")
-    holder: list[ForkServer] = []
-    signal.signal(
-        signal.SIGTERM, lambda signum, frame: _continue_agents_and_exit(holder[0] if holder else None)
-    )
-    procinfo.set_pdeathsig(signal.SIGTERM)
+    procinfo.set_pdeathsig(signal.SIGTERM)  # by default it ends us; once we have agents, see below
     if os.getppid() != parent:
         return 1  # the supervisor died while we started
     procinfo.become_subreaper()
@@ -219,15 +215,12 @@ def main(argv: list[str]) -> int:
         except OSError:
             os.open(os.devnull, os.O_RDWR)
     leader.reset_signals()  # whatever the supervisor's parent ignored, agents start from defaults
-    signal.signal(
-        signal.SIGTERM, lambda signum, frame: _continue_agents_and_exit(holder[0] if holder else None)
-    )
     for signum in leader.SERVER_IGNORED:
         signal.signal(signum, signal.SIG_IGN)
     sock = socket.socket(fileno=_option(argv, "--fd"))
     sock.set_inheritable(False)
     server = ForkServer(sock, _option(argv, "--nofile"))
-    holder.append(server)
+    signal.signal(signal.SIGTERM, lambda signum, frame: _continue_agents_and_exit(server))
     gc.freeze()  # keep the collector from touching (and so un-sharing) the pre-imported objects
     # A broken channel means the supervisor is gone; our agents get their parent-death signal.
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
