@@ -191,8 +191,9 @@ def _option(argv: list[str], name: str) -> int:
     return int(argv[argv.index(name) + 1])
 
 
-def _continue_agents_and_exit(server: ForkServer) -> NoReturn:
-    """The supervisor died (our PDEATHSIG) or someone TERMed us: wake any paused agent group first.
+def _continue_agents(server: ForkServer) -> None:
+    """Wake any paused agent group before we go, whichever way we go (the supervisor's death shows up
+    as our PDEATHSIG or as EOF on the channel, in either order).
 
     Our agents stop their own groups when we die (their PDEATHSIG SIGTERM), but a SIGSTOPped agent
     would keep that signal pending for ever; SIGCONT lets it act on it.
@@ -200,6 +201,10 @@ def _continue_agents_and_exit(server: ForkServer) -> NoReturn:
     for pid in list(server.leaders):
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGCONT)
+
+
+def _continue_agents_and_exit(server: ForkServer) -> NoReturn:
+    _continue_agents(server)
     os._exit(0)
 
 
@@ -223,8 +228,11 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: _continue_agents_and_exit(server))
     gc.freeze()  # keep the collector from touching (and so un-sharing) the pre-imported objects
     # A broken channel means the supervisor is gone; our agents get their parent-death signal.
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        server.serve()
+    try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            server.serve()
+    finally:
+        _continue_agents(server)
     return 0
 
 
