@@ -16,9 +16,12 @@ from rnix.errors import ExitCode, RnixError, UsageError
 from rnix.ui import jsonout
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rnix.core.plan import Plan
+    from rnix.supervisor.resume import Resume
     from rnix.supervisor.run import Outcome
-    from rnix.supervisor.scheduler import AgentRun
+    from rnix.supervisor.scheduler import AgentView
 
 
 class UpView:
@@ -35,7 +38,7 @@ class UpView:
         self._pauses_read = 0.0
         self.layers = len(plan.layers)
         self.printed: set[str] = set()
-        self.runs: dict[str, AgentRun] = {}
+        self.runs: dict[str, AgentView] = {}
         self.live: Any = None
         if env.stdout_isatty and not as_json:
             from rich.live import Live
@@ -60,7 +63,7 @@ class UpView:
             self._pauses = _paused_clocks(self.env, self.run_id, self._pauses)
         return self._pauses
 
-    def update(self, run: AgentRun) -> None:
+    def update(self, run: AgentView) -> None:
         self.runs[run.name] = run
         if self.as_json or self.live is not None or not run.state.terminal or run.name in self.printed:
             return
@@ -69,7 +72,7 @@ class UpView:
         from rnix.ui.runview import agent_line
 
         self.printed.add(run.name)
-        line = agent_line(run, self.layers, time.monotonic())
+        line = agent_line(run, self.layers, time.time())
         self.env.stdout.write(mask_text(line, secret_values(self.env.environ)) + "\n")
         self.env.stdout.flush()
 
@@ -96,7 +99,7 @@ class UpView:
                     },
                 )
             return
-        now = time.monotonic()
+        now = time.time()
         for agent in self.plan.agents:
             run = outcome.agents[agent.spec.name]
             if run.name not in self.printed:
@@ -113,6 +116,13 @@ class UpView:
 @json_option
 @click.option("-d", "--detach", is_flag=True, help="Start the run in the background and print its id.")
 @click.option("--abort-on-failure", is_flag=True, help="Stop every agent as soon as one fails for good.")
+@click.option("--fresh", is_flag=True, help="Run every agent again: do not resume the last run.")
+@click.option(
+    "--from",
+    "from_agent",
+    metavar="AGENT",
+    help="Run AGENT and everything that depends on it again; reuse the rest of the last run.",
+)
 @click.option("--run-id", hidden=True, help="Internal: the id of a run started with --detach.")
 @seed_option
 @click.pass_obj
@@ -123,43 +133,130 @@ def up_cmd(
     as_json: bool,
     detach: bool,
     abort_on_failure: bool,
+    fresh: bool,
+    from_agent: str | None,
     run_id: str | None,
     seed: int | None,
 ) -> int:
     """Run the agents: each as its own process, as soon as its dependencies completed.
 
-    Exit status 0 when every agent completed, 1 otherwise, 130/143 when interrupted.
+    When the project's last run did not complete (it failed, was stopped, or its supervisor died),
+    `up` resumes it: agents that completed are not run again, and model calls already paid for are
+    answered from the journal. --fresh starts over; --from AGENT re-runs AGENT and its dependents.
+
+    Exit status 0 when every agent completed, 1 otherwise, 2 when the project already has a live
+    run (or for a usage error), 130/143 when interrupted.
     """
     from rnix.cli.reputation import plan_with_ledger
+    from rnix.core.actions import Options
     from rnix.store.paths import new_run_id
+    from rnix.store.projectlock import try_lock
     from rnix.supervisor.run import RunContext, supervise
-    from rnix.supervisor.scheduler import Options
 
     loaded = load(env, file, project)
     plan = plan_with_ledger(env, loaded.spec, loaded.project, seed)
+    if fresh and from_agent:
+        raise UsageError("--fresh and --from cannot be used together", "--from already re-runs what it names")
+    if from_agent is not None and from_agent not in {a.spec.name for a in plan.agents}:
+        from rnix.core.problems import did_you_mean
+
+        names = [a.spec.name for a in plan.agents]
+        raise UsageError(
+            f"--from: no agent '{from_agent}' in {loaded.path.name}{did_you_mean(from_agent, names)}",
+            f"agents: {', '.join(names)}",
+        )
     if plan.allocation.unfunded:
         env.warn(f"the budget pool cannot fund {', '.join(plan.allocation.unfunded)}: they will not start")
-    if detach:
-        return _detach(env, loaded.path, loaded.project, abort_on_failure, as_json, seed)
-    ctx = RunContext(
-        plan=plan,
-        run_id=run_id or new_run_id(),
-        home=env.home,
-        environ=env.environ,
-        base_dir=loaded.path.parent,
-        compose_file=str(loaded.path),
-        clock=SystemClock(),
-        detached=run_id is not None,
-        options=Options(abort_on_failure=abort_on_failure),
-    )
-    view = UpView(env, plan, as_json, ctx.run_id)
+    lock = try_lock(env.home, loaded.project)
+    if lock is None:
+        raise _live_run_error(env, loaded.project)
     try:
-        outcome = asyncio.run(supervise(ctx, on_update=view.update))
+        if detach:
+            lock.release()  # the detached supervisor takes it
+            extra = ["--fresh"] if fresh else ["--from", from_agent] if from_agent else []
+            return _detach(env, loaded.path, loaded.project, abort_on_failure, as_json, seed, extra)
+        resume = _resume(env, plan, loaded.project, fresh, from_agent)
+        ctx = RunContext(
+            plan=plan,
+            run_id=run_id or new_run_id(),
+            home=env.home,
+            environ=env.environ,
+            base_dir=loaded.path.parent,
+            compose_file=str(loaded.path),
+            clock=SystemClock(),
+            detached=run_id is not None,
+            options=Options(abort_on_failure=abort_on_failure),
+            resume=resume,
+        )
+        if resume is not None and resume.worth_saying:
+            env.stderr.write(f"rnix: {resume.message()}\n")
+        view = UpView(env, plan, as_json, ctx.run_id)
+        try:
+            outcome = asyncio.run(supervise(ctx, on_update=view.update))
+        finally:
+            if view.live is not None:
+                view.live.stop()
+        view.finish(outcome)
+        return outcome.exit_code
     finally:
-        if view.live is not None:
-            view.live.stop()
-    view.finish(outcome)
-    return outcome.exit_code
+        lock.release()
+
+
+def _live_run_error(env: Env, project: str) -> RnixError:
+    """`up` of a project whose run is live: say which run, and how to stop it or run beside it."""
+    from rnix.store.db import Store
+    from rnix.supervisor.control import supervisor_alive
+
+    with Store.open(env.home, readonly=True) as store:
+        live = [r for r in store.runs(project=project, active_only=True) if supervisor_alive(r)]
+    what = f"run {live[0].id} (supervisor PID {live[0].supervisor_pid})" if live else "a run starting now"
+    return UsageError(
+        f"project {project} already has a live run: {what}",
+        f"stop it with `rnix compose -p {project} down`, or run another copy with `-p OTHER_NAME`",
+    )
+
+
+def _resume(env: Env, plan: Plan, project: str, fresh: bool, from_agent: str | None) -> Resume | None:
+    """What this run takes over from the project's last run (None: it starts from scratch)."""
+    from rnix.store.db import Store
+    from rnix.supervisor import resume
+    from rnix.supervisor.control import find_lost
+
+    with Store.open(env.home) as store:
+        find_lost(store, store.runs(project=project, active_only=True))  # we hold the lock: they died
+        if fresh:
+            return None
+        previous = store.latest_run(project) if from_agent else resume.previous_run(store, project)
+        if previous is None:
+            if from_agent:
+                raise UsageError(
+                    f"--from {from_agent}: project {project} has no earlier run to reuse",
+                    "run `rnix compose up` first",
+                )
+            return None
+        return resume.prepare(
+            store,
+            plan,
+            previous,
+            from_agent=from_agent,
+            exit_report=_exit_report,
+            read_result=_read_result,
+        )
+
+
+def _exit_report(path: Path) -> tuple[int | None, int | None] | None:
+    try:
+        from rnix.supervisor.exitreport import read_exit_report
+    except ImportError:  # the exit report lands with the spawner's change
+        return None
+    info = read_exit_report(path)
+    return None if info is None else (info.returncode, info.signal)
+
+
+def _read_result(path: Path) -> str:
+    from rnix.supervisor.runfiles import RunFiles
+
+    return RunFiles.read_result(path)
 
 
 PAUSES_EVERY = 1.0  # seconds between the live table's looks at the store for paused agents
@@ -179,7 +276,13 @@ def _paused_clocks(env: Env, run_id: str, last: dict[str, tuple[str, int]]) -> d
 
 
 def _detach(
-    env: Env, path: Any, project: str, abort_on_failure: bool, as_json: bool, seed: int | None
+    env: Env,
+    path: Any,
+    project: str,
+    abort_on_failure: bool,
+    as_json: bool,
+    seed: int | None,
+    extra: list[str],
 ) -> int:
     from rnix.store import paths
     from rnix.store.db import Store
@@ -192,6 +295,7 @@ def _detach(
         argv.append("--abort-on-failure")
     if seed is not None:
         argv += ["--seed", str(seed)]
+    argv += extra
     child = start_detached(argv, cwd=str(env.cwd), environ=env.environ, log_path=log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

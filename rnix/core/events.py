@@ -1,67 +1,394 @@
-"""The event vocabulary of the append-only log. Pure: events are plain data with a kind and a dict.
+"""The event vocabulary of the append-only log: typed, frozen, versioned. Pure.
 
-The store appends every event and keeps two projections up to date from them, `runs` and
-`processes`; `ps`, `top`, `logs` and `--json` read those.
+Every change of a run is one event. The supervisor appends it (wrapped in a `Record`: the run and
+the time) and only then acts on it; `rnix.core.fold.apply` turns the log into the run's state, and
+the store keeps its SQL projection (`runs`, `processes`, `ledger`) from the same events.
 
-Kinds, the agent they concern (or none) and their data:
+Each event class has a `KIND` (the name stored in the log, unchanged since the first version, so
+old logs stay readable) and a `VERSION`; `to_dict()` writes the fields plus `"v"`, `from_dict()`
+reads them back and fills fields that an older version did not have with their defaults. An event
+about an agent instance carries its `InstanceKey` (node, index, iteration); the log's `agent`
+column holds the key's text (`writer`, `fix[2]`, `fix[2]@1`).
 
-- run_started (-): project, compose_file, cwd, supervisor_pid, supervisor_start_time, detached, plan
-- agent_planned (agent): layer, depends_on, model, budget, priority, intent, kind
-- agent_started (agent): attempt, pid, pid_start_time, budget, log_path, out_path
-- llm_call (agent): attempt, try, model, status ("ok" or an error code), prompt_tokens,
-  completion_tokens, total_tokens, latency_ms, used, remaining
-- agent_signalled (agent): pid, signal, reason (timeout, down, abort, kill, top, interrupt)
-- agent_paused, agent_resumed (agent): pid — recorded with the SIGSTOP / SIGCONT that `rnix kill`
-  or `top` sent (rnix.supervisor.control.signal_agent)
-- agent_exited (agent): attempt, state, exit_code, signal, tokens_used, elapsed_ms, result, error, final
-- agent_skipped (agent): reason
-- agent_assessed (agent): definition, status, completed, tokens_used, budget, elapsed_ms, model,
-  level, sla (a Verdict as a dict, or null without a contract), contract_timeout_s,
-  contract_max_tokens, judge_tokens — one reputation-ledger record
-- run_stop_requested (-): grace, by_pid
-- run_finished (-): status, exit_code, elapsed_ms, tokens_used
+`decode(kind, data)` returns the typed event, or `Unknown` for a kind this version does not know
+(a newer rnix wrote it): readers show it, the fold ignores it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
-RUN_STARTED = "run_started"
-AGENT_PLANNED = "agent_planned"
-AGENT_STARTED = "agent_started"
-LLM_CALL = "llm_call"
-AGENT_SIGNALLED = "agent_signalled"
-AGENT_PAUSED = "agent_paused"
-AGENT_RESUMED = "agent_resumed"
-AGENT_EXITED = "agent_exited"
-AGENT_SKIPPED = "agent_skipped"
-AGENT_ASSESSED = "agent_assessed"
-RUN_STOP_REQUESTED = "run_stop_requested"
-RUN_FINISHED = "run_finished"
+_E = TypeVar("_E", bound="Event")
 
-KINDS = frozenset(
-    {
-        RUN_STARTED,
-        AGENT_PLANNED,
-        AGENT_STARTED,
-        LLM_CALL,
-        AGENT_SIGNALLED,
-        AGENT_PAUSED,
-        AGENT_RESUMED,
-        AGENT_EXITED,
-        AGENT_SKIPPED,
-        AGENT_ASSESSED,
-        RUN_STOP_REQUESTED,
-        RUN_FINISHED,
-    }
-)
+
+@dataclass(frozen=True, order=True)
+class InstanceKey:
+    """One agent instance: a node of the compose file, its fan-out index and its loop iteration."""
+
+    node: str
+    index: int = 0
+    iteration: int = 0
+
+    def __str__(self) -> str:
+        text = self.node if self.index == 0 and self.iteration == 0 else f"{self.node}[{self.index}]"
+        return text if self.iteration == 0 else f"{text}@{self.iteration}"
+
+    @classmethod
+    def parse(cls, text: str) -> InstanceKey:
+        """The inverse of `str(key)`: `writer`, `fix[2]`, `fix[2]@1`."""
+        match = _KEY.fullmatch(text)
+        if match is None:
+            return cls(text)
+        node, index, iteration = match.groups()
+        return cls(node, int(index or 0), int(iteration or 0))
+
+
+_KEY = re.compile(r"(.+?)(?:\[(\d+)\])?(?:@(\d+))?")
+
+
+class EventVersionError(ValueError):
+    """An event written by a newer, incompatible version of rnix."""
 
 
 @dataclass(frozen=True)
 class Event:
-    run_id: str
-    kind: str
-    ts: float  # seconds since the epoch, from the injected clock
-    agent: str | None = None
+    """Base of all events."""
+
+    KIND: ClassVar[str] = ""
+    VERSION: ClassVar[int] = 1
+
+    @property
+    def instance(self) -> InstanceKey | None:
+        key = getattr(self, "key", None)
+        return key if isinstance(key, InstanceKey) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, InstanceKey):
+                value = {"node": value.node, "index": value.index, "iteration": value.iteration}
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        out["v"] = self.VERSION
+        return out
+
+    @classmethod
+    def from_dict(cls: type[_E], data: dict[str, Any]) -> _E:
+        version = data.get("v", 1)
+        if isinstance(version, int) and version > cls.VERSION:
+            raise EventVersionError(f"{cls.KIND} version {version} is newer than this rnix ({cls.VERSION})")
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            if f.name == "key":
+                value = _key(value)
+            elif f.name == "depends_on" and isinstance(value, list):
+                value = tuple(value)
+            kwargs[f.name] = value
+        if "key" not in kwargs and any(f.name == "key" for f in dataclasses.fields(cls)):
+            kwargs["key"] = _key(data.get("agent"))
+        return cls(**kwargs)
+
+
+def _key(value: Any) -> InstanceKey:
+    if isinstance(value, dict):
+        return InstanceKey(
+            str(value.get("node")), int(value.get("index") or 0), int(value.get("iteration") or 0)
+        )
+    return InstanceKey.parse(str(value))
+
+
+# -- the run -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    KIND: ClassVar[str] = "run_started"
+    project: str = ""
+    compose_file: str | None = None
+    cwd: str | None = None
+    supervisor_pid: int | None = None
+    supervisor_start_time: float | None = None
+    detached: bool = False
+    plan: dict[str, Any] | None = None
+    resumed_from: str | None = None  # the run whose results and journal this one reuses
+    control_socket: str | None = None
+
+
+@dataclass(frozen=True)
+class RunStopRequested(Event):
+    KIND: ClassVar[str] = "run_stop_requested"
+    grace: float | None = None  # None: each agent's own stop_grace_period
+    by_pid: int | None = None
+    reason: str = "stop"
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    KIND: ClassVar[str] = "run_finished"
+    status: str = "failed"  # a lifecycle.RunStatus value
+    exit_code: int | None = None
+    elapsed_ms: int | None = None
+    tokens_used: int | None = None
+    error: str | None = None
+    reason: str | None = None
+
+
+# -- agent instances ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstancePlanned(Event):
+    KIND: ClassVar[str] = "agent_planned"
+    key: InstanceKey = InstanceKey("")
+    layer: int | None = None
+    depends_on: tuple[str, ...] = ()
+    model: str | None = None
+    budget: int | None = None  # the plan's share; what it gets is funded when it starts
+    priority: str | None = None
+    intent: str | None = None
+    kind: str | None = None
+    spec_hash: str | None = None  # of the resolved spec: a resume re-runs an agent whose spec changed
+
+
+@dataclass(frozen=True)
+class InstanceReused(Event):
+    """Completed in an earlier run (`from_run`), unchanged since: its result is taken, not re-made."""
+
+    KIND: ClassVar[str] = "agent_reused"
+    key: InstanceKey = InstanceKey("")
+    from_run: str = ""
+    result: str | None = None
+    tokens_used: int = 0
+    elapsed_ms: int = 0
+    sla: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class InstanceStarted(Event):
+    KIND: ClassVar[str] = "agent_started"
+    key: InstanceKey = InstanceKey("")
+    attempt: int = 1
+    pid: int | None = None
+    pid_start_time: float | None = None
+    budget: int | None = None
+    log_path: str | None = None
+    out_path: str | None = None
+    replay_calls: int = 0  # journalled calls available to answer this attempt for free
+
+
+@dataclass(frozen=True)
+class LlmCall(Event):
+    KIND: ClassVar[str] = "llm_call"
+    key: InstanceKey = InstanceKey("")
+    attempt: int = 0  # the agent's request number
+    try_: int = 0
+    model: str | None = None
+    status: str = "ok"  # ok | retry | provider_error | timeout | budget_exceeded | cancelled | replayed
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    latency_ms: float = 0.0
+    max_tokens: int | None = None
+    used: int | None = None
+    remaining: int | None = None
+    usage_counted: bool = False
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["try"] = out.pop("try_")
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LlmCall:
+        data = dict(data)
+        if "try" in data:
+            data["try_"] = data.pop("try")
+        return super().from_dict(data)
+
+
+@dataclass(frozen=True)
+class InstanceSignalled(Event):
+    KIND: ClassVar[str] = "agent_signalled"
+    key: InstanceKey = InstanceKey("")
+    pid: int | None = None
+    signal: str = "SIGTERM"
+    reason: str = "stop"
+    by_pid: int | None = None
+
+
+@dataclass(frozen=True)
+class InstanceStopping(Event):
+    """The supervisor is stopping the running attempt: SIGTERM to its group, `grace`, SIGKILL."""
+
+    KIND: ClassVar[str] = "agent_stopping"
+    key: InstanceKey = InstanceKey("")
+    reason: str = "stop"  # "timeout", or why the run stops
+    grace: float = 0.0
+
+
+@dataclass(frozen=True)
+class InstancePaused(Event):
+    KIND: ClassVar[str] = "agent_paused"
+    key: InstanceKey = InstanceKey("")
+    pid: int | None = None
+
+
+@dataclass(frozen=True)
+class InstanceResumed(Event):
+    KIND: ClassVar[str] = "agent_resumed"
+    key: InstanceKey = InstanceKey("")
+    pid: int | None = None
+
+
+@dataclass(frozen=True)
+class InstanceExited(Event):
+    """One attempt ended. `state` is where the instance goes: a terminal state, or `backoff` when
+    it will be retried (`outcome` is then how the attempt itself ended)."""
+
+    KIND: ClassVar[str] = "agent_exited"
+    key: InstanceKey = InstanceKey("")
+    attempt: int = 1
+    state: str = "failed"
+    outcome: str | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    tokens_used: int | None = None
+    elapsed_ms: int | None = None
+    result: str | None = None
+    error: str | None = None
+    final: bool = True
+    retry_in: float | None = None  # seconds of backoff before the next attempt
+    recovered: bool = False  # read from the agent's exit report after its supervisor died
+
+
+@dataclass(frozen=True)
+class InstanceSkipped(Event):
+    KIND: ClassVar[str] = "agent_skipped"
+    key: InstanceKey = InstanceKey("")
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class InstanceCancelled(Event):
+    """Stopped before it ran (or while it waited to retry): by the user, or because the run stopped."""
+
+    KIND: ClassVar[str] = "agent_cancelled"
+    key: InstanceKey = InstanceKey("")
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class InstanceUnfunded(Event):
+    """The budget pool could not fund it when it was due to start: it never runs."""
+
+    KIND: ClassVar[str] = "agent_unfunded"
+    key: InstanceKey = InstanceKey("")
+    available: int = 0
+
+
+@dataclass(frozen=True)
+class InstanceAssessed(Event):
+    """The SLA verdict of one real execution: one reputation-ledger record."""
+
+    KIND: ClassVar[str] = "agent_assessed"
+    key: InstanceKey = InstanceKey("")
+    definition: str = ""
+    status: str = ""
+    completed: bool = False
+    tokens_used: int = 0
+    budget: int | None = None
+    elapsed_ms: int = 0
+    model: str | None = None
+    level: str | None = None
+    sla: dict[str, Any] | None = None
+    contract_timeout_s: float | None = None
+    contract_max_tokens: int | None = None
+    judge_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Unknown(Event):
+    """A kind this version of rnix does not know: kept and shown, never folded."""
+
+    kind: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    agent: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.KIND: cls
+    for cls in (
+        RunStarted,
+        RunStopRequested,
+        RunFinished,
+        InstancePlanned,
+        InstanceReused,
+        InstanceStarted,
+        LlmCall,
+        InstanceSignalled,
+        InstanceStopping,
+        InstancePaused,
+        InstanceResumed,
+        InstanceExited,
+        InstanceSkipped,
+        InstanceCancelled,
+        InstanceUnfunded,
+        InstanceAssessed,
+    )
+}
+
+
+def decode(kind: str, data: dict[str, Any], agent: str | None = None) -> Event:
+    """The typed event of a stored (kind, data); `Unknown` for kinds this version does not know."""
+    cls = EVENT_TYPES.get(kind)
+    if cls is None:
+        return Unknown(kind, dict(data), agent)
+    if agent is not None and "key" not in data:
+        data = {**data, "agent": agent}
+    try:
+        return cls.from_dict(data)
+    except (TypeError, ValueError):
+        return Unknown(kind, dict(data), agent)
+
+
+def kind_of(event: Event) -> str:
+    return event.kind if isinstance(event, Unknown) else event.KIND
+
+
+@dataclass(frozen=True)
+class Record:
+    """One entry of the log: an event of a run, at a time (seconds since the epoch)."""
+
+    run_id: str
+    ts: float
+    event: Event
+
+    @property
+    def kind(self) -> str:
+        return kind_of(self.event)
+
+    @property
+    def agent(self) -> str | None:
+        if isinstance(self.event, Unknown):
+            return self.event.agent
+        key = self.event.instance
+        return None if key is None else str(key)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The event as stored (its fields and version, without the key, which is `agent`)."""
+        out = self.event.to_dict()
+        out.pop("key", None)
+        return out

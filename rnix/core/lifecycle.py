@@ -1,4 +1,11 @@
-"""Agent and run states: one enum, named groups and the transitions allowed between them."""
+"""Agent and run states: one enum each, named groups, and the only function that changes a state.
+
+An agent instance waits for its dependencies (`pending`), runs (`running`, `paused` while a user
+holds it with SIGSTOP: its timeout clock is frozen), waits to retry after a failed attempt
+(`backoff`), and ends in one terminal state. `transition(current, new)` is how the fold
+(`rnix.core.fold`) changes a state; any move the table below does not allow raises
+`TransitionError`, so an impossible history is a loud bug, not a silently wrong `ps`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,8 @@ import enum
 
 
 class AgentState(str, enum.Enum):
-    PENDING = "pending"  # waiting for dependencies (or for a retry)
+    PENDING = "pending"  # waiting for its dependencies
+    BACKOFF = "backoff"  # an attempt failed; waiting out the delay before the next one
     RUNNING = "running"
     PAUSED = "paused"  # SIGSTOPped by a user; the clock is frozen
     COMPLETED = "completed"
@@ -24,6 +32,11 @@ class AgentState(str, enum.Enum):
     def signallable(self) -> bool:
         return self in SIGNALLABLE
 
+    @property
+    def waiting(self) -> bool:
+        """Not started yet, or between attempts: nothing runs for it now."""
+        return self in WAITING
+
 
 TERMINAL = frozenset(
     {
@@ -36,21 +49,27 @@ TERMINAL = frozenset(
     }
 )
 SIGNALLABLE = frozenset({AgentState.RUNNING, AgentState.PAUSED})
-UNSUCCESSFUL = TERMINAL - {AgentState.COMPLETED}
+WAITING = frozenset({AgentState.PENDING, AgentState.BACKOFF})
+_ENDS_OF_AN_ATTEMPT = TERMINAL - {AgentState.SKIPPED}
 
 _ALLOWED: dict[AgentState, frozenset[AgentState]] = {
     AgentState.PENDING: frozenset(
-        {AgentState.RUNNING, AgentState.SKIPPED, AgentState.CANCELLED, AgentState.BUDGET_EXCEEDED}
+        {
+            AgentState.RUNNING,
+            AgentState.SKIPPED,
+            AgentState.CANCELLED,
+            AgentState.BUDGET_EXCEEDED,  # the pool could not fund it
+            AgentState.COMPLETED,  # reused from an earlier run
+        }
     ),
-    AgentState.RUNNING: frozenset(
-        {AgentState.PAUSED, AgentState.PENDING, *TERMINAL - {AgentState.SKIPPED}}  # PENDING = retry
-    ),
-    AgentState.PAUSED: frozenset({AgentState.RUNNING, *TERMINAL - {AgentState.SKIPPED}}),
+    AgentState.BACKOFF: frozenset({AgentState.RUNNING, AgentState.CANCELLED}),
+    AgentState.RUNNING: frozenset({AgentState.PAUSED, AgentState.BACKOFF, *_ENDS_OF_AN_ATTEMPT}),
+    AgentState.PAUSED: frozenset({AgentState.RUNNING, AgentState.BACKOFF, *_ENDS_OF_AN_ATTEMPT}),
 }
 
 
 class TransitionError(ValueError):
-    pass
+    """A state change the lifecycle does not allow: a bug in whoever produced the event."""
 
 
 def transition(current: AgentState, new: AgentState) -> AgentState:
@@ -60,12 +79,16 @@ def transition(current: AgentState, new: AgentState) -> AgentState:
     return new
 
 
-class RunState(str, enum.Enum):
+def allowed(current: AgentState) -> frozenset[AgentState]:
+    return _ALLOWED.get(current, frozenset())
+
+
+class RunStatus(str, enum.Enum):
     RUNNING = "running"
     COMPLETED = "completed"  # every agent completed
     FAILED = "failed"  # at least one agent did not complete
     CANCELLED = "cancelled"  # stopped by the user
-    LOST = "lost"  # the supervisor died without recording an end (found by ps/down)
+    LOST = "lost"  # the supervisor died without recording an end (found by ps/down/up)
 
 
 def exit_state_for(

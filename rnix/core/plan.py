@@ -6,6 +6,8 @@ JSON-ready dictionaries that `compose plan --json` and `compose config` print.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -55,6 +57,33 @@ class AgentPlan:
     @property
     def funded(self) -> bool:
         return self.budget > 0
+
+    @property
+    def spec_hash(self) -> str:
+        """What makes this agent's result what it is; a resume re-runs an agent whose hash changed.
+
+        The task (intent, upstream names, model and endpoint, command, environment, working
+        directory, step limit) and the definition it runs (instructions and tools). Limits that do
+        not shape the result (timeout, retries, grace, priority, budget, contract) are left out.
+        """
+        spec, definition = self.spec, self.spec.definition
+        content = {
+            "name": spec.name,
+            "intent": spec.intent,
+            "depends_on": list(spec.depends_on),
+            "model": spec.model,
+            "api_base": spec.api_base,
+            "command": list(spec.command) if spec.command is not None else None,
+            "environment": dict(spec.environment),
+            "working_dir": spec.working_dir,
+            "max_steps": spec.max_steps,
+            "definition": self.definition,
+            "instructions": definition.instructions if definition else None,
+            "role": definition.role if definition else None,
+            "tools": {k: dict(v) for k, v in definition.tools.items()} if definition else None,
+        }
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     @property
     def budget_source(self) -> str:

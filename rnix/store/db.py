@@ -31,8 +31,8 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from rnix.core import events as ev
-from rnix.core.events import Event
-from rnix.core.lifecycle import RunState
+from rnix.core.events import Record
+from rnix.core.lifecycle import RunStatus
 from rnix.errors import RnixError
 from rnix.store import migrations, projections
 from rnix.store.paths import home_dir
@@ -61,7 +61,7 @@ class RunRow:
     project: str
     compose_file: str | None
     cwd: str | None
-    status: str  # a RunState value
+    status: str  # a RunStatus value
     supervisor_pid: int | None
     supervisor_start_time: float | None
     detached: bool
@@ -72,10 +72,12 @@ class RunRow:
     stop_requested_at: float | None
     stop_grace: float | None
     plan_json: str | None
+    resumed_from: str | None = None  # the run whose completed agents and journal this one reuses
+    control_socket: str | None = None
 
     @property
     def active(self) -> bool:
-        return self.status == RunState.RUNNING.value
+        return self.status == RunStatus.RUNNING.value
 
     @property
     def plan(self) -> Any:
@@ -114,6 +116,8 @@ class ProcessRow:
     paused_ms: int
     updated_at: float | None
     sla: dict[str, Any] | None = None  # the SLA verdict, once assessed
+    reused_from: str | None = None  # completed in that earlier run, not run again
+    spec_hash: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -129,8 +133,9 @@ class EventRow:
     kind: str
     data: dict[str, Any]
 
-    def to_event(self) -> Event:
-        return Event(run_id=self.run_id, kind=self.kind, ts=self.ts, agent=self.agent, data=self.data)
+    def to_record(self) -> Record:
+        """The typed event (`rnix.core.events.Unknown` for a kind this version does not know)."""
+        return Record(self.run_id, self.ts, ev.decode(self.kind, self.data, self.agent))
 
 
 _TERMINAL_STATES = projections.TERMINAL_STATES
@@ -211,16 +216,16 @@ class Store:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    def append(self, events: Sequence[Event]) -> None:
-        """Store `events` and update the projections, all in one transaction."""
-        if events:
+    def append(self, records: Sequence[Record]) -> None:
+        """Store `records` and update the projections, all in one transaction."""
+        if records:
             with self._write() as conn:
-                projections.append(conn, events)
+                projections.append(conn, records)
 
     def request_stop(self, run_id: str, grace: float | None, ts: float) -> None:
         """Ask the run's supervisor to stop (it polls `stop_requested_at`); logged as an event."""
-        data = {"grace": grace, "by_pid": os.getpid()}
-        self.append([Event(run_id=run_id, kind=ev.RUN_STOP_REQUESTED, ts=ts, data=data)])
+        event = ev.RunStopRequested(grace=grace, by_pid=os.getpid(), reason="compose down")
+        self.append([Record(run_id, ts, event)])
 
     def mark_run_lost(self, run_id: str, ts: float) -> bool:
         """End a running run whose supervisor is gone: status 'lost', unfinished agents 'cancelled'.
@@ -230,10 +235,10 @@ class Store:
         """
         with self._write() as conn:
             row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None or row["status"] != RunState.RUNNING.value:
+            if row is None or row["status"] != RunStatus.RUNNING.value:
                 return False
-            data = {"status": RunState.LOST.value, "exit_code": None, "reason": "supervisor gone"}
-            projections.append(conn, [Event(run_id=run_id, kind=ev.RUN_FINISHED, ts=ts, data=data)])
+            event = ev.RunFinished(status=RunStatus.LOST.value, exit_code=None, reason="supervisor gone")
+            projections.append(conn, [Record(run_id, ts, event)])
             return True
 
     # -- reads ----------------------------------------------------------------------------------
@@ -247,7 +252,7 @@ class Store:
     ) -> list[RunRow]:
         """Runs, newest first."""
         where, params = _where(
-            ("r.project = ?", project), ("r.status = ?", RunState.RUNNING.value if active_only else None)
+            ("r.project = ?", project), ("r.status = ?", RunStatus.RUNNING.value if active_only else None)
         )
         sql = f"SELECT {_RUN_COLUMNS} FROM runs r{where} ORDER BY r.started_at DESC, r.rowid DESC"
         return [_run_row(row) for row in self._select(sql + _limit(limit), params)]

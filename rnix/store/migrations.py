@@ -171,3 +171,15 @@ def m002_ledger(conn: sqlite3.Connection) -> None:
         "CREATE INDEX ledger_definition ON ledger (definition, ts)",
         "ALTER TABLE processes ADD COLUMN sla TEXT",
     )
+
+
+@migration
+def m004_durable_runs(conn: sqlite3.Connection) -> None:
+    """Resume: which run a run continues, what each agent reused, and the hash of its spec."""
+    _run(
+        conn,
+        "ALTER TABLE runs ADD COLUMN resumed_from TEXT",
+        "ALTER TABLE runs ADD COLUMN control_socket TEXT",
+        "ALTER TABLE processes ADD COLUMN reused_from TEXT",
+        "ALTER TABLE processes ADD COLUMN spec_hash TEXT",
+    )

@@ -30,6 +30,7 @@ class SpawnRequest:
 class ExitInfo:
     returncode: int | None  # the exit status when the process exited
     signal: int | None  # the signal that killed it, otherwise None
+    result: str | None = None  # the agent's stdout, read next to the process (None: not read)
 
     @property
     def shell_status(self) -> int:

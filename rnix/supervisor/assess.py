@@ -9,14 +9,14 @@ user cancelled, are not recorded: neither says anything about the definition.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from rnix.core import sla
-from rnix.core.events import AGENT_ASSESSED, Event
+from rnix.core.events import InstanceAssessed
+from rnix.core.fold import Instance
 from rnix.core.lifecycle import AgentState
 from rnix.core.model import Judge
-from rnix.supervisor.scheduler import AgentRun, Clock
+from rnix.core.plan import AgentPlan
 
 JUDGE_BUDGET = 4_000  # tokens per verdict, outside the pool
 JUDGE_MAX_TOKENS = 300
@@ -30,64 +30,62 @@ class JudgeGateway(Protocol):
     ) -> dict[str, Any]: ...
 
 
-class Assessor:
-    def __init__(
-        self, gateway: JudgeGateway, record: Callable[[Event], None], clock: Clock, run_id: str
-    ) -> None:
-        self.gateway = gateway
-        self.record = record
-        self.clock = clock
-        self.run_id = run_id
+class Clock(Protocol):
+    def time(self) -> float: ...
 
-    async def __call__(self, run: AgentRun) -> None:
-        spec = run.plan.spec
+
+class Assessor:
+    """`await assessor(plan, instance)` -> the `InstanceAssessed` event to append (None: not judged)."""
+
+    def __init__(self, gateway: JudgeGateway, clock: Clock) -> None:
+        self.gateway = gateway
+        self.clock = clock
+        self._judges = 0
+
+    async def __call__(self, agent: AgentPlan, inst: Instance) -> InstanceAssessed | None:
+        if not inst.ran or inst.state is AgentState.CANCELLED:
+            return None  # never ran here, or the user stopped it: neither says anything
+        spec = agent.spec
         contract = spec.contract
-        completed = run.state is AgentState.COMPLETED
-        elapsed_ms = run.elapsed_ms(self.clock.monotonic())
-        verdict: sla.Verdict | None = None
+        completed = inst.state is AgentState.COMPLETED
+        elapsed_ms = int(inst.elapsed_s(self.clock.time()) * 1000)
+        verdict: dict[str, Any] | None = None
         judge_tokens = 0
         if contract is not None:
             judge = None
             if isinstance(contract.output_quality, Judge) and completed:
-                judge = await self._judge(run, contract.output_quality.criteria)
+                judge = await self._judge(agent, inst, contract.output_quality.criteria)
                 judge_tokens = judge.tokens
             verdict = sla.evaluate(
                 contract,
-                result=run.result or "",
-                tokens_used=run.tokens_used,
+                result=inst.result or "",
+                tokens_used=inst.tokens_used,
                 elapsed_s=elapsed_ms / 1000,
                 completed=completed,
                 judge=judge,
-            )
-            run.sla = verdict.as_dict()
-        self.record(
-            Event(
-                self.run_id,
-                AGENT_ASSESSED,
-                self.clock.time(),
-                run.name,
-                {
-                    "definition": run.plan.definition,
-                    "status": run.state.value,
-                    "completed": completed,
-                    "tokens_used": run.tokens_used,
-                    "budget": run.budget,
-                    "elapsed_ms": elapsed_ms,
-                    "model": spec.model,
-                    "level": contract.sla_level if contract else None,
-                    "sla": run.sla,
-                    "contract_timeout_s": contract.timeout_s if contract else None,
-                    "contract_max_tokens": contract.max_tokens if contract else None,
-                    "judge_tokens": judge_tokens,
-                },
-            )
+            ).as_dict()
+        return InstanceAssessed(
+            key=inst.key,
+            definition=agent.definition,
+            status=inst.state.value,
+            completed=completed,
+            tokens_used=inst.tokens_used,
+            budget=inst.budget,
+            elapsed_ms=elapsed_ms,
+            model=spec.model,
+            level=contract.sla_level if contract else None,
+            sla=verdict,
+            contract_timeout_s=contract.timeout_s if contract else None,
+            contract_max_tokens=contract.max_tokens if contract else None,
+            judge_tokens=judge_tokens,
         )
 
-    async def _judge(self, run: AgentRun, criteria: str) -> sla.JudgeVerdict:
-        spec = run.plan.spec
-        account = f"{run.name}#judge"
+    async def _judge(self, agent: AgentPlan, inst: Instance, criteria: str) -> sla.JudgeVerdict:
+        spec = agent.spec
+        self._judges += 1  # an account per verdict: a resumed run may judge an earlier run's agent too
+        account = f"{inst.name}#judge{self._judges}"
         self.gateway.register(account, model=spec.model, api_base=spec.api_base, budget=JUDGE_BUDGET)
-        messages = sla.judge_messages(criteria, spec.intent, run.result or "")
+        messages = sla.judge_messages(criteria, spec.intent, inst.result or "")
         reply = await self.gateway.complete_internal(account, messages, max_tokens=JUDGE_MAX_TOKENS)
         tokens = int(reply.get("used") or 0)
         if not reply.get("ok"):

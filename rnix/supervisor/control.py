@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from rnix.core.events import AGENT_PAUSED, AGENT_RESUMED, AGENT_SIGNALLED, Event
+from rnix.core import events as ev
+from rnix.core.events import InstanceKey, Record
 from rnix.core.lifecycle import AgentState
 from rnix.errors import RnixError
 from rnix.store.db import ProcessRow, RunRow, Store
@@ -151,13 +152,16 @@ def signal_agent(store: Store, pid: int, signum: int, reason: str = "kill") -> P
     if wake:
         send_group(pid, signal.SIGCONT)
     now = time.time()
-    data = {"pid": pid, "signal": signal_name(signum), "reason": reason, "by_pid": os.getpid()}
-    events = [Event(row.run_id, AGENT_SIGNALLED, now, row.agent, data)]
+    key = InstanceKey.parse(row.agent)
+    signalled = ev.InstanceSignalled(
+        key=key, pid=pid, signal=signal_name(signum), reason=reason, by_pid=os.getpid()
+    )
+    records = [Record(row.run_id, now, signalled)]
     if signum == signal.SIGSTOP:
-        events.append(Event(row.run_id, AGENT_PAUSED, now, row.agent, {"pid": pid}))
+        records.append(Record(row.run_id, now, ev.InstancePaused(key=key, pid=pid)))
     elif signum == signal.SIGCONT or wake:
-        events.append(Event(row.run_id, AGENT_RESUMED, now, row.agent, {"pid": pid}))
-    store.append(events)
+        records.append(Record(row.run_id, now, ev.InstanceResumed(key=key, pid=pid)))
+    store.append(records)
     return row
 
 

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from rnix.core.events import Event
+from rnix.core.events import Record
 from rnix.store.db import Store, is_locked
 
 
@@ -46,7 +46,7 @@ class Recorder:
         lock = threading.Lock()
         self._wake = threading.Condition(lock)  # the worker waits on it
         self._done = threading.Condition(lock)  # flushers wait on it
-        self._queue: deque[Event] = deque()
+        self._queue: deque[Record] = deque()
         self._recorded = 0  # events accepted by record()
         self._committed = 0  # events committed to the database
         self._flush_target = 0  # flushers wait for _committed to reach this
@@ -70,7 +70,7 @@ class Recorder:
             self._thread = threading.Thread(target=self._work, name="rnix-recorder", daemon=True)
         self._thread.start()
 
-    def record(self, event: Event) -> None:
+    def record(self, event: Record) -> None:
         with self._wake:
             if self._closed:
                 raise RuntimeError("the recorder is closed")
@@ -126,7 +126,7 @@ class Recorder:
 
     def _work(self) -> None:
         store: Store | None = None
-        batch: list[Event] = []
+        batch: list[Record] = []
         backoff = self._interval
         try:
             while True:
@@ -153,7 +153,7 @@ class Recorder:
             if store is not None:
                 _close_quietly(store)
 
-    def _next_batch(self) -> list[Event]:
+    def _next_batch(self) -> list[Record]:
         """Wait for events, then for more (up to `interval`) unless a flush or close is waiting."""
         with self._wake:
             while not self._queue and not self._stopping:

@@ -15,16 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rnix.core.events import LLM_CALL, RUN_FINISHED, RUN_STARTED, Event
-from rnix.core.lifecycle import AgentState, RunState
+from rnix.core import events as ev
+from rnix.core.actions import Options
+from rnix.core.events import InstanceKey, Record
+from rnix.core.fold import RunState
+from rnix.core.lifecycle import AgentState, RunStatus
 from rnix.core.plan import Plan, plan_as_dict
 from rnix.core.secrets import is_secret_name, mask, secret_values
 from rnix.errors import ExitCode
 from rnix.supervisor.agentenv import agent_environment, base_environment
-from rnix.supervisor.scheduler import AgentRun, Clock, Options, Scheduler
+from rnix.supervisor.scheduler import AgentView, Clock, Scheduler
 
 if TYPE_CHECKING:
     from rnix.supervisor.gateway import Gateway
+    from rnix.supervisor.resume import Resume
 
 
 @dataclass
@@ -41,19 +45,20 @@ class RunContext:
     detached: bool = False
     stdin_input: str | None = None
     options: Options = field(default_factory=Options)
+    resume: Resume | None = None  # what this run takes over from an earlier one
 
 
 @dataclass
 class Outcome:
     run_id: str
-    status: RunState
+    status: RunStatus
     exit_code: int
-    agents: dict[str, AgentRun]
+    agents: dict[str, AgentView]
     elapsed_ms: int
-    interrupted_by: int | None = None  # the signal that stopped the run
+    state: RunState | None = None
 
 
-async def supervise(ctx: RunContext, on_update: Callable[[AgentRun], None] = lambda run: None) -> Outcome:
+async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = lambda view: None) -> Outcome:
     from rnix.store import paths
     from rnix.store.db import Store
     from rnix.supervisor import procinfo
@@ -70,36 +75,38 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentRun], None] = lam
     recorder = Recorder(lambda: Store.open(home))
     recorder.start()
 
-    def record(event: Event) -> None:
-        recorder.record(Event(event.run_id, event.kind, event.ts, event.agent, mask(event.data, secrets)))
+    def record(item: Record) -> None:
+        recorder.record(_masked(item, secrets))
 
     started = ctx.clock.monotonic()
     record(
-        Event(
+        Record(
             ctx.run_id,
-            RUN_STARTED,
             ctx.clock.time(),
-            None,
-            {
-                "project": ctx.plan.project,
-                "compose_file": ctx.compose_file,
-                "cwd": str(ctx.base_dir),
-                "supervisor_pid": os.getpid(),
-                "supervisor_start_time": procinfo.start_time(os.getpid()),
-                "detached": ctx.detached,
-                "plan": plan_as_dict(ctx.plan),
-            },
+            ev.RunStarted(
+                project=ctx.plan.project,
+                compose_file=ctx.compose_file,
+                cwd=str(ctx.base_dir),
+                supervisor_pid=os.getpid(),
+                supervisor_start_time=procinfo.start_time(os.getpid()),
+                detached=ctx.detached,
+                plan=plan_as_dict(ctx.plan),
+                resumed_from=ctx.resume.from_run if ctx.resume else None,
+            ),
         )
     )
     await recorder.aflush()  # `compose down`, `ps` and `--detach` can see the run from here on
     scheduler: Scheduler | None = None
 
     def on_call(agent: str, data: dict[str, object]) -> None:
-        record(Event(ctx.run_id, LLM_CALL, ctx.clock.time(), agent, data))
-        if scheduler is not None and agent in scheduler.agents:
-            run = scheduler.agents[agent]
-            run.tokens_used = int(data.get("used", run.tokens_used))  # type: ignore[call-overload]
-            on_update(run)
+        key = InstanceKey.parse(agent)
+        call = ev.LlmCall.from_dict(
+            {**data, "key": {"node": key.node, "index": key.index, "iteration": key.iteration}}
+        )
+        if scheduler is not None and key in scheduler.state.instances:
+            scheduler.emit(call)
+        else:  # the SLA judge's own account: logged, not an instance of the run
+            record(Record(ctx.run_id, ctx.clock.time(), call))
 
     gateway = Gateway(socket_path, on_call=on_call)
     spawner = ForkServerSpawner(environ={k: v for k, v in ctx.environ.items() if not is_secret_name(k)})
@@ -142,6 +149,9 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentRun], None] = lam
                 project=ctx.plan.project,
             )
 
+        assessor = Assessor(gateway, ctx.clock)
+        if ctx.resume is not None:
+            await ctx.resume.assess_previous(assessor, record)
         scheduler = Scheduler(
             ctx.plan,
             run_id=ctx.run_id,
@@ -154,7 +164,10 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentRun], None] = lam
             options=ctx.options,
             on_update=on_update,
             stdin_input=ctx.stdin_input,
-            assess=Assessor(gateway, record, ctx.clock, ctx.run_id),
+            assess=assessor,
+            flush=recorder.aflush,
+            reused=ctx.resume.reused if ctx.resume else (),
+            replays=ctx.resume.replays if ctx.resume else None,
         )
         sched = scheduler
 
@@ -188,31 +201,42 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentRun], None] = lam
         await spawner.close()
         await gateway.close()
     elapsed_ms = int((ctx.clock.monotonic() - started) * 1000)
-    outcome = _outcome(ctx.run_id, agents, elapsed_ms, interrupted[0] if interrupted else None)
-    record(
-        Event(
-            ctx.run_id,
-            RUN_FINISHED,
-            ctx.clock.time(),
-            None,
-            {
-                "status": outcome.status.value,
-                "exit_code": outcome.exit_code,
-                "elapsed_ms": elapsed_ms,
-                "tokens_used": sum(a.tokens_used for a in agents.values()),
-            },
-        )
+    outcome = _outcome(
+        ctx.run_id, scheduler.state, agents, elapsed_ms, interrupted[0] if interrupted else None
     )
+    finished = ev.RunFinished(
+        status=outcome.status.value,
+        exit_code=outcome.exit_code,
+        elapsed_ms=elapsed_ms,
+        tokens_used=scheduler.state.tokens_used,
+    )
+    record(Record(ctx.run_id, ctx.clock.time(), finished))
     recorder.close()
     return outcome
 
 
+def _masked(item: Record, secrets: tuple[str, ...]) -> Record:
+    """The record with every secret value masked (what is stored; the live state keeps the text)."""
+    if not secrets or isinstance(item.event, ev.Unknown):
+        return item
+    data = item.event.to_dict()
+    masked = mask(data, secrets)
+    if masked == data:
+        return item
+    return Record(item.run_id, item.ts, type(item.event).from_dict(masked))
+
+
 def _record_failure(
-    record: Callable[[Event], None], ctx: RunContext, started: float, exc: BaseException
+    record: Callable[[Record], None], ctx: RunContext, started: float, exc: BaseException
 ) -> None:
     elapsed_ms = int((ctx.clock.monotonic() - started) * 1000)
-    data = {"status": RunState.FAILED.value, "exit_code": int(ExitCode.FAILURE), "elapsed_ms": elapsed_ms}
-    record(Event(ctx.run_id, RUN_FINISHED, ctx.clock.time(), None, {**data, "error": str(exc)[:500]}))
+    event = ev.RunFinished(
+        status=RunStatus.FAILED.value,
+        exit_code=int(ExitCode.FAILURE),
+        elapsed_ms=elapsed_ms,
+        error=str(exc)[:500],
+    )
+    record(Record(ctx.run_id, ctx.clock.time(), event))
 
 
 def _stop_request(home: Path, run_id: str) -> tuple[bool, float | None]:
@@ -232,8 +256,10 @@ class _Accounts:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
-    def register(self, agent: str, *, model: str, api_base: str | None, budget: int) -> object:
-        return self.gateway.register(agent, model=model, api_base=api_base, budget=budget)
+    def register(
+        self, agent: str, *, model: str, api_base: str | None, budget: int, **replay: object
+    ) -> object:
+        return self.gateway.register(agent, model=model, api_base=api_base, budget=budget, **replay)
 
     def issue_nonce(self, agent: str) -> str:
         return self.gateway.issue_nonce(agent)
@@ -245,12 +271,14 @@ class _Accounts:
         return self.gateway.account(agent).used
 
 
-def _outcome(run_id: str, agents: dict[str, AgentRun], elapsed_ms: int, signum: int | None) -> Outcome:
+def _outcome(
+    run_id: str, state: RunState, agents: dict[str, AgentView], elapsed_ms: int, signum: int | None
+) -> Outcome:
     if signum is not None:
-        status = RunState.CANCELLED
+        status = RunStatus.CANCELLED
         code = ExitCode.INTERRUPTED if signum == signal.SIGINT else ExitCode.TERMINATED
     elif all(a.state is AgentState.COMPLETED for a in agents.values()):
-        status, code = RunState.COMPLETED, ExitCode.OK
+        status, code = RunStatus.COMPLETED, ExitCode.OK
     else:
-        status, code = RunState.FAILED, ExitCode.FAILURE
-    return Outcome(run_id, status, int(code), agents, elapsed_ms, signum)
+        status, code = RunStatus.FAILED, ExitCode.FAILURE
+    return Outcome(run_id, status, int(code), agents, elapsed_ms, state)

@@ -11,15 +11,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rnix.core.definition import definition_prompt, tools_as_json
 from rnix.core.model import AgentSpec
 from rnix.core.secrets import mask
 from rnix.core.task import task_document
 
-if TYPE_CHECKING:
-    from rnix.supervisor.scheduler import AgentRun
+RESULT_LIMIT = 1024 * 1024  # bytes of stdout kept as the result (the whole stdout stays in its file)
 
 
 @dataclass(frozen=True)
@@ -54,19 +52,20 @@ class RunFiles:
             self.directory / f"{agent}.log",
         )
 
-    def prepare(self, run: AgentRun, upstream: dict[str, str], stdin_input: str | None) -> AgentPaths:
+    def prepare(
+        self, spec: AgentSpec, attempt: int, budget: int, upstream: dict[str, str], stdin_input: str | None
+    ) -> AgentPaths:
         """Write the task for this attempt, empty the stdout file and mark the attempt in the log."""
-        spec = run.plan.spec
         paths = self.paths(spec.name)
         document = task_document(
             name=spec.name,
             intent=spec.intent,
             upstream=upstream,
-            budget=run.budget,
+            budget=budget,
             model=spec.model,
             run_id=self.run_id,
             project=self.project,
-            attempt=run.attempt,
+            attempt=attempt,
             project_intent=self.project_intent,
             stdin_input=stdin_input,
             max_steps=spec.max_steps,
@@ -78,9 +77,9 @@ class RunFiles:
             paths.task, json.dumps(mask(document, self.secrets), ensure_ascii=False).encode("utf-8")
         )
         _write_private(paths.out, b"")
-        if run.attempt > 1:
+        if attempt > 1:
             with open(paths.log, "ab") as log:
-                log.write(f"--- rnix: attempt {run.attempt} ---\n".encode())
+                log.write(f"--- rnix: attempt {attempt} ---\n".encode())
         return paths
 
     def cwd_for(self, spec: AgentSpec) -> str:
@@ -89,7 +88,7 @@ class RunFiles:
         return str((self.base_dir / spec.working_dir).resolve())
 
     @staticmethod
-    def read_result(path: Path, limit: int) -> str:
+    def read_result(path: Path, limit: int = RESULT_LIMIT) -> str:
         """The agent's stdout (at most `limit` bytes, decoded leniently)."""
         try:
             with open(path, "rb") as handle:

@@ -1,9 +1,11 @@
-"""The scheduler: runs a plan's agents as processes, each as soon as its own dependencies completed.
+"""The scheduler: performs what `rnix.core.actions.next_actions` decides and appends what results.
 
-Per agent: write the task (upstream results injected), spawn, wait with the agent's timeout, stop it
-(SIGTERM to the group, grace, SIGKILL) on timeout or on a stop request, read its result, retry a
-failure or timeout up to `max_retries` with backoff, then settle. A dependency that did not complete
-skips its dependents (transitively); independent branches go on unless `abort_on_failure`.
+It owns the run's state only as the fold of the events it appends (`self.state`): every change is
+an event, applied with `rnix.core.fold.apply` and handed to `record` (the store) in the same step.
+Effects live here and nowhere else: funding an agent from the pool, writing its task, spawning it,
+waiting for its exit report, stopping it (SIGTERM to the group, grace, SIGKILL), pausing it on a
+user's request, and asking for its SLA verdict. Before an instance starts, every event it depends
+on is durable (`flush`), so a supervisor killed at any moment loses no completed result.
 
 Every effect is injected (spawner, gateway accounts, recorder, files, clock), so the scheduler is
 unit-tested with scripted fakes and integration-tested with real processes.
@@ -14,31 +16,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal as signals
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rnix.core.events import (
-    AGENT_EXITED,
-    AGENT_PLANNED,
-    AGENT_SIGNALLED,
-    AGENT_SKIPPED,
-    AGENT_STARTED,
-    Event,
-)
-from rnix.core.lifecycle import AgentState, exit_state_for
+from rnix.core import actions as act
+from rnix.core import events as ev
+from rnix.core.actions import Options
+from rnix.core.events import InstanceKey, Record
+from rnix.core.fold import Instance, RunState, apply
+from rnix.core.lifecycle import AgentState
 from rnix.core.plan import AgentPlan, Plan
 from rnix.core.pool import Pool
 from rnix.supervisor.api import AgentProcess, ExitInfo, Spawner, SpawnRequest
 from rnix.supervisor.runfiles import RunFiles
 
-RESULT_LIMIT = 1024 * 1024  # bytes of stdout kept as the result (the whole stdout stays in its file)
+__all__ = ["AgentView", "Options", "Scheduler"]
 
 
 class Accounts(Protocol):
     """The part of the gateway the scheduler needs: per-agent budgets and nonces."""
 
-    def register(self, agent: str, *, model: str, api_base: str | None, budget: int) -> Any: ...
+    def register(self, agent: str, *, model: str, api_base: str | None, budget: int, **replay: Any) -> Any:
+        """`replay=` (only when resuming): the journal that answers this agent's paid calls."""
+        ...
 
     def issue_nonce(self, agent: str) -> str: ...
 
@@ -53,45 +54,36 @@ class Clock(Protocol):
     def monotonic(self) -> float: ...
 
 
-@dataclass
-class AgentRun:
-    """The live state of one agent (mutable; owned by the scheduler)."""
+@dataclass(frozen=True)
+class AgentView:
+    """One instance as the renderers see it: its plan beside its folded state."""
 
     plan: AgentPlan
-    state: AgentState = AgentState.PENDING
-    attempt: int = 0
-    pid: int | None = None
-    started: float | None = None  # monotonic, first attempt
-    ended: float | None = None
-    exit_code: int | None = None
-    signal: int | None = None
-    result: str | None = None
-    error: str | None = None
-    tokens_used: int = 0
-    budget: int = 0  # what the pool funded (0 until the agent starts, or when it could not be funded)
-    sla: dict[str, Any] | None = None  # the contract verdict, once assessed
-    assessed: bool = False
-    process: AgentProcess | None = field(default=None, repr=False)
+    instance: Instance
 
     @property
     def name(self) -> str:
-        return self.plan.spec.name
+        return self.instance.name
+
+    @property
+    def state(self) -> AgentState:
+        return self.instance.state
+
+    def __getattr__(self, name: str) -> Any:  # pid, attempt, result, error, tokens_used, budget, sla ...
+        return getattr(self.instance, name)
 
     def elapsed_ms(self, now: float) -> int:
-        if self.started is None:
-            return 0
-        return int(((self.ended if self.ended is not None else now) - self.started) * 1000)
-
-
-@dataclass(frozen=True)
-class Options:
-    abort_on_failure: bool = False
-    retry_base_delay: float = 1.0  # seconds before the first retry; doubles each time
-    retry_max_delay: float = 30.0
+        """`now`: seconds since the epoch (the fold's clock)."""
+        return int(self.instance.elapsed_s(now) * 1000)
 
 
 EnvBuilder = Callable[[AgentPlan, str, int], Mapping[str, str]]  # (agent, nonce, attempt) -> env
-Assessor = Callable[["AgentRun"], Awaitable[None]]  # after an agent ran: SLA verdict, ledger record
+# After an agent ran: its SLA verdict as the event to append (None: nothing to record).
+Assessor = Callable[[AgentPlan, Instance], Awaitable["ev.InstanceAssessed | None"]]
+
+
+async def _no_flush() -> None:
+    return None
 
 
 class Scheduler:
@@ -102,257 +94,349 @@ class Scheduler:
         run_id: str,
         spawner: Spawner,
         accounts: Accounts,
-        record: Callable[[Event], None],
+        record: Callable[[Record], None],
         files: RunFiles,
         clock: Clock,
         env_for: EnvBuilder,
-        options: Options = Options(),
-        on_update: Callable[[AgentRun], None] = lambda run: None,
+        options: Options = act.DEFAULT_OPTIONS,
+        on_update: Callable[[AgentView], None] = lambda view: None,
         stdin_input: str | None = None,
         assess: Assessor | None = None,
+        flush: Callable[[], Awaitable[None]] = _no_flush,
+        reused: Sequence[ev.InstanceReused] = (),
+        replays: Mapping[str, Any] | None = None,
     ) -> None:
+        """`reused`: instances completed in an earlier run (resume); `replays`: per instance name,
+        the journal replay its first attempt is registered with."""
         self.plan = plan
         self.assess = assess
         self.run_id = run_id
         self.spawner = spawner
         self.accounts = accounts
         self._record = record
+        self._flush = flush
         self.files = files
         self.clock = clock
         self.env_for = env_for
         self.options = options
         self.on_update = on_update
         self.stdin_input = stdin_input
-        self.agents = {a.spec.name: AgentRun(a) for a in plan.agents}
+        self.state = RunState(run_id=run_id, project=plan.project)
         self.pool = Pool(plan.requests, plan.spec.budget_pool)
-        self.dependents: dict[str, list[str]] = {name: [] for name in self.agents}
-        for agent in plan.agents:
-            for dep in agent.spec.depends_on:
-                self.dependents[dep].append(agent.spec.name)
-        self.stopping: str | None = None  # the reason, once a stop was requested
-        self.stop_grace: float | None = None
-        self._stop_event = asyncio.Event()
-        self._kill_now = asyncio.Event()
+        self._plans = {a.spec.name: a for a in plan.agents}
+        self._reused = tuple(reused)
+        self._replays = dict(replays or {})
+        self._processes: dict[InstanceKey, AgentProcess] = {}
+        self._budgets: dict[InstanceKey, int] = {}  # funded by the pool as each first started
+        self._busy: set[InstanceKey] = set()  # a spawn, an attempt or a verdict is under way
+        self._assessing: set[InstanceKey] = set()  # verdicts asked for (once each)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._done = asyncio.Event()
-        self.started_at = clock.monotonic()
+        self._wake = asyncio.Event()
+        self._kill_now = asyncio.Event()
+        self._unflushed = False
 
     # -- public -----------------------------------------------------------------------------------
 
-    async def run(self) -> dict[str, AgentRun]:
-        """Run every agent to a terminal state; returns the agents by name."""
+    @property
+    def agents(self) -> dict[str, AgentView]:
+        """Every instance with its plan, by name, in plan order."""
+        return {
+            str(key): AgentView(self._plans[key.node], inst) for key, inst in self.state.instances.items()
+        }
+
+    def view(self, key: InstanceKey) -> AgentView:
+        return AgentView(self._plans[key.node], self.state.instances[key])
+
+    @property
+    def stopping(self) -> str | None:
+        return self.state.stopping
+
+    async def run(self) -> dict[str, AgentView]:
+        """Run every instance to a terminal state; returns them by name."""
         for agent in self.plan.agents:
-            self._emit(agent.spec.name, AGENT_PLANNED, self._planned_data(agent))
-        self._start_ready()
-        self._check_done()
-        await self._done.wait()
+            self.emit(_planned_event(agent))
+        for reused in self._reused:
+            self.emit(reused)
+        try:
+            await self._loop()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         return self.agents
 
-    def request_stop(self, reason: str, grace: float | None = None) -> None:
-        """Stop everything gracefully: pending agents are cancelled, running ones get SIGTERM."""
-        if self.stopping is None:
-            self.stopping = reason
-            self.stop_grace = grace
-            self._stop_event.set()
-            for run in self.agents.values():
-                if run.state is AgentState.PENDING and run.attempt == 0:  # never started
-                    self._settle(run, AgentState.CANCELLED, f"not started: {reason}")
-            self._check_done()
+    def request_stop(self, reason: str, grace: float | None = None, by_pid: int | None = None) -> None:
+        """Stop everything gracefully: waiting agents are cancelled, running ones get SIGTERM."""
+        if self.state.stopping is None:
+            self.emit(ev.RunStopRequested(grace=grace, by_pid=by_pid, reason=reason))
 
     def kill_now(self) -> None:
         """A second interrupt: SIGKILL every running agent at once."""
         self.request_stop("interrupt", 0)
         self._kill_now.set()
+        self._wake.set()
 
-    # -- scheduling -------------------------------------------------------------------------------
+    def signal(self, key: InstanceKey, signum: int, reason: str, by_pid: int | None = None) -> Instance:
+        """A user's signal to a running agent's group (`rnix kill`, `top`), through its handle.
 
-    def _start_ready(self) -> None:
-        if self.stopping:
-            return
-        for run in self.agents.values():
-            if run.state is not AgentState.PENDING or run.process is not None or run.attempt:
-                continue
-            deps = [self.agents[d] for d in run.plan.spec.depends_on]
-            if all(d.state is AgentState.COMPLETED for d in deps) and self._fund(run):
-                run.attempt = 1
-                task = asyncio.create_task(self._drive(run), name=f"agent:{run.name}")
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+        SIGSTOP pauses it (its timeout clock stops), SIGCONT resumes it; any other signal reaches a
+        paused agent after a SIGCONT, so that it can act on it. Raises LookupError when the agent
+        has no live process here."""
+        inst = self.state.instances.get(key)
+        process = self._processes.get(key)
+        if inst is None or process is None or not inst.state.signallable:
+            state = inst.state.value if inst is not None else "unknown"
+            raise LookupError(f"agent {key} is not running ({state})")
+        if not process.signal_group(signum):
+            raise LookupError(f"agent {key} exited before it could be signalled")
+        from rnix.supervisor.signals import signal_name
 
-    def _fund(self, run: AgentRun) -> bool:
-        """Take the agent's budget from the pool as it starts; one the pool cannot fund never starts."""
-        run.budget = self.pool.fund(run.name)
-        if run.budget <= 0:
-            left = self.pool.available
-            self._settle(
-                run, AgentState.BUDGET_EXCEEDED, f"the budget pool cannot fund it ({left:,} tokens left)"
+        self.emit(
+            ev.InstanceSignalled(
+                key=key, pid=process.pid, signal=signal_name(signum), reason=reason, by_pid=by_pid
             )
-            self._after(run)
+        )
+        if signum == signals.SIGSTOP and inst.state is AgentState.RUNNING:
+            self.emit(ev.InstancePaused(key=key, pid=process.pid))
+        elif inst.state is AgentState.PAUSED and signum not in (signals.SIGSTOP, signals.SIGKILL):
+            if signum != signals.SIGCONT:
+                process.signal_group(signals.SIGCONT)
+            self.emit(ev.InstanceResumed(key=key, pid=process.pid))
+        return self.state.instances[key]
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            decision = act.next_actions(self.state, self.plan, self.clock.time(), self.options)
+            await self._perform(decision.actions)
+            if self._wake.is_set():
+                continue  # something changed: decide again at once
+            if self.state.all_terminal and not self._tasks:
+                return
+            timeout = None if decision.wake_at is None else max(0.0, decision.wake_at - self.clock.time())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _perform(self, actions: Sequence[act.Action]) -> None:
+        starts: list[InstanceKey] = []
+        for action in actions:
+            if isinstance(action, act.Start):
+                if action.key not in self._busy:
+                    starts.append(action.key)
+            elif isinstance(action, act.Stop):
+                self._stop(action)
+            elif isinstance(action, act.Assess):
+                self._start_assessment(action.key)
+            elif isinstance(action, act.StopRun):
+                self.request_stop(action.reason)
+            elif action.key in self._busy:
+                continue  # being spawned: decided again once it runs
+            elif isinstance(action, act.Skip):
+                self.emit(ev.InstanceSkipped(key=action.key, reason=action.reason))
+            else:
+                self.emit(ev.InstanceCancelled(key=action.key, reason=action.reason))
+        if not starts or self._wake.is_set():
+            return  # starts wait until the events just appended have been decided on
+        if self._unflushed:  # what the new agents depend on must be durable first
+            self._unflushed = False
+            await self._flush()
+        for key in starts:
+            if not self._fund(key):
+                return  # decide again: its dependents are skipped before others are funded
+            self._launch(key)
+
+    def _fund(self, key: InstanceKey) -> bool:
+        """Take a first attempt's budget from the pool as it starts (in plan order); an instance the
+        pool cannot fund never starts. Retries keep what the first attempt was funded."""
+        inst = self.state.instances[key]
+        if inst.attempt > 0:
+            return True
+        budget = self.pool.fund(str(key))
+        if budget <= 0:
+            self.emit(ev.InstanceUnfunded(key=key, available=self.pool.available))
             return False
-        spec = run.plan.spec
-        self.accounts.register(run.name, model=spec.model, api_base=spec.api_base, budget=run.budget)
+        self._budgets[key] = budget
         return True
 
-    def _check_done(self) -> None:
-        if all(run.state.terminal for run in self.agents.values()) and not self._tasks:
-            self._done.set()
+    def _launch(self, key: InstanceKey) -> None:
+        self._busy.add(key)
+        task = asyncio.create_task(self._drive(key), name=f"agent:{key}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
 
-    async def _drive(self, run: AgentRun) -> None:
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()
+
+    async def _drive(self, key: InstanceKey) -> None:
         try:
-            await self._attempts(run)
+            await self._attempt(key)
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:  # a bug or an OS failure must not wedge the run: the agent fails
-            if not run.state.terminal:
-                self._settle(run, AgentState.FAILED, f"rnix could not run the agent: {exc}")
+            inst = self.state.instances[key]
+            if not inst.state.terminal:
+                message = f"rnix could not run the agent: {exc}"
+                if inst.state.signallable:
+                    self.emit(_exit_event(inst, AgentState.FAILED, AgentState.FAILED, None, message))
+                else:
+                    self.emit(ev.InstanceCancelled(key=key, reason=message))
         finally:
-            self._after(run)  # dependents start first: assessing never delays the DAG
-            if self.assess is not None and run.attempt > 0 and run.state is not AgentState.CANCELLED:
-                try:
-                    await self.assess(run)
-                except Exception as exc:  # a verdict that cannot be reached must not wedge the run
-                    run.error = run.error or f"could not assess the contract: {exc}"
-                run.assessed = True
-                self.on_update(run)
-            current = asyncio.current_task()
-            if current is not None:
-                self._tasks.discard(current)
-            self._check_done()
+            self._processes.pop(key, None)
+            self._busy.discard(key)
 
-    def _after(self, run: AgentRun) -> None:
-        if run.state is AgentState.COMPLETED:
-            self._start_ready()
-            return
-        self._skip_dependents(run.name, f"dependency '{run.name}' {run.state.value}")
-        if self.options.abort_on_failure and run.state is not AgentState.CANCELLED:
-            self.request_stop(f"'{run.name}' {run.state.value} (--abort-on-failure)")
+    # -- one attempt ------------------------------------------------------------------------------
 
-    def _skip_dependents(self, name: str, reason: str) -> None:
-        for child in self.dependents[name]:
-            run = self.agents[child]
-            if run.state is AgentState.PENDING and run.attempt == 0 and run.budget == 0:
-                self._settle(run, AgentState.SKIPPED, reason)
-                self._skip_dependents(child, reason)
-
-    # -- one agent --------------------------------------------------------------------------------
-
-    async def _attempts(self, run: AgentRun) -> None:
-        spec = run.plan.spec
-        while True:
-            state, exit_info = await self._one_attempt(run)
-            retry = (
-                state in (AgentState.FAILED, AgentState.TIMEOUT)
-                and run.attempt <= spec.max_retries
-                and not self.stopping
-            )
-            self._emit_exit(run, state, exit_info, final=not retry)
-            if not retry:
-                self._settle(run, state, run.error, emitted=True)
-                return
-            run.state = AgentState.PENDING
-            self.on_update(run)
-            delay = min(self.options.retry_max_delay, self.options.retry_base_delay * 2 ** (run.attempt - 1))
-            if await self._wait_stop(delay):
-                self._settle(run, AgentState.CANCELLED, f"not retried: {self.stopping}")
-                return
-            run.attempt += 1
-
-    async def _one_attempt(self, run: AgentRun) -> tuple[AgentState, ExitInfo | None]:
-        spec = run.plan.spec
-        upstream = {dep: self.agents[dep].result or "" for dep in spec.depends_on}
-        paths = self.files.prepare(run, upstream, self.stdin_input)
-        nonce = self.accounts.issue_nonce(run.name)
+    async def _attempt(self, key: InstanceKey) -> None:
+        agent = self._plans[key.node]
+        spec = agent.spec
+        inst = self.state.instances[key]
+        attempt = inst.attempt + 1
+        name = str(key)
+        replay = self._replays.get(name) if attempt == 1 else None
+        if attempt == 1:
+            budget = self._budgets[key]
+            extra = {"replay": replay} if replay is not None else {}
+            self.accounts.register(name, model=spec.model, api_base=spec.api_base, budget=budget, **extra)
+        else:
+            budget = inst.budget
+        upstream = {dep: self.state.instances[InstanceKey(dep)].result or "" for dep in spec.depends_on}
+        paths = self.files.prepare(spec, attempt, budget, upstream, self.stdin_input)
+        nonce = self.accounts.issue_nonce(name)
         request = SpawnRequest(
-            name=run.name,
+            name=name,
             argv=spec.command,
-            env=self.env_for(run.plan, nonce, run.attempt),
+            env=self.env_for(agent, nonce, attempt),
             cwd=self.files.cwd_for(spec),
             stdin_path=str(paths.task),
             stdout_path=str(paths.out),
             stderr_path=str(paths.log),
             grace=spec.stop_grace_period_s,
         )
-        requested = self.clock.monotonic()  # the agent's clock starts with the spawn, not its reply
+        requested = self.clock.time()  # the agent's clock starts with the spawn, not its reply
         process = await self.spawner.spawn(request)
-        run.process, run.pid = process, process.pid
-        if run.started is None:
-            run.started = requested
-        run.ended = None
-        run.state = AgentState.RUNNING
-        self._emit(
-            run.name,
-            AGENT_STARTED,
-            {
-                "attempt": run.attempt,
-                "pid": process.pid,
-                "pid_start_time": process.start_time,
-                "budget": run.budget,
-                "log_path": str(paths.log),
-                "out_path": str(paths.out),
-            },
+        self._processes[key] = process
+        self.emit(
+            ev.InstanceStarted(
+                key=key,
+                attempt=attempt,
+                pid=process.pid,
+                pid_start_time=process.start_time,
+                budget=budget,
+                log_path=str(paths.log),
+                out_path=str(paths.out),
+                replay_calls=getattr(replay, "calls", 0) if replay is not None else 0,
+            ),
+            ts=requested,
         )
-        self.on_update(run)
-        timed_out, cancelled, exit_info = await self._supervise(run, process)
-        run.process = None
-        run.ended = self.clock.monotonic()
-        run.exit_code, run.signal = exit_info.returncode, exit_info.signal
-        run.tokens_used = self.accounts.used(run.name)
-        run.result = self.files.read_result(paths.out, RESULT_LIMIT)
-        state = exit_state_for(exit_info.returncode, exit_info.signal, timed_out, cancelled)
-        run.error = self._error_text(state, exit_info, spec.timeout_s, paths.log)
-        return state, exit_info
-
-    async def _supervise(self, run: AgentRun, process: AgentProcess) -> tuple[bool, bool, ExitInfo]:
-        """Wait for the process, its timeout or a stop request; returns (timed_out, cancelled, exit)."""
-        spec = run.plan.spec
-        waiter = asyncio.ensure_future(process.wait())
-        stop = asyncio.ensure_future(self._stop_event.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {waiter, stop}, timeout=spec.timeout_s, return_when=asyncio.FIRST_COMPLETED
+        exit_info = await process.wait()
+        inst = self.state.instances[key]
+        result = exit_info.result if exit_info.result is not None else self.files.read_result(paths.out)
+        decision = act.exit_decision(
+            inst, spec.max_retries, exit_info.returncode, exit_info.signal, self.state.stopping, self.options
+        )
+        error = self._error_text(decision.outcome, inst, exit_info, spec.timeout_s, paths.log)
+        self.emit(
+            _exit_event(
+                inst,
+                decision.state,
+                decision.outcome,
+                exit_info,
+                error,
+                tokens=self.accounts.used(name),
+                result=result,
+                elapsed_ms=int(inst.elapsed_s(self.clock.time()) * 1000),
+                retry_in=decision.retry_in,
             )
-            if waiter in done:
-                return False, False, waiter.result()
-            timed_out = not done  # neither finished: the timeout elapsed
-            reason = "timeout" if timed_out else (self.stopping or "stop")
-            grace = spec.stop_grace_period_s if self.stop_grace is None or timed_out else self.stop_grace
-            exit_info = await self._stop_process(run, process, grace, reason)
-            return timed_out, not timed_out, exit_info
-        finally:
-            stop.cancel()
-            if not waiter.done():
-                waiter.cancel()
+        )
+        self._unflushed = True
 
-    async def _stop_process(
-        self, run: AgentRun, process: AgentProcess, grace: float, reason: str
-    ) -> ExitInfo:
-        self._emit(run.name, AGENT_SIGNALLED, {"pid": process.pid, "signal": "SIGTERM", "reason": reason})
+    def _stop(self, action: act.Stop) -> None:
+        process = self._processes.get(action.key)
+        if process is None:
+            return  # still being spawned: the next decision, once it runs, stops it
+        self.emit(ev.InstanceStopping(key=action.key, reason=action.reason, grace=action.grace))
+        self.emit(
+            ev.InstanceSignalled(key=action.key, pid=process.pid, signal="SIGTERM", reason=action.reason)
+        )
+        if self.state.instances[action.key].state is AgentState.PAUSED:
+            process.signal_group(signals.SIGCONT)  # a stopped group cannot act on SIGTERM
+        task = asyncio.create_task(self._stop_process(action.key, process, action.grace))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    async def _stop_process(self, key: InstanceKey, process: AgentProcess, grace: float) -> None:
         stopper = asyncio.ensure_future(process.stop(grace))
         killer = asyncio.ensure_future(self._kill_now.wait())
         try:
             done, _ = await asyncio.wait({stopper, killer}, return_when=asyncio.FIRST_COMPLETED)
             if stopper not in done:  # a second Ctrl-C: no more grace
                 process.signal_group(signals.SIGKILL)
-                self._emit(
-                    run.name, AGENT_SIGNALLED, {"pid": process.pid, "signal": "SIGKILL", "reason": reason}
-                )
-            return await stopper
+                reason = self.state.instances[key].stop_reason or "interrupt"
+                self.emit(ev.InstanceSignalled(key=key, pid=process.pid, signal="SIGKILL", reason=reason))
+            await stopper
         finally:
             killer.cancel()
 
-    async def _wait_stop(self, delay: float) -> bool:
-        """Sleep `delay` seconds unless a stop is requested first (then True)."""
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._stop_event.wait(), timeout=delay)
-        return self.stopping is not None
+    # -- verdicts ---------------------------------------------------------------------------------
+
+    def _start_assessment(self, key: InstanceKey) -> None:
+        """Once per instance; a verdict that cannot be reached is simply not recorded."""
+        if key in self._assessing:
+            return
+        self._assessing.add(key)
+        if self.assess is None:
+            return
+        task = asyncio.create_task(self._assess(key), name=f"assess:{key}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    async def _assess(self, key: InstanceKey) -> None:
+        assert self.assess is not None
+        try:
+            event = await self.assess(self._plans[key.node], self.state.instances[key])
+        except Exception:  # a verdict that cannot be reached must not wedge the run
+            return
+        if event is not None:
+            self.emit(event)
 
     # -- bookkeeping ------------------------------------------------------------------------------
 
-    def _error_text(self, state: AgentState, exit_info: ExitInfo, timeout: float, log: Any) -> str | None:
+    def emit(self, event: ev.Event, ts: float | None = None) -> None:
+        """Apply the event to the state and record it: the one way anything changes."""
+        record = Record(self.run_id, self.clock.time() if ts is None else ts, event)
+        before = self.state.instances.get(event.instance) if event.instance is not None else None
+        self.state = apply(self.state, record)
+        self._record(record)
+        key = event.instance
+        if key is not None and key in self.state.instances:
+            after = self.state.instances[key]
+            if after.state.terminal and (before is None or not before.state.terminal):
+                self._settled(after)
+            if not isinstance(event, ev.InstancePlanned):
+                self.on_update(self.view(key))
+        self._wake.set()
+
+    def _settled(self, inst: Instance) -> None:
+        name = inst.name
+        if inst.ran:
+            self.pool.release(name, inst.tokens_used)  # unused tokens go back to agents not started
+        elif inst.state is not AgentState.BUDGET_EXCEEDED:
+            self.pool.cancel(name)  # never started here: its share is re-divided
+        with contextlib.suppress(KeyError):
+            self.accounts.revoke(name)
+
+    def _error_text(
+        self, state: AgentState, inst: Instance, exit_info: ExitInfo, timeout: float, log: Any
+    ) -> str | None:
         if state is AgentState.COMPLETED:
             return None
         if state is AgentState.TIMEOUT:
             return f"timed out after {timeout:g}s"
         if state is AgentState.CANCELLED:
-            return f"stopped: {self.stopping}"
+            return f"stopped: {inst.stop_reason or self.state.stopping}"
         last = self.files.last_log_line(log)
         if state is AgentState.BUDGET_EXCEEDED:
             return last or "token budget exceeded"
@@ -363,52 +447,45 @@ class Scheduler:
         )
         return f"{how}: {last}" if last else how
 
-    def _emit_exit(self, run: AgentRun, state: AgentState, exit_info: ExitInfo | None, final: bool) -> None:
-        self._emit(
-            run.name,
-            AGENT_EXITED,
-            {
-                "attempt": run.attempt,
-                "state": state.value if final else AgentState.PENDING.value,
-                "outcome": state.value,
-                "exit_code": exit_info.returncode if exit_info else None,
-                "signal": exit_info.signal if exit_info else None,
-                "tokens_used": run.tokens_used,
-                "elapsed_ms": run.elapsed_ms(self.clock.monotonic()),
-                "result": run.result,
-                "error": run.error,
-                "final": final,
-            },
-        )
 
-    def _settle(self, run: AgentRun, state: AgentState, error: str | None, emitted: bool = False) -> None:
-        run.state = state
-        run.error = error
-        if run.attempt > 0:
-            self.pool.release(run.name, run.tokens_used)  # unused tokens go back to agents not started
-        elif run.budget == 0 and state is not AgentState.BUDGET_EXCEEDED:
-            self.pool.cancel(run.name)  # never started: its share is re-divided
-        if run.started is not None and run.ended is None:
-            run.ended = self.clock.monotonic()
-        if state is AgentState.SKIPPED:
-            self._emit(run.name, AGENT_SKIPPED, {"reason": error})
-        elif not emitted:
-            self._emit_exit(run, state, None, final=True)
-        with contextlib.suppress(KeyError):
-            self.accounts.revoke(run.name)
-        self.on_update(run)
+def _exit_event(
+    inst: Instance,
+    state: AgentState,
+    outcome: AgentState,
+    exit_info: ExitInfo | None,
+    error: str | None,
+    *,
+    tokens: int | None = None,
+    result: str | None = None,
+    elapsed_ms: int | None = None,
+    retry_in: float | None = None,
+) -> ev.InstanceExited:
+    return ev.InstanceExited(
+        key=inst.key,
+        attempt=inst.attempt,
+        state=state.value,
+        outcome=outcome.value,
+        exit_code=exit_info.returncode if exit_info else None,
+        signal=exit_info.signal if exit_info else None,
+        tokens_used=tokens if tokens is not None else inst.tokens_used,
+        elapsed_ms=elapsed_ms,
+        result=result,
+        error=error,
+        final=state.terminal,
+        retry_in=retry_in,
+    )
 
-    def _planned_data(self, agent: AgentPlan) -> dict[str, Any]:
-        spec = agent.spec
-        return {
-            "layer": agent.layer,
-            "depends_on": list(spec.depends_on),
-            "model": spec.model,
-            "budget": agent.budget,
-            "priority": spec.priority,
-            "intent": spec.intent,
-            "kind": spec.kind,
-        }
 
-    def _emit(self, agent: str | None, kind: str, data: dict[str, Any]) -> None:
-        self._record(Event(self.run_id, kind, self.clock.time(), agent, data))
+def _planned_event(agent: AgentPlan) -> ev.InstancePlanned:
+    spec = agent.spec
+    return ev.InstancePlanned(
+        key=InstanceKey(spec.name),
+        layer=agent.layer,
+        depends_on=tuple(spec.depends_on),
+        model=spec.model,
+        budget=agent.budget,
+        priority=spec.priority,
+        intent=spec.intent,
+        kind=spec.kind,
+        spec_hash=agent.spec_hash,
+    )

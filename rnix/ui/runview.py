@@ -1,6 +1,7 @@
 """Rendering a running or finished compose run: lines, a live table, and the `--json` document.
 
-All three read the same `AgentRun` objects the scheduler updates, so they cannot disagree.
+All three read the scheduler's fold of the run's events (`AgentView`: an instance beside its plan),
+so they cannot disagree. Times are seconds since the epoch, like the events'.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ if TYPE_CHECKING:
 
     from rnix.core.plan import Plan
     from rnix.supervisor.run import Outcome
-    from rnix.supervisor.scheduler import AgentRun
+    from rnix.supervisor.scheduler import AgentView
 
 STATE_STYLE = {
     AgentState.COMPLETED: "green",
     AgentState.RUNNING: "cyan",
     AgentState.PENDING: "dim",
+    AgentState.BACKOFF: "yellow",
     AgentState.SKIPPED: "yellow",
     AgentState.CANCELLED: "yellow",
 }
@@ -32,7 +34,7 @@ def seconds(ms: int) -> str:
     return f"{ms / 1000:.1f}s"
 
 
-def agent_line(run: AgentRun, layers: int, now: float) -> str:
+def agent_line(run: AgentView, layers: int, now: float) -> str:
     """`[layer 1/3] analyzer PID 48211 | completed | 3.8s | 1,450 tokens`."""
     pid = f"PID {run.pid}" if run.pid is not None else "PID -"
     name = inert(run.name) + (f" as {inert(run.plan.choice.chosen)}" if run.plan.choice else "")
@@ -44,6 +46,8 @@ def agent_line(run: AgentRun, layers: int, now: float) -> str:
         line += f" | sla {sla_word(run.sla)}"
     if run.error and run.state is not AgentState.COMPLETED:
         line += f" | {inert(run.error)}"
+    if run.reused_from:
+        line += f" | reused from run {run.reused_from}"
     return line
 
 
@@ -62,7 +66,7 @@ def summary_line(outcome: Outcome) -> str:
     """`compose | completed | 3/3 agents | 10.5s | 3,520 tokens`."""
     agents = outcome.agents.values()
     done = sum(a.state is AgentState.COMPLETED for a in agents)
-    used = sum(a.tokens_used for a in agents)
+    used = sum(a.tokens_used for a in agents if not a.reused_from)  # what this run paid
     return (
         f"compose | {outcome.status.value} | {done}/{len(outcome.agents)} agents | "
         f"{seconds(outcome.elapsed_ms)} | {tokens(used)} tokens"
@@ -70,17 +74,17 @@ def summary_line(outcome: Outcome) -> str:
 
 
 def live_table(
-    runs: Iterable[AgentRun],
+    runs: Iterable[AgentView],
     layers: int,
     header: str,
     paused: Mapping[str, tuple[str, int]] | None = None,
 ) -> RenderableType:
     """`paused`: agents that were paused, by name: their state and elapsed ms from the store, which
-    knows about pauses (the scheduler does not); used while the agent has not settled."""
+    knows about pauses signalled from another process; used while the agent has not settled."""
     from rich.table import Table
     from rich.text import Text
 
-    now = time.monotonic()
+    now = time.time()
     table = Table(title=Text(header), title_justify="left", box=None, header_style="bold", pad_edge=False)
     for column in ("LAYER", "AGENT", "PID", "STATE", "ELAPSED", "TOKENS", "SLA", "NOTE"):
         table.add_column(column, no_wrap=column != "NOTE", justify="right" if column == "TOKENS" else "left")
@@ -109,7 +113,7 @@ def live_table(
 def up_document(plan: Plan, outcome: Outcome, project: str) -> dict[str, Any]:
     """The `data` of `compose up --json`."""
     runs = outcome.agents
-    now = time.monotonic()
+    now = time.time()
     agents = [
         {
             "name": a.name,
@@ -125,6 +129,7 @@ def up_document(plan: Plan, outcome: Outcome, project: str) -> dict[str, Any]:
             "result": a.result,
             "error": a.error,
             "sla": a.sla,
+            "reused_from": a.reused_from,
             "definition": a.plan.definition,
             "choice": {"chosen": a.plan.choice.chosen, "reason": a.plan.choice.reason}
             if a.plan.choice
@@ -145,7 +150,8 @@ def up_document(plan: Plan, outcome: Outcome, project: str) -> dict[str, Any]:
             "failed": len(runs) - count[AgentState.COMPLETED] - count[AgentState.SKIPPED],
             "skipped": count[AgentState.SKIPPED],
             "by_status": {state.value: n for state, n in count.items() if n},
-            "tokens_used": sum(a.tokens_used for a in runs.values()),
+            "tokens_used": sum(a.tokens_used for a in runs.values() if not a.reused_from),
+            "reused": sum(1 for a in runs.values() if a.reused_from),
             "elapsed_ms": outcome.elapsed_ms,
         },
     }

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from rnix.core import events as ev
-from rnix.core.events import Event
+from rnix.core.events import Record as Event
 from rnix.errors import RnixError
 from rnix.store import db, projections
 from rnix.store.db import DB_NAME, Store, StoreError, StoreLocked
@@ -26,8 +26,25 @@ T0 = 1_700_000_000.0
 RUN = "a1b2c3d4e5f6"
 
 
+class K:
+    """The stored kinds of the events these tests write."""
+
+    RUN_STARTED = ev.RunStarted.KIND
+    RUN_STOP_REQUESTED = ev.RunStopRequested.KIND
+    RUN_FINISHED = ev.RunFinished.KIND
+    AGENT_PLANNED = ev.InstancePlanned.KIND
+    AGENT_STARTED = ev.InstanceStarted.KIND
+    AGENT_SIGNALLED = ev.InstanceSignalled.KIND
+    AGENT_PAUSED = ev.InstancePaused.KIND
+    AGENT_RESUMED = ev.InstanceResumed.KIND
+    AGENT_EXITED = ev.InstanceExited.KIND
+    AGENT_SKIPPED = ev.InstanceSkipped.KIND
+    AGENT_ASSESSED = ev.InstanceAssessed.KIND
+    LLM_CALL = ev.LlmCall.KIND
+
+
 def event(kind: str, agent: str | None = None, ts: float = T0, run_id: str = RUN, /, **data: Any) -> Event:
-    return Event(run_id=run_id, kind=kind, ts=ts, agent=agent, data=data)
+    return Event(run_id, ts, ev.decode(kind, data, agent))
 
 
 def started_run(run_id: str = RUN, project: str = "demo", ts: float = T0, **extra: Any) -> Event:
@@ -41,19 +58,19 @@ def started_run(run_id: str = RUN, project: str = "demo", ts: float = T0, **extr
         "plan": {"layers": [["writer"], ["reviewer"]]},
     }
     data.update(extra)
-    return Event(run_id=run_id, kind=ev.RUN_STARTED, ts=ts, data=data)
+    return event(K.RUN_STARTED, None, ts, run_id, **data)
 
 
 def planned(agent: str, layer: int = 0, run_id: str = RUN, **extra: Any) -> Event:
     data: dict[str, Any] = {"layer": layer, "depends_on": [], "model": "gpt-x", "budget": 1000}
     data.update(extra)
-    return event(ev.AGENT_PLANNED, agent, T0, run_id, **data)
+    return event(K.AGENT_PLANNED, agent, T0, run_id, **data)
 
 
 def agent_started(agent: str, ts: float = T0 + 1, run_id: str = RUN, **extra: Any) -> Event:
     data: dict[str, Any] = {"attempt": 0, "pid": 5000, "pid_start_time": ts, "budget": 1000}
     data.update(extra)
-    return event(ev.AGENT_STARTED, agent, ts, run_id, **data)
+    return event(K.AGENT_STARTED, agent, ts, run_id, **data)
 
 
 @pytest.fixture
@@ -131,18 +148,18 @@ def test_agent_started_runs_the_process_under_the_supervisor(store: Store) -> No
 
 
 def test_a_retry_clears_the_previous_attempts_ending(store: Store) -> None:
-    failed = {"state": "pending", "exit_code": 1, "signal": None, "tokens_used": 30, "elapsed_ms": 900}
+    failed = {"state": "backoff", "exit_code": 1, "signal": None, "tokens_used": 30, "elapsed_ms": 900}
     store.append(
         [
             started_run(),
             planned("writer"),
             agent_started("writer", ts=T0 + 1),
-            event(ev.AGENT_EXITED, "writer", T0 + 2, **failed, error="crashed", final=False),
+            event(K.AGENT_EXITED, "writer", T0 + 2, **failed, error="crashed", final=False),
         ]
     )
     between = process(store, "writer")
     assert (between.state, between.exit_code, between.error, between.ended_at) == (
-        "pending",
+        "backoff",
         1,
         "crashed",
         T0 + 2,
@@ -165,10 +182,10 @@ def test_llm_call_sets_the_agents_usage_and_the_runs_sum(store: Store) -> None:
     store.append([agent_started("writer"), agent_started("reviewer", pid=5001)])
     store.append(
         [
-            event(ev.LLM_CALL, "writer", T0 + 2, used=120, total_tokens=120),
-            event(ev.LLM_CALL, "writer", T0 + 3, used=300, total_tokens=180),
-            event(ev.LLM_CALL, "reviewer", T0 + 4, used=50, total_tokens=50),
-            event(ev.LLM_CALL, "reviewer", T0 + 5, status="rate_limited"),  # no `used`: no change
+            event(K.LLM_CALL, "writer", T0 + 2, used=120, total_tokens=120),
+            event(K.LLM_CALL, "writer", T0 + 3, used=300, total_tokens=180),
+            event(K.LLM_CALL, "reviewer", T0 + 4, used=50, total_tokens=50),
+            event(K.LLM_CALL, "reviewer", T0 + 5, status="rate_limited"),  # no `used`: no change
         ]
     )
     assert (process(store, "writer").tokens_used, process(store, "reviewer").tokens_used) == (300, 50)
@@ -177,14 +194,14 @@ def test_llm_call_sets_the_agents_usage_and_the_runs_sum(store: Store) -> None:
 
 def test_pause_and_resume_accumulate_paused_time(store: Store) -> None:
     store.append([started_run(), planned("writer"), agent_started("writer", ts=T0)])
-    store.append([event(ev.AGENT_PAUSED, "writer", T0 + 10, pid=5000)])
+    store.append([event(K.AGENT_PAUSED, "writer", T0 + 10, pid=5000)])
     paused = process(store, "writer")
     assert (paused.state, paused.paused_at) == ("paused", T0 + 10)
     store.append(
         [
-            event(ev.AGENT_RESUMED, "writer", T0 + 12.5, pid=5000),
-            event(ev.AGENT_PAUSED, "writer", T0 + 20, pid=5000),
-            event(ev.AGENT_RESUMED, "writer", T0 + 21, pid=5000),
+            event(K.AGENT_RESUMED, "writer", T0 + 12.5, pid=5000),
+            event(K.AGENT_PAUSED, "writer", T0 + 20, pid=5000),
+            event(K.AGENT_RESUMED, "writer", T0 + 21, pid=5000),
         ]
     )
     row = process(store, "writer")
@@ -196,7 +213,7 @@ def test_agent_exited_records_how_it_ended(store: Store) -> None:
     store.append(
         [
             event(
-                ev.AGENT_EXITED,
+                K.AGENT_EXITED,
                 "writer",
                 T0 + 9,
                 attempt=0,
@@ -225,21 +242,21 @@ def test_agent_exited_records_how_it_ended(store: Store) -> None:
 
 def test_exiting_while_paused_stops_the_pause_clock(store: Store) -> None:
     store.append([started_run(), planned("writer"), agent_started("writer", ts=T0)])
-    store.append([event(ev.AGENT_PAUSED, "writer", T0 + 1)])
-    store.append([event(ev.AGENT_EXITED, "writer", T0 + 3, state="cancelled", signal=15, final=True)])
-    store.append([event(ev.AGENT_RESUMED, "writer", T0 + 4)])  # late: must not revive it
+    store.append([event(K.AGENT_PAUSED, "writer", T0 + 1)])
+    store.append([event(K.AGENT_EXITED, "writer", T0 + 3, state="cancelled", signal=15, final=True)])
+    store.append([event(K.AGENT_RESUMED, "writer", T0 + 4)])  # late: must not revive it
     row = process(store, "writer")
     assert (row.state, row.paused_at, row.paused_ms) == ("cancelled", None, 2000)
 
 
 def test_elapsed_time_of_an_exited_agent_leaves_out_its_pauses(store: Store) -> None:
     store.append([started_run(), planned("a"), agent_started("a", ts=T0), planned("b"), agent_started("b")])
-    pauses = [event(ev.AGENT_PAUSED, "a", T0 + 1), event(ev.AGENT_RESUMED, "a", T0 + 3)]
-    store.append([*pauses, event(ev.AGENT_PAUSED, "b", T0 + 4)])
+    pauses = [event(K.AGENT_PAUSED, "a", T0 + 1), event(K.AGENT_RESUMED, "a", T0 + 3)]
+    store.append([*pauses, event(K.AGENT_PAUSED, "b", T0 + 4)])
     store.append(
         [
-            event(ev.AGENT_EXITED, "a", T0 + 9, state="completed", elapsed_ms=9000, final=True),
-            event(ev.AGENT_EXITED, "b", T0 + 9, state="cancelled", elapsed_ms=8000, final=True),
+            event(K.AGENT_EXITED, "a", T0 + 9, state="completed", elapsed_ms=9000, final=True),
+            event(K.AGENT_EXITED, "b", T0 + 9, state="cancelled", elapsed_ms=8000, final=True),
         ]
     )
     assert (process(store, "a").elapsed_ms, process(store, "b").elapsed_ms) == (7000, 3000)
@@ -259,7 +276,7 @@ def test_reads_inside_reading_see_one_state(rnix_home: Path, store: Store) -> No
     store.append([started_run()])
     with Store.open(rnix_home, readonly=True) as reader, reader.reading():
         assert [r.status for r in reader.runs()] == ["running"]
-        store.append([event(ev.RUN_FINISHED, None, T0 + 5, status="completed")])
+        store.append([event(K.RUN_FINISHED, None, T0 + 5, status="completed")])
         assert [r.status for r in reader.runs()] == ["running"]  # still the state it began with
     with Store.open(rnix_home, readonly=True) as reader:
         assert [r.status for r in reader.runs()] == ["completed"]
@@ -286,7 +303,7 @@ def test_a_reader_with_a_short_busy_timeout_gives_up_quickly(rnix_home: Path, st
 
 def test_agent_skipped_records_the_reason(store: Store) -> None:
     store.append([started_run(), planned("reviewer", layer=1)])
-    store.append([event(ev.AGENT_SKIPPED, "reviewer", T0 + 5, reason="writer failed")])
+    store.append([event(K.AGENT_SKIPPED, "reviewer", T0 + 5, reason="writer failed")])
     row = process(store, "reviewer")
     assert (row.state, row.error, row.ended_at) == ("skipped", "writer failed", T0 + 5)
 
@@ -296,16 +313,16 @@ def test_request_stop_sets_the_runs_stop_fields_and_logs_it(store: Store) -> Non
     store.request_stop(RUN, 2.5, T0 + 7)
     run = the_run(store)
     assert (run.stop_requested_at, run.stop_grace, run.status) == (T0 + 7, 2.5, "running")
-    (logged,) = store.events(RUN, kinds=[ev.RUN_STOP_REQUESTED])
-    assert logged.data == {"grace": 2.5, "by_pid": os.getpid()}
+    (logged,) = store.events(RUN, kinds=[K.RUN_STOP_REQUESTED])
+    assert logged.data == {"grace": 2.5, "by_pid": os.getpid(), "reason": "compose down", "v": 1}
     store.request_stop(RUN, None, T0 + 8)
     assert (the_run(store).stop_requested_at, the_run(store).stop_grace) == (T0 + 8, None)
 
 
 def test_run_finished_ends_the_run_and_anything_left_of_it(store: Store) -> None:
     store.append([started_run(), planned("writer"), planned("reviewer", layer=1), agent_started("writer")])
-    store.append([event(ev.AGENT_EXITED, "writer", T0 + 2, state="completed", exit_code=0, tokens_used=10)])
-    store.append([event(ev.RUN_FINISHED, None, T0 + 3, status="failed", exit_code=1, tokens_used=99)])
+    store.append([event(K.AGENT_EXITED, "writer", T0 + 2, state="completed", exit_code=0, tokens_used=10)])
+    store.append([event(K.RUN_FINISHED, None, T0 + 3, status="failed", exit_code=1, tokens_used=99)])
     run = the_run(store)
     assert (run.status, run.exit_code, run.ended_at, run.tokens_used, run.active) == (
         "failed",
@@ -320,7 +337,7 @@ def test_run_finished_ends_the_run_and_anything_left_of_it(store: Store) -> None
 
 def test_mark_run_lost_cancels_unfinished_agents(store: Store) -> None:
     store.append([started_run(), planned("writer"), planned("reviewer", layer=1), agent_started("writer")])
-    store.append([event(ev.AGENT_EXITED, "writer", T0 + 2, state="completed", exit_code=0, tokens_used=5)])
+    store.append([event(K.AGENT_EXITED, "writer", T0 + 2, state="completed", exit_code=0, tokens_used=5)])
     store.append([agent_started("reviewer", ts=T0 + 3, pid=5001)])
     assert store.mark_run_lost(RUN, T0 + 60) is True
     run = the_run(store)
@@ -341,20 +358,20 @@ def test_unknown_kinds_runs_and_agents_are_stored_not_projected(store: Store) ->
             event("sla_evaluated", "writer", T0, score=0.9),
             planned("writer", run_id="ghost"),
             agent_started("writer", run_id="ghost"),
-            event(ev.RUN_FINISHED, None, T0, "ghost", status="completed"),
+            event(K.RUN_FINISHED, None, T0, "ghost", status="completed"),
             started_run(),
             agent_started("nobody"),
-            event(ev.AGENT_EXITED, None, T0, state="failed"),  # an agent kind without an agent
+            event(K.AGENT_EXITED, None, T0, state="failed"),  # an agent kind without an agent
         ]
     )
     assert store.run("ghost") is None
     assert store.processes() == []
-    assert [e.kind for e in store.events("ghost")] == [ev.AGENT_PLANNED, ev.AGENT_STARTED, ev.RUN_FINISHED]
+    assert [e.kind for e in store.events("ghost")] == [K.AGENT_PLANNED, K.AGENT_STARTED, K.RUN_FINISHED]
     assert [e.kind for e in store.events(RUN)] == [
         "sla_evaluated",
-        ev.RUN_STARTED,
-        ev.AGENT_STARTED,
-        ev.AGENT_EXITED,
+        K.RUN_STARTED,
+        K.AGENT_STARTED,
+        K.AGENT_EXITED,
     ]
 
 
@@ -363,14 +380,14 @@ def test_event_data_that_is_not_json_is_stored_as_text(store: Store) -> None:
     (row,) = store.events(RUN)
     assert row.data == {"path": "/x/y", "nested": {"n": [1, 2.5, None]}}
     assert (row.run_id, row.agent, row.ts, row.kind) == (RUN, "writer", T0, "note")
-    assert row.to_event() == Event(RUN, "note", T0, "writer", row.data)
+    assert row.to_record() == Event(RUN, T0, ev.Unknown("note", row.data, "writer"))
 
 
 def test_a_failed_append_leaves_nothing_behind(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(conn: sqlite3.Connection, e: Event) -> None:
+    def broken(conn: sqlite3.Connection, r: Event, e: ev.Event) -> None:
         raise sqlite3.IntegrityError("boom")
 
-    monkeypatch.setitem(projections.PROJECTIONS, ev.AGENT_PLANNED, broken)
+    monkeypatch.setitem(projections.PROJECTIONS, ev.InstancePlanned, broken)
     with pytest.raises(StoreError, match="boom"):
         store.append([started_run(), planned("writer")])
     assert (store.runs(), store.events(RUN)) == ([], [])
@@ -385,7 +402,7 @@ def test_runs_newest_first_with_filters(store: Store) -> None:
             started_run("r1", "demo", T0),
             started_run("r2", "other", T0 + 1),
             started_run("r3", "demo", T0 + 2),
-            event(ev.RUN_FINISHED, None, T0 + 3, "r3", status="completed", exit_code=0),
+            event(K.RUN_FINISHED, None, T0 + 3, "r3", status="completed", exit_code=0),
         ]
     )
     assert [r.id for r in store.runs()] == ["r3", "r2", "r1"]
@@ -407,7 +424,7 @@ def test_processes_ordered_by_run_start_layer_and_name(store: Store) -> None:
             planned("z", 1, "old"),
             planned("y", 0, "old"),
             planned("a", 1, "old"),
-            event(ev.AGENT_SKIPPED, "z", T0 + 1, "old", reason="y failed"),
+            event(K.AGENT_SKIPPED, "z", T0 + 1, "old", reason="y failed"),
         ]
     )
     assert [(p.run_id, p.agent) for p in store.processes()] == [
@@ -435,15 +452,16 @@ def test_process_by_pid_finds_the_latest_holder(store: Store) -> None:
 
 def test_events_filters(store: Store) -> None:
     store.append([started_run(), planned("w"), planned("v"), agent_started("w"), agent_started("v", pid=2)])
-    store.append([event(ev.LLM_CALL, "w", T0 + 2, used=i) for i in range(5)])
+    store.append([event(K.LLM_CALL, "w", T0 + 2, used=i) for i in range(5)])
     every = store.events(RUN)
     assert len(every) == 10 and [e.id for e in every] == sorted(e.id for e in every)
-    assert [e.kind for e in store.events(RUN, agent="v")] == [ev.AGENT_PLANNED, ev.AGENT_STARTED]
-    calls = store.events(RUN, kinds={ev.LLM_CALL})
+    assert [e.kind for e in store.events(RUN, agent="v")] == [K.AGENT_PLANNED, K.AGENT_STARTED]
+    calls = store.events(RUN, kinds={K.LLM_CALL})
     assert [e.data["used"] for e in calls] == [0, 1, 2, 3, 4]
-    assert [
-        e.data["used"] for e in store.events(RUN, kinds=[ev.LLM_CALL], after_id=calls[1].id, limit=2)
-    ] == [2, 3]
+    assert [e.data["used"] for e in store.events(RUN, kinds=[K.LLM_CALL], after_id=calls[1].id, limit=2)] == [
+        2,
+        3,
+    ]
     assert store.events(RUN, kinds=[]) == []
     assert store.events("other") == []
 
@@ -503,16 +521,18 @@ def test_a_lock_held_past_the_busy_timeout_is_store_locked(
 _WRITER = """
 import sys, time
 from pathlib import Path
-from rnix.core.events import Event
+from rnix.core.events import Record, decode
 from rnix.store.db import Store
+def event(kind, agent, ts, run, **data):
+    return Record(run, ts, decode(kind, data, agent))
 home, name, count, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
 while not go.exists():
     time.sleep(0.001)
 with Store.open(home) as store:
-    store.append([Event(name, "run_started", time.time(), None, {"project": name, "supervisor_pid": 1})])
-    store.append([Event(name, "agent_planned", time.time(), "a", {"layer": 0})])
+    store.append([event("run_started", None, time.time(), name, project=name, supervisor_pid=1)])
+    store.append([event("agent_planned", "a", time.time(), name, layer=0)])
     for i in range(count):
-        store.append([Event(name, "llm_call", time.time(), "a", {"used": i, "writer": name})])
+        store.append([event("llm_call", "a", time.time(), name, used=i, model=name)])
 """
 
 
@@ -534,9 +554,9 @@ def test_four_writer_processes_lose_nothing(tmp_path: Path, rnix_home: Path) -> 
     assert [(code, err) for _, err, code in outcomes] == [(0, "")] * 4
     with Store.open(rnix_home, readonly=True) as store:
         for name in names:
-            calls = store.events(name, kinds=[ev.LLM_CALL])
+            calls = store.events(name, kinds=[K.LLM_CALL])
             assert [e.data["used"] for e in calls] == list(range(count))
-            assert {e.data["writer"] for e in calls} == {name}
+            assert {e.data["model"] for e in calls} == {name}
             assert the_run(store, name).tokens_used == count - 1
         assert sum(len(store.events(name)) for name in names) == 4 * (count + 2)
 

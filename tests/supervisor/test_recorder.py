@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rnix.core.events import Event
+from rnix.core.events import Record, Unknown
 from rnix.store import db
 from rnix.store.db import DB_NAME, Store, StoreLocked
 from rnix.supervisor.recorder import Recorder
@@ -19,8 +19,8 @@ from rnix.supervisor.recorder import Recorder
 RUN = "0123456789ab"
 
 
-def tick(i: int, source: str = "main") -> Event:
-    return Event(run_id=RUN, kind="tick", ts=1.0 + i, agent=source, data={"i": i})
+def tick(i: int, source: str = "main") -> Record:
+    return Record(RUN, 1.0 + i, Unknown("tick", {"i": i}, source))
 
 
 def recorded(home: Path, agent: str | None = None) -> list[int]:
@@ -120,7 +120,7 @@ class FlakyStore(Store):
 
     failures = 0
 
-    def append(self, events: Sequence[Event]) -> None:
+    def append(self, events: Sequence[Record]) -> None:
         if FlakyStore.failures:
             FlakyStore.failures -= 1
             raise ValueError("disk hiccup")

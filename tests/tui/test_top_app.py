@@ -17,7 +17,8 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
-from rnix.core.events import AGENT_PLANNED, AGENT_SIGNALLED, AGENT_STARTED, RUN_STARTED, Event
+from rnix.core import events as ev
+from rnix.core.events import Record
 from rnix.store.db import DB_NAME, Store
 from rnix.supervisor import procinfo
 from rnix.tui.collect import Collector
@@ -208,7 +209,7 @@ def test_kill_asks_first_and_signals_the_selected_agents_group(
     with Store.open(rnix_home, readonly=True) as store:
         sent = [
             (e.agent, e.data["signal"], e.data["reason"])
-            for e in store.events(run_id, kinds=[AGENT_SIGNALLED])
+            for e in store.events(run_id, kinds=[ev.InstanceSignalled.KIND])
         ]
     assert ("talk", "SIGTERM", "top") in sent and ("stubborn", "SIGKILL", "top") in sent
     finished = {p["agent"]: p["state"] for p in ps(rnix, "-a")}
@@ -330,9 +331,13 @@ def test_a_busy_database_keeps_the_last_rows_and_says_so(rnix_home: Path) -> Non
         with Store.open(rnix_home) as store:
             store.append(
                 [
-                    Event("r1", RUN_STARTED, now, None, me),
-                    Event("r1", AGENT_PLANNED, now, "sleepy", {"layer": 1, "budget": 100, "intent": "nap"}),
-                    Event("r1", AGENT_STARTED, now, "sleepy", started),
+                    Record("r1", now, ev.RunStarted(**me)),
+                    Record(
+                        "r1",
+                        now,
+                        ev.decode("agent_planned", {"layer": 1, "budget": 100, "intent": "nap"}, "sleepy"),
+                    ),
+                    Record("r1", now, ev.decode("agent_started", started, "sleepy")),
                 ]
             )
         with sqlite3.connect(rnix_home / DB_NAME) as conn:

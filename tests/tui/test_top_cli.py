@@ -143,12 +143,12 @@ def test_once_fails_cleanly_when_the_database_stays_locked(
 ) -> None:
     """In process, with the busy timeout shortened; a rollback journal lets a writer block readers."""
     from rnix.cli.main import main
-    from rnix.core.events import RUN_STARTED, Event
+    from rnix.core.events import Record, RunStarted
     from rnix.env import Env
     from rnix.store import db
 
     with db.Store.open(rnix_home) as store:
-        store.append([Event("r1", RUN_STARTED, time.time(), None, {"project": "p", "supervisor_pid": 1})])
+        store.append([Record("r1", time.time(), RunStarted(project="p", supervisor_pid=1))])
     with sqlite3.connect(rnix_home / db.DB_NAME) as conn:
         conn.execute("PRAGMA journal_mode = DELETE")
     monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 100)

@@ -1,0 +1,170 @@
+"""What to do next: `next_actions(state, plan, now, options)`, a pure function of the fold's state.
+
+The scheduler performs the actions and appends the events that result; it decides nothing itself.
+
+- `Start(key)`: a pending instance whose dependencies all completed, or one in backoff whose delay
+  is over (the next attempt).
+- `Skip(key, reason)`: a pending instance with a dependency that ended without completing.
+- `Cancel(key, reason)`: once the run is stopping, every instance that waits (pending or backoff).
+- `Stop(key, reason, grace)`: a running (or paused) attempt past its timeout (the clock leaves paused
+  time out), or every running attempt once the run is stopping. Never twice for one attempt.
+- `StopRun(reason)`: with `abort_on_failure`, the first instance that ended badly stops the run.
+- `Assess(key)`: an instance this run executed reached its end and has no verdict yet.
+
+`Decision.wake_at` is the earliest time at which a decision changes by the clock alone (a backoff or
+a timeout ending); the scheduler sleeps until then or until an event arrives.
+
+`exit_decision` is the other decision the scheduler needs: where an ended attempt takes the
+instance (retry with backoff, or a terminal state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rnix.core.events import InstanceKey
+from rnix.core.fold import Instance, RunState
+from rnix.core.lifecycle import AgentState, exit_state_for
+
+if TYPE_CHECKING:
+    from rnix.core.plan import Plan
+
+
+@dataclass(frozen=True)
+class Options:
+    abort_on_failure: bool = False
+    retry_base_delay: float = 1.0  # seconds before the first retry; doubles each time
+    retry_max_delay: float = 30.0
+
+
+DEFAULT_OPTIONS = Options()
+
+
+@dataclass(frozen=True)
+class Start:
+    key: InstanceKey
+
+
+@dataclass(frozen=True)
+class Skip:
+    key: InstanceKey
+    reason: str
+
+
+@dataclass(frozen=True)
+class Cancel:
+    key: InstanceKey
+    reason: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    key: InstanceKey
+    reason: str
+    grace: float
+
+
+@dataclass(frozen=True)
+class StopRun:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Assess:
+    key: InstanceKey
+
+
+Action = Start | Skip | Cancel | Stop | StopRun | Assess
+
+
+@dataclass(frozen=True)
+class Decision:
+    actions: tuple[Action, ...]
+    wake_at: float | None  # None: nothing is due by the clock alone
+
+
+_BAD_ENDS = frozenset({AgentState.FAILED, AgentState.TIMEOUT, AgentState.BUDGET_EXCEEDED})
+
+
+def next_actions(state: RunState, plan: Plan, now: float, options: Options = DEFAULT_OPTIONS) -> Decision:
+    specs = {a.spec.name: a.spec for a in plan.agents}
+    actions: list[Action] = []
+    wake: list[float] = []
+    stopping = state.stopping
+    for key, inst in state.instances.items():
+        spec = specs.get(key.node)
+        if spec is None:
+            continue
+        if inst.state.terminal:
+            if inst.ran and not inst.assessed and inst.state is not AgentState.CANCELLED:
+                actions.append(Assess(key))
+            continue
+        if stopping is not None:
+            if inst.state.waiting:
+                word = "not retried" if inst.state is AgentState.BACKOFF else "not started"
+                actions.append(Cancel(key, f"{word}: {stopping}"))
+            elif inst.stop_reason is None:
+                grace = spec.stop_grace_period_s if state.stop_grace is None else state.stop_grace
+                actions.append(Stop(key, stopping, grace))
+            continue
+        if inst.state is AgentState.PENDING:
+            actions.extend(_pending(state, inst))
+        elif inst.state is AgentState.BACKOFF:
+            due = inst.retry_at if inst.retry_at is not None else now
+            if due <= now:
+                actions.append(Start(key))
+            else:
+                wake.append(due)
+        elif inst.state is AgentState.RUNNING and inst.stop_reason is None:
+            deadline = inst.deadline(spec.timeout_s)
+            if deadline is not None and deadline <= now:
+                actions.append(Stop(key, "timeout", spec.stop_grace_period_s))
+            elif deadline is not None:
+                wake.append(deadline)
+    if options.abort_on_failure and stopping is None:
+        bad = next((i for i in state.instances.values() if i.state in _BAD_ENDS and i.ran), None)
+        if bad is not None:
+            actions.append(StopRun(f"'{bad.name}' {bad.state.value} (--abort-on-failure)"))
+    return Decision(tuple(actions), min(wake) if wake else None)
+
+
+def _pending(state: RunState, inst: Instance) -> list[Action]:
+    deps = [state.instances.get(InstanceKey(dep)) for dep in inst.depends_on]
+    for dep_name, dep in zip(inst.depends_on, deps, strict=True):
+        if dep is None:
+            return [Skip(inst.key, f"dependency '{dep_name}' is not in the run")]
+        if dep.state.terminal and dep.state is not AgentState.COMPLETED:
+            return [Skip(inst.key, f"dependency '{dep_name}' {dep.state.value}")]
+    if all(dep is not None and dep.state is AgentState.COMPLETED for dep in deps):
+        return [Start(inst.key)]
+    return []
+
+
+@dataclass(frozen=True)
+class ExitDecision:
+    state: AgentState  # terminal, or BACKOFF for a retry
+    outcome: AgentState  # how the attempt itself ended
+    retry_in: float | None
+
+
+def exit_decision(
+    inst: Instance,
+    max_retries: int,
+    returncode: int | None,
+    signal: int | None,
+    stopping: str | None,
+    options: Options = DEFAULT_OPTIONS,
+) -> ExitDecision:
+    """Where an ended attempt takes the instance: a failure or timeout is retried with backoff
+    (base delay doubling, capped) while attempts are left and the run is not stopping."""
+    timed_out = inst.stop_reason == "timeout"
+    cancelled = inst.stop_reason is not None and not timed_out
+    outcome = exit_state_for(returncode, signal, timed_out, cancelled)
+    retry = (
+        outcome in (AgentState.FAILED, AgentState.TIMEOUT) and inst.attempt <= max_retries and not stopping
+    )
+    if not retry:
+        return ExitDecision(outcome, outcome, None)
+    delay = min(options.retry_max_delay, options.retry_base_delay * 2 ** (inst.attempt - 1))
+    return ExitDecision(AgentState.BACKOFF, outcome, delay)

@@ -1,0 +1,335 @@
+"""The run as a fold of its events: `apply(RunState, Record) -> RunState`. Pure.
+
+`RunState` holds the run's agent *instances*, keyed by `InstanceKey` (node, index, iteration). A
+state changes only here, and only through `lifecycle.transition`: an event that asks for a move the
+lifecycle forbids raises `TransitionError` (`fold(..., strict=False)` skips such events instead, for
+reading logs written by older versions). Times are the records' timestamps (seconds since the
+epoch), so folding the same log always gives the same state: that is what resume relies on.
+
+`up`'s live view and `--json`, the scheduler's decisions (`rnix.core.actions`) and resume all read
+this state; `ps` and `top` read the SQL projection the store keeps from the same events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+from rnix.core import events as ev
+from rnix.core.events import InstanceKey, Record
+from rnix.core.lifecycle import AgentState, RunStatus, TransitionError, transition
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One agent instance as the log tells it."""
+
+    key: InstanceKey
+    state: AgentState = AgentState.PENDING
+    layer: int | None = None
+    depends_on: tuple[str, ...] = ()
+    model: str | None = None
+    kind: str | None = None
+    intent: str | None = None
+    priority: str | None = None
+    planned_budget: int | None = None
+    spec_hash: str | None = None
+    attempt: int = 0  # attempts started so far
+    budget: int = 0  # what the pool funded when it first started
+    pid: int | None = None
+    pid_start_time: float | None = None
+    tokens_used: int = 0
+    started_at: float | None = None  # the first attempt's start
+    attempt_started_at: float | None = None
+    ended_at: float | None = None
+    paused_at: float | None = None  # while paused
+    paused_s: float = 0.0  # time spent paused in this attempt (the timeout clock leaves it out)
+    paused_total_s: float = 0.0  # ... and over all attempts (elapsed time leaves it out)
+    retry_at: float | None = None  # in backoff: when the next attempt is due
+    stop_reason: str | None = None  # the supervisor is stopping this attempt (timeout, a run stop)
+    exit_code: int | None = None
+    signal: int | None = None
+    result: str | None = None
+    error: str | None = None
+    reused_from: str | None = None  # completed in that earlier run; not run again
+    assessed: bool = False
+    sla: dict[str, Any] | None = None
+    log_path: str | None = None
+    out_path: str | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.key)
+
+    @property
+    def ran(self) -> bool:
+        """Whether this run executed it (a reused or never-started instance did not)."""
+        return self.attempt > 0
+
+    def elapsed_s(self, now: float) -> float:
+        """Running time over all attempts, paused time left out."""
+        if self.started_at is None:
+            return 0.0
+        end = self.ended_at if self.ended_at is not None else now
+        paused = self.paused_total_s + (now - self.paused_at if self.paused_at is not None else 0.0)
+        return max(0.0, end - self.started_at - paused)
+
+    def deadline(self, timeout_s: float) -> float | None:
+        """When the running attempt times out; None while paused or not running."""
+        if self.state is not AgentState.RUNNING or self.attempt_started_at is None:
+            return None
+        return self.attempt_started_at + timeout_s + self.paused_s
+
+
+@dataclass(frozen=True)
+class RunState:
+    run_id: str = ""
+    project: str = ""
+    status: RunStatus = RunStatus.RUNNING
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    resumed_from: str | None = None
+    stopping: str | None = None  # why the run is stopping, once asked to
+    stop_grace: float | None = None  # the grace the stop asked for (None: each agent's own)
+    instances: Mapping[InstanceKey, Instance] = field(default_factory=lambda: MappingProxyType({}))
+
+    def instance(self, key: InstanceKey | str) -> Instance:
+        return self.instances[key if isinstance(key, InstanceKey) else InstanceKey.parse(key)]
+
+    @property
+    def all_terminal(self) -> bool:
+        return all(i.state.terminal for i in self.instances.values())
+
+    @property
+    def tokens_used(self) -> int:
+        return sum(i.tokens_used for i in self.instances.values() if i.reused_from is None)
+
+
+def fold(records: Iterable[Record], state: RunState | None = None, *, strict: bool = True) -> RunState:
+    """Apply every record in order. `strict=False` skips events the lifecycle rejects."""
+    state = state if state is not None else RunState()
+    for record in records:
+        try:
+            state = apply(state, record)
+        except TransitionError:
+            if strict:
+                raise
+    return state
+
+
+def apply(state: RunState, record: Record) -> RunState:
+    """The state after `record`. Raises TransitionError for an event the lifecycle forbids."""
+    event = record.event
+    handler = _RUN_HANDLERS.get(type(event))
+    if handler is not None:
+        new: RunState = handler(state, event, record.ts)
+        return new
+    key = event.instance
+    if key is None:
+        return state  # an unknown kind: kept in the log, not folded
+    if isinstance(event, ev.InstancePlanned):
+        old = state.instances.get(key)
+        return _put(state, _planned(old or Instance(key), event))
+    current = state.instances.get(key)
+    if current is None:
+        raise TransitionError(f"event {record.kind} for {key}, which was never planned")
+    instance_handler = _INSTANCE_HANDLERS.get(type(event))
+    if instance_handler is None:
+        return state
+    changed: Instance = instance_handler(current, event, record.ts)
+    return _put(state, changed)
+
+
+# -- run events ---------------------------------------------------------------------------------------
+
+
+def _run_started(state: RunState, e: ev.RunStarted, ts: float) -> RunState:
+    return replace(
+        state,
+        project=e.project,
+        status=RunStatus.RUNNING,
+        started_at=ts,
+        resumed_from=e.resumed_from,
+    )
+
+
+def _stop_requested(state: RunState, e: ev.RunStopRequested, ts: float) -> RunState:
+    if state.stopping is not None:
+        return state  # the first reason stands
+    return replace(state, stopping=e.reason, stop_grace=e.grace)
+
+
+def _run_finished(state: RunState, e: ev.RunFinished, ts: float) -> RunState:
+    # Once a run has ended nothing of it is live, whatever its supervisor managed to record.
+    instances = dict(state.instances)
+    for key, inst in state.instances.items():
+        if not inst.state.terminal:
+            instances[key] = _settle(inst, AgentState.CANCELLED, inst.error or e.reason, ts)
+    return replace(
+        state,
+        status=RunStatus(e.status),
+        ended_at=ts,
+        exit_code=e.exit_code,
+        instances=MappingProxyType(instances),
+    )
+
+
+_RUN_HANDLERS: dict[type, Any] = {
+    ev.RunStarted: _run_started,
+    ev.RunStopRequested: _stop_requested,
+    ev.RunFinished: _run_finished,
+}
+
+
+# -- instance events ----------------------------------------------------------------------------------
+
+
+def _planned(inst: Instance, e: ev.InstancePlanned) -> Instance:
+    if inst.state is not AgentState.PENDING or inst.attempt:
+        raise TransitionError(f"{inst.key} was planned again after it started")
+    return replace(
+        inst,
+        layer=e.layer,
+        depends_on=tuple(e.depends_on),
+        model=e.model,
+        kind=e.kind,
+        intent=e.intent,
+        priority=e.priority,
+        planned_budget=e.budget,
+        spec_hash=e.spec_hash,
+    )
+
+
+def _reused(inst: Instance, e: ev.InstanceReused, ts: float) -> Instance:
+    return replace(
+        inst,
+        state=transition(inst.state, AgentState.COMPLETED),
+        result=e.result,
+        tokens_used=e.tokens_used,
+        reused_from=e.from_run,
+        assessed=True,  # its verdict belongs to the run that executed it
+        sla=e.sla,
+        ended_at=ts,
+    )
+
+
+def _started(inst: Instance, e: ev.InstanceStarted, ts: float) -> Instance:
+    if inst.state not in (AgentState.PENDING, AgentState.BACKOFF):
+        raise TransitionError(f"an agent cannot go from {inst.state.value} to running (start)")
+    return replace(
+        inst,
+        state=transition(inst.state, AgentState.RUNNING),
+        attempt=e.attempt,
+        budget=e.budget if e.budget is not None else inst.budget,
+        pid=e.pid,
+        pid_start_time=e.pid_start_time,
+        started_at=inst.started_at if inst.started_at is not None else ts,
+        attempt_started_at=ts,
+        ended_at=None,
+        paused_at=None,
+        paused_s=0.0,
+        retry_at=None,
+        stop_reason=None,
+        exit_code=None,
+        signal=None,
+        result=None,
+        error=None,
+        log_path=e.log_path,
+        out_path=e.out_path,
+    )
+
+
+def _llm_call(inst: Instance, e: ev.LlmCall, ts: float) -> Instance:
+    return inst if e.used is None else replace(inst, tokens_used=int(e.used))
+
+
+def _signalled(inst: Instance, e: ev.InstanceSignalled, ts: float) -> Instance:
+    return inst
+
+
+def _stopping(inst: Instance, e: ev.InstanceStopping, ts: float) -> Instance:
+    if not inst.state.signallable:
+        raise TransitionError(f"{inst.key} is {inst.state.value}: there is nothing to stop")
+    return inst if inst.stop_reason is not None else replace(inst, stop_reason=e.reason)
+
+
+def _paused(inst: Instance, e: ev.InstancePaused, ts: float) -> Instance:
+    return replace(inst, state=transition(inst.state, AgentState.PAUSED), paused_at=ts)
+
+
+def _resumed(inst: Instance, e: ev.InstanceResumed, ts: float) -> Instance:
+    return _unpause(replace(inst, state=transition(inst.state, AgentState.RUNNING)), ts)
+
+
+def _unpause(inst: Instance, ts: float) -> Instance:
+    if inst.paused_at is None:
+        return inst
+    held = max(0.0, ts - inst.paused_at)
+    return replace(
+        inst, paused_at=None, paused_s=inst.paused_s + held, paused_total_s=inst.paused_total_s + held
+    )
+
+
+def _exited(inst: Instance, e: ev.InstanceExited, ts: float) -> Instance:
+    new = AgentState(e.state)
+    inst = _unpause(inst, ts)
+    inst = replace(
+        inst,
+        state=transition(inst.state, new),
+        exit_code=e.exit_code,
+        signal=e.signal,
+        tokens_used=e.tokens_used if e.tokens_used is not None else inst.tokens_used,
+        result=e.result,
+        error=e.error,
+        stop_reason=None,
+    )
+    if new is AgentState.BACKOFF:
+        return replace(inst, retry_at=ts + (e.retry_in or 0.0), pid=inst.pid)
+    return replace(inst, ended_at=ts)
+
+
+def _settle(inst: Instance, state: AgentState, reason: str | None, ts: float) -> Instance:
+    inst = _unpause(inst, ts)
+    return replace(inst, state=transition(inst.state, state), error=reason, ended_at=ts, retry_at=None)
+
+
+def _skipped(inst: Instance, e: ev.InstanceSkipped, ts: float) -> Instance:
+    return _settle(inst, AgentState.SKIPPED, e.reason, ts)
+
+
+def _cancelled(inst: Instance, e: ev.InstanceCancelled, ts: float) -> Instance:
+    return _settle(inst, AgentState.CANCELLED, e.reason, ts)
+
+
+def _unfunded(inst: Instance, e: ev.InstanceUnfunded, ts: float) -> Instance:
+    reason = f"the budget pool cannot fund it ({e.available:,} tokens left)"
+    return _settle(inst, AgentState.BUDGET_EXCEEDED, reason, ts)
+
+
+def _assessed(inst: Instance, e: ev.InstanceAssessed, ts: float) -> Instance:
+    return replace(inst, assessed=True, sla=e.sla)
+
+
+_INSTANCE_HANDLERS: dict[type, Any] = {
+    ev.InstanceReused: _reused,
+    ev.InstanceStarted: _started,
+    ev.LlmCall: _llm_call,
+    ev.InstanceSignalled: _signalled,
+    ev.InstanceStopping: _stopping,
+    ev.InstancePaused: _paused,
+    ev.InstanceResumed: _resumed,
+    ev.InstanceExited: _exited,
+    ev.InstanceSkipped: _skipped,
+    ev.InstanceCancelled: _cancelled,
+    ev.InstanceUnfunded: _unfunded,
+    ev.InstanceAssessed: _assessed,
+}
+
+
+def _put(state: RunState, inst: Instance) -> RunState:
+    instances = dict(state.instances)
+    instances[inst.key] = inst
+    return replace(state, instances=MappingProxyType(instances))

@@ -1,0 +1,227 @@
+"""Resume: what a new `compose up` takes over from the project's last run that did not complete.
+
+`prepare(store, plan, previous, from_agent=...)` folds the previous run's log and decides, per agent
+of the new plan (in dependency order):
+
+- **reuse** it: it completed in the previous run, its resolved spec is unchanged (`spec_hash`), no
+  dependency of it runs again, and it is not `--from` AGENT or below. Its result is taken as it
+  was (`InstanceReused`); nothing is spawned, nothing is charged, no ledger record is added.
+- **replay** it: it runs again, but every model call it had already paid for in its last attempt is
+  answered from the LLM-call journal (identical request hash): no request, no token charged. Not
+  for `--from` targets (the user asked for a fresh answer) nor for agents whose spec changed.
+- run it afresh otherwise.
+
+Before deciding, results the previous supervisor never learned of are recovered: an agent the log
+shows running, whose exit report (written by its leader next to the process) says it exited 0, is
+recorded in the previous run as completed (`InstanceExited(recovered=True)`) with its stdout as the
+result. Executions that ended but were never judged (the supervisor died in between) get their
+verdict now, recorded in the run that executed them (`assess_previous`): each real execution has
+exactly one ledger record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rnix.core import events as ev
+from rnix.core.events import InstanceKey, Record
+from rnix.core.fold import Instance, RunState, fold
+from rnix.core.lifecycle import AgentState
+from rnix.core.plan import AgentPlan, Plan
+from rnix.store.db import RunRow, Store
+
+if TYPE_CHECKING:
+    from rnix.supervisor.assess import Assessor
+
+
+@dataclass
+class Resume:
+    from_run: str
+    reused: tuple[ev.InstanceReused, ...] = ()
+    replays: dict[str, Any] = field(default_factory=dict)  # instance name -> journal Replay
+    to_assess: tuple[tuple[AgentPlan, Instance], ...] = ()  # previous run's unjudged executions
+    changed: tuple[str, ...] = ()  # agents whose spec changed since the previous run
+    recovered: tuple[str, ...] = ()  # completed results read back from exit reports
+    reused_tokens: int = 0
+    journal_calls: int = 0
+    journal_tokens: int = 0
+
+    @property
+    def worth_saying(self) -> bool:
+        return bool(self.reused or self.journal_calls or self.recovered)
+
+    def message(self) -> str:
+        """`reusing 3 completed agents and 7 journalled calls (12,480 tokens) from run X; ...`."""
+        agents = f"{len(self.reused)} completed agent{'' if len(self.reused) == 1 else 's'}"
+        calls = f"{self.journal_calls} journalled call{'' if self.journal_calls == 1 else 's'}"
+        tokens = self.reused_tokens + self.journal_tokens
+        text = f"reusing {agents} and {calls} ({tokens:,} tokens) from run {self.from_run}"
+        if self.changed:
+            text += f"; changed since: {', '.join(self.changed)} (run again, with what depends on them)"
+        return text + "; --fresh starts over"
+
+    async def assess_previous(self, assessor: Assessor, record: Callable[[Record], None]) -> None:
+        """Judge the previous run's executions that ended without a verdict; recorded in that run."""
+        for agent, inst in self.to_assess:
+            try:
+                event = await assessor(agent, inst)
+            except Exception:  # a verdict that cannot be reached is not recorded
+                continue
+            if event is not None:
+                record(Record(self.from_run, time.time(), event))
+
+
+def previous_run(store: Store, project: str) -> RunRow | None:
+    """The project's last run, when it did not complete (the run a plain `up` resumes)."""
+    last = store.latest_run(project)
+    if last is None or last.status in ("completed", "running"):
+        return None
+    return last
+
+
+def prepare(
+    store: Store,
+    plan: Plan,
+    previous: RunRow,
+    *,
+    from_agent: str | None = None,
+    exit_report: Callable[[Path], tuple[int | None, int | None] | None] | None = None,
+    read_result: Callable[[Path], str] | None = None,
+) -> Resume:
+    """Decide what the new run reuses from `previous` (see the module docstring); records recovered
+    exits in `previous`. `exit_report(path)` -> (returncode, signal) or None; `read_result(path)`."""
+    records = [row.to_record() for row in store.events(previous.id)]
+    before_end = [r for r in records if not isinstance(r.event, ev.RunFinished)]
+    state = fold(before_end, strict=False)
+    recovered = _recover(store, previous, state, exit_report, read_result)
+    if recovered:
+        state = fold(recovered, state, strict=False)
+    by_name = {a.spec.name: a for a in plan.agents}
+    rerun = _descendants(plan, from_agent) if from_agent else set()
+    dirty: set[str] = set()
+    changed: list[str] = []
+    reused: list[ev.InstanceReused] = []
+    replay_names: list[str] = []
+    reused_tokens = 0
+    for agent in plan.agents:
+        name = agent.spec.name
+        old = state.instances.get(InstanceKey(name))
+        if old is not None and old.spec_hash is not None and old.spec_hash != agent.spec_hash:
+            changed.append(name)
+            dirty.add(name)
+            continue
+        if old is None or name in rerun or any(dep in dirty for dep in agent.spec.depends_on):
+            dirty.add(name)
+            if old is not None and old.ran and name not in rerun:
+                replay_names.append(name)
+            continue
+        if old.state is AgentState.COMPLETED:
+            reused.append(
+                ev.InstanceReused(
+                    key=old.key,
+                    from_run=old.reused_from or previous.id,
+                    result=old.result,
+                    tokens_used=old.tokens_used,
+                    elapsed_ms=int(old.elapsed_s(old.ended_at or 0.0) * 1000),
+                    sla=old.sla,
+                )
+            )
+            reused_tokens += old.tokens_used
+            continue
+        dirty.add(name)
+        if old.ran:
+            replay_names.append(name)
+    replays = _replays(store, previous.id, replay_names)
+    to_assess = tuple(
+        (by_name[key.node], inst)
+        for key, inst in state.instances.items()
+        if key.node in by_name
+        and inst.ran
+        and inst.state.terminal
+        and inst.state is not AgentState.CANCELLED
+        and not inst.assessed
+    )
+    return Resume(
+        from_run=previous.id,
+        reused=tuple(reused),
+        replays=replays,
+        to_assess=to_assess,
+        changed=tuple(changed),
+        recovered=tuple(str(r.event.instance) for r in recovered),
+        reused_tokens=reused_tokens,
+        journal_calls=sum(getattr(r, "calls", 0) for r in replays.values()),
+        journal_tokens=sum(getattr(r, "tokens", 0) for r in replays.values()),
+    )
+
+
+def _recover(
+    store: Store,
+    previous: RunRow,
+    state: RunState,
+    exit_report: Callable[[Path], tuple[int | None, int | None] | None] | None,
+    read_result: Callable[[Path], str] | None,
+) -> list[Record]:
+    if exit_report is None or read_result is None:
+        return []
+    records = []
+    for inst in state.instances.values():
+        if not inst.state.signallable or inst.out_path is None:
+            continue
+        report = exit_report(_exit_path(Path(inst.out_path)))
+        if report is None or report != (0, None):
+            continue  # killed with its supervisor, or it failed: it runs again
+        event = ev.InstanceExited(
+            key=inst.key,
+            attempt=inst.attempt,
+            state=AgentState.COMPLETED.value,
+            outcome=AgentState.COMPLETED.value,
+            exit_code=0,
+            tokens_used=inst.tokens_used,
+            result=read_result(Path(inst.out_path)),
+            recovered=True,
+        )
+        records.append(Record(previous.id, time.time(), event))
+    if records:
+        store.append(records)
+    return records
+
+
+def _exit_path(out_path: Path) -> Path:
+    """Where an agent's exit report lives: beside its stdout file (`<agent>.exit.json`)."""
+    return out_path.with_suffix(".exit.json")
+
+
+def _descendants(plan: Plan, root: str) -> set[str]:
+    children: dict[str, list[str]] = {a.spec.name: [] for a in plan.agents}
+    for agent in plan.agents:
+        for dep in agent.spec.depends_on:
+            children[dep].append(agent.spec.name)
+    seen, todo = {root}, [root]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return seen
+
+
+def _replays(store: Store, run_id: str, names: Iterable[str]) -> dict[str, Any]:
+    """The journal of each agent's last attempt in `run_id`, ready to answer its paid calls."""
+    try:
+        from rnix.core.journal import Replay
+        from rnix.store.journal import latest_attempt_entries
+    except ImportError:  # pragma: no cover - the journal lands with the gateway's replay
+        return {}
+    out: dict[str, Any] = {}
+    for name in names:
+        entries = latest_attempt_entries(store, run_id, name)
+        if entries:
+            out[name] = Replay(entries)
+    return out
+
+
+Assess = Callable[[AgentPlan, Instance], Awaitable[Any]]
