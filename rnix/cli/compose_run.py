@@ -352,7 +352,7 @@ def down_cmd(env: Env, file: str | None, project: str | None, as_json: bool, gra
     outcomes = []
     with Store.open(env.home, readonly=not (env.home / "rnix.db").exists()) as store:
         for run in store.runs(project=name, active_only=True):
-            outcomes.append(stop_run(store, run, grace))
+            outcomes.append(stop_run(store, run, grace, environ=env.environ))
     if as_json:
         jsonout.write_ok(
             env.stdout,

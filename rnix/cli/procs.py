@@ -203,7 +203,11 @@ def ps_cmd(env: Env, as_json: bool, show_all: bool, project: str | None) -> int:
 @json_option
 @click.pass_obj
 def kill_cmd(env: Env, signame: str, pid: int, as_json: bool) -> int:
-    """Send a signal to an agent's whole process group (the PID is checked first)."""
+    """Send a signal to an agent's whole process group (the PID is checked first).
+
+    The run's supervisor sends it and records it (STOP pauses the agent, CONT resumes it); only for
+    a run whose supervisor is gone does rnix signal the group itself.
+    """
     from rnix.store.db import Store
     from rnix.supervisor.control import signal_agent
     from rnix.supervisor.signals import parse_signal
@@ -215,7 +219,7 @@ def kill_cmd(env: Env, signame: str, pid: int, as_json: bool) -> int:
     if not (env.home / "rnix.db").exists():
         raise RnixError(f"no rnix agent has PID {pid}", "`rnix ps` lists the agents and their PIDs")
     with Store.open(env.home) as store:
-        row = signal_agent(store, pid, signum)
+        row = signal_agent(store, pid, signum, environ=env.environ)
     if as_json:
         jsonout.write_ok(env.stdout, {"pid": pid, "agent": row.agent, "run_id": row.run_id, "signal": signum})
     return ExitCode.OK

@@ -16,6 +16,7 @@ from rnix.ui import jsonout
 
 if TYPE_CHECKING:
     from rnix.tui.snapshot import Snapshot
+    from rnix.tui.top import TopApp
 
 CPU_WINDOW = 0.2  # seconds between the two looks at /proc that --once takes to measure CPU %
 
@@ -45,7 +46,8 @@ def top_cmd(env: Env, project: str | None, interval: float, once: bool, as_json:
     RSS, elapsed time (paused time excluded) and intent, refreshed every second. Keys: arrows or j/k
     move; Enter or d shows details; l follows the agent's log; K sends SIGTERM (after asking), 9
     SIGKILL; s pauses or resumes the agent (SIGSTOP/SIGCONT); / filters; a shows finished ones; q
-    quits. Signals reach the agent's whole process group, checked and recorded as with `rnix kill`.
+    quits, resuming the agents top paused. Signals reach the agent's whole process group through
+    its run's supervisor, checked and recorded as with `rnix kill`.
     """
     from rnix.core.secrets import secret_values
     from rnix.supervisor.procinfo import raise_nofile_limit
@@ -66,9 +68,35 @@ def top_cmd(env: Env, project: str | None, interval: float, once: bool, as_json:
         interval=interval,
         show_all=show_all,
         secrets=secret_values(env.environ),
+        environ=env.environ,
+        exit_on_signals=True,
     )
-    result = app.run()
+    try:
+        result = app.run()
+    finally:
+        _resume_paused_here(env, app)
     return int(result) if isinstance(result, int) else ExitCode.OK
+
+
+def _resume_paused_here(env: Env, app: TopApp) -> None:
+    """Quitting top never leaves an agent silently stopped: resume the ones it paused, and say so."""
+    from rnix.ui.text import inert
+
+    lines = []
+    for done in app.paused_here.resume_all(env.home, env.environ):
+        what = f"agent {inert(done.agent)} (PID {done.pid})"
+        if done.error is None:
+            lines.append(f"rnix: resumed {what}: top paused it, and quitting top leaves no agent stopped\n")
+        else:
+            lines.append(
+                f"rnix: warning: could not resume {what}, which top paused: {inert(done.error.message)}\n"
+                f"hint: `rnix kill -s CONT {done.pid}` resumes it; `rnix ps` shows it paused\n"
+            )
+    try:
+        env.stderr.write("".join(lines))
+        env.stderr.flush()
+    except OSError:
+        pass  # the terminal is gone (SIGHUP); the resumes themselves are recorded in the store
 
 
 def _once(env: Env, project: str | None, show_all: bool, as_json: bool) -> int:

@@ -1,11 +1,20 @@
 """Controlling runs from another terminal: `compose down`, `rnix kill`, `top`, a detached run.
 
-A PID is signalled only after its start time matches what the store recorded, so a reused PID is
-never hit. A run whose supervisor died without recording its end is *lost*: `down` then stops the
-agents it left (if any survived) itself and marks the run. `signal_agent` is the one path for a
-user's signal to an agent (`rnix kill` and `top`): SIGSTOP records the agent as paused (its clock
-stops), SIGCONT as running again, and any other signal to a paused agent is followed by SIGCONT so
-the agent can act on it.
+A run's live supervisor is asked through its control socket (`rnix.supervisor.controlsock`): it
+signals through the agent's process handle and records the events itself, so its scheduler knows
+what the user did. Only a run whose supervisor is gone is acted on from here (the direct path), and
+a PID is then signalled only after its start time matches what the store recorded, so a reused PID
+is never hit. A run whose supervisor died without recording its end is *lost*: `down` then stops
+the agents it left (if any survived) itself and marks the run.
+
+- `signal_agent` is the one path for a user's signal to an agent (`rnix kill` and `top`). A live
+  supervisor that does not answer is an error (nothing is signalled behind its back), except one
+  without a socket at all while `DIRECT_WHEN_NO_SOCKET` holds. On the direct path SIGSTOP records
+  the agent as paused (its clock stops), SIGCONT as running again, and any other signal to a paused
+  agent is followed by SIGCONT so the agent can act on it.
+- `stop_run` (`compose down`) asks the supervisor to stop; one whose socket does not answer gets
+  SIGTERM after the grace is recorded in the store (as before the socket existed), so `down` always
+  works. A run that outlives its grace gets a second request (or SIGTERM): no more grace.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rnix.core import events as ev
 from rnix.core.events import InstanceKey, Record
@@ -24,9 +34,15 @@ from rnix.core.lifecycle import AgentState
 from rnix.errors import RnixError
 from rnix.store.db import ProcessRow, RunRow, Store
 from rnix.supervisor import procinfo
+from rnix.supervisor.controlsock import ControlUnavailable, call, control_socket_path
 from rnix.supervisor.signals import send_group, signal_name
 
 DOWN_EXTRA_WAIT = 10.0  # seconds beyond the grace period before `down` escalates
+CONTROL_TIMEOUT = 5.0  # seconds a live supervisor has to answer a control request
+# A supervisor from before the control socket (or one that does not serve it yet) has no socket
+# file: signal its agents directly, as rnix always did. With False, a live supervisor without a
+# socket is reported like a silent one and nothing is signalled behind its back.
+DIRECT_WHEN_NO_SOCKET = True
 
 
 @dataclass(frozen=True)
@@ -74,17 +90,28 @@ def find_lost(store: Store, runs: list[RunRow]) -> list[RunRow]:
     return lost
 
 
-def stop_run(store: Store, run: RunRow, grace: float | None, wait: bool = True) -> StopOutcome:
-    """Ask the supervisor of `run` to stop (SIGTERM after recording the grace); wait for its end."""
+def stop_run(
+    store: Store,
+    run: RunRow,
+    grace: float | None,
+    wait: bool = True,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> StopOutcome:
+    """Ask the supervisor of `run` to stop (through its socket, else SIGTERM); wait for its end."""
     if run.status != "running":
         return StopOutcome(run.id, run.project, "none", run.status)
     if not supervisor_alive(run):
-        stop_orphans(store.processes(run_id=run.id), grace if grace is not None else 1.0)
-        store.mark_run_lost(run.id, time.time())
-        return StopOutcome(run.id, run.project, "lost", "lost")
-    store.request_stop(run.id, grace, time.time())
+        return _stop_lost(store, run, grace)
     assert run.supervisor_pid is not None
-    _kill(run.supervisor_pid, signal.SIGTERM)
+    path = control_socket_path(_home(store), run.id, os.environ if environ is None else environ)
+    asked = _ask_stop(path, grace, CONTROL_TIMEOUT)
+    if not asked:
+        if not supervisor_alive(run):
+            return _stop_lost(store, run, grace)
+        # The old way, which every supervisor understands: the grace goes through the store.
+        store.request_stop(run.id, grace, time.time())
+        _kill(run.supervisor_pid, signal.SIGTERM)
     if not wait:
         return StopOutcome(run.id, run.project, "stopping", "running")
     deadline = time.monotonic() + (grace if grace is not None else _longest_grace(run)) + DOWN_EXTRA_WAIT
@@ -95,8 +122,9 @@ def stop_run(store: Store, run: RunRow, grace: float | None, wait: bool = True) 
         if not supervisor_alive(run):
             break
         time.sleep(0.05)
-    if supervisor_alive(run):  # a second SIGTERM means "no more grace"
-        _kill(run.supervisor_pid, signal.SIGTERM)
+    if supervisor_alive(run):  # a second stop (or SIGTERM) means "no more grace"
+        if not (asked and _ask_stop(path, 0.0, 1.0)):
+            _kill(run.supervisor_pid, signal.SIGTERM)
         time.sleep(1.0)
     current = store.run(run.id)
     if current is not None and current.status == "running" and not supervisor_alive(run):
@@ -105,6 +133,23 @@ def stop_run(store: Store, run: RunRow, grace: float | None, wait: bool = True) 
         current = store.run(run.id)
     status = current.status if current else "unknown"
     return StopOutcome(run.id, run.project, "stopped" if status != "running" else "timeout", status)
+
+
+def _ask_stop(path: str, grace: float | None, timeout: float) -> bool:
+    """True when the supervisor took the stop request; False when nobody answered on `path`."""
+    message = {"op": "stop", "grace": grace, "reason": "compose down", "by_pid": os.getpid()}
+    try:
+        call(path, message, timeout)
+    except ControlUnavailable:
+        return False
+    return True
+
+
+def _stop_lost(store: Store, run: RunRow, grace: float | None) -> StopOutcome:
+    """The supervisor is gone: stop what it left and record the run as lost."""
+    stop_orphans(store.processes(run_id=run.id), grace if grace is not None else 1.0)
+    store.mark_run_lost(run.id, time.time())
+    return StopOutcome(run.id, run.project, "lost", "lost")
 
 
 def _longest_grace(run: RunRow) -> float:
@@ -134,8 +179,19 @@ def stop_orphans(processes: list[ProcessRow], grace: float) -> list[int]:
     return targets
 
 
-def signal_agent(store: Store, pid: int, signum: int, reason: str = "kill") -> ProcessRow:
-    """Signal the process group of the rnix agent whose PID is `pid` (`rnix kill`, `top`)."""
+def signal_agent(
+    store: Store,
+    pid: int,
+    signum: int,
+    reason: str = "kill",
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> ProcessRow:
+    """Signal the process group of the rnix agent whose PID is `pid` (`rnix kill`, `top`).
+
+    Through the run's live supervisor when there is one (it signals and records); directly, with
+    the start-time check, only when the supervisor is gone (or has no socket: DIRECT_WHEN_NO_SOCKET).
+    """
     row = store.process_by_pid(pid)
     if row is None:
         raise RnixError(f"no rnix agent has PID {pid}", "`rnix ps` lists the agents and their PIDs")
@@ -144,6 +200,32 @@ def signal_agent(store: Store, pid: int, signum: int, reason: str = "kill") -> P
             f"agent {row.agent} (PID {pid}) is not running ({row.state})",
             "the PID may have been reused by another program; nothing was signalled",
         )
+    run = store.run(row.run_id)
+    if run is not None and supervisor_alive(run):
+        path = control_socket_path(_home(store), run.id, os.environ if environ is None else environ)
+        message: dict[str, Any] = {
+            "op": "signal",
+            "agent": row.agent,
+            "pid": pid,
+            "signal": _wire_signal(signum),
+            "reason": reason,
+        }
+        try:
+            call(path, message, CONTROL_TIMEOUT)  # a refusal (ControlRefused) is the user's error
+            return row
+        except ControlUnavailable as exc:
+            without_socket = exc.reason == "missing" and DIRECT_WHEN_NO_SOCKET
+            if supervisor_alive(run) and not without_socket:
+                raise RnixError(
+                    f"the supervisor of run {run.id} (PID {run.supervisor_pid}) did not answer: "
+                    f"{exc.message}; nothing was signalled",
+                    f"it may be busy: try again; `rnix compose -p {run.project} down` stops the run even so",
+                ) from exc
+    return _signal_directly(store, row, pid, signum, reason)
+
+
+def _signal_directly(store: Store, row: ProcessRow, pid: int, signum: int, reason: str) -> ProcessRow:
+    """Signal the group from here and record it: for agents whose supervisor cannot do it."""
     if not send_group(pid, signum):
         raise RnixError(f"agent {row.agent} (PID {pid}) exited before it could be signalled")
     # A stopped group keeps TERM, INT, ... pending until it is continued: continue it, so the agent
@@ -163,6 +245,16 @@ def signal_agent(store: Store, pid: int, signum: int, reason: str = "kill") -> P
         records.append(Record(row.run_id, now, ev.InstanceResumed(key=key, pid=pid)))
     store.append(records)
     return row
+
+
+def _wire_signal(signum: int) -> str | int:
+    """The signal as the control protocol carries it: its name, or its number when it has none."""
+    name = signal_name(signum)
+    return name if name in signal.Signals.__members__ else signum
+
+
+def _home(store: Store) -> Path:
+    return store.path.parent  # the store is <home>/rnix.db
 
 
 _PAUSE_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGCONT, signal.SIGKILL})

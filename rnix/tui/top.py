@@ -8,16 +8,22 @@ Contract:
   SIGTERM to the agent's process group, 9 SIGKILL; s pauses (SIGSTOP) or resumes (SIGCONT) it;
   / filters; Esc clears the filter; a shows or hides finished agents and runs; q quits.
 - Signals go through `rnix.supervisor.control.signal_agent`, the same path as `rnix kill`: the PID's
-  start time is checked first and the signal (and a pause or resume) is recorded in the store.
-  On a child process row they act on the agent that owns it; on a run row they do nothing.
+  start time is checked first, the run's supervisor signals the group and records the signal (and a
+  pause or resume). On a child process row they act on the agent that owns it; on a run row they do
+  nothing.
+- `paused_here` (rnix.tui.pauses) remembers the agents this view paused and has not resumed; the
+  command resumes those still paused once the view has closed (`q`, Ctrl-C, or with
+  `exit_on_signals`, SIGHUP or SIGTERM to `top`), so quitting never leaves an agent silently stopped.
 - Agent text is drawn as plain text everywhere (see `ProcTable`, `rnix.tui.screens`); notifications
   are shown without markup.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -29,6 +35,7 @@ from textual.widgets import Footer, Input, Static
 from rnix.errors import RnixError
 from rnix.tui.collect import Collector
 from rnix.tui.details import details_lines
+from rnix.tui.pauses import PausedHere
 from rnix.tui.rows import Cell, Memo, TableRow, header_text, table_rows
 from rnix.tui.screens import ConfirmScreen, DetailsScreen, LogScreen, as_text
 from rnix.tui.snapshot import AgentView, RunView, Snapshot
@@ -38,6 +45,7 @@ from rnix.ui.text import inert
 
 DETAIL_LOG_LINES = 20
 _TABLE_ONLY = frozenset({"filter", "toggle_all", "clear_filter", "details"})
+_EXIT_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
 
 
 class TopApp(App[int]):
@@ -63,12 +71,17 @@ class TopApp(App[int]):
         interval: float = 1.0,
         show_all: bool = False,
         secrets: Sequence[str] = (),
+        environ: Mapping[str, str] | None = None,
+        exit_on_signals: bool = False,
     ) -> None:
         super().__init__()
         self.collector = collector
         self.interval = interval
         self.show_all = show_all
         self.secrets = tuple(secrets)
+        self.environ: Mapping[str, str] = os.environ if environ is None else environ
+        self.exit_on_signals = exit_on_signals  # the real command: a hangup closes the view, not rnix
+        self.paused_here = PausedHere()
         self.text_filter = ""
         self.snapshot: Snapshot | None = None
         self._memo: Memo = {}  # formatted cells that did not change, from one refresh to the next
@@ -88,8 +101,18 @@ class TopApp(App[int]):
         self.query_one(ProcTable).focus()
         self.refresh_now()
         self.set_interval(self.interval, self.refresh_now)
+        if self.exit_on_signals:
+            # Without this, a closed terminal or a SIGTERM would end the process at once, leaving the
+            # agents this view paused stopped. This way the view closes and the command resumes them.
+            loop = asyncio.get_running_loop()
+            for signum in _EXIT_SIGNALS:
+                loop.add_signal_handler(signum, self.exit)
 
     def on_unmount(self) -> None:
+        if self.exit_on_signals:
+            loop = asyncio.get_running_loop()
+            for signum in _EXIT_SIGNALS:
+                loop.remove_signal_handler(signum)
         self.collector.close()
 
     # -- refreshing ---------------------------------------------------------------------------------
@@ -216,10 +239,11 @@ class TopApp(App[int]):
         name = signal.Signals(signum).name
         try:
             with Store.open(self.home) as store:
-                agent = signal_agent(store, pid, signum, reason="top")
+                agent = signal_agent(store, pid, signum, reason="top", environ=self.environ)
         except RnixError as exc:
             self.notify(exc.message, severity="error", markup=False)
         else:
+            self.paused_here.sent(pid, agent.agent, signum)
             self.notify(f"{name} sent to agent {inert(agent.agent)} (PID {pid}).", markup=False)
         self.refresh_now()
 

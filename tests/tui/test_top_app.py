@@ -424,3 +424,63 @@ def test_agent_text_is_drawn_as_inert_text(team: Team, rnix_home: Path) -> None:
             assert app.is_running  # the [@click=app.quit] in the text did nothing
 
     run_app(scenario)
+
+
+def test_the_agents_this_view_left_paused_are_resumed_after_it(
+    team: Team, rnix: RunRnix, rnix_home: Path
+) -> None:
+    rows = team(TEAM, running=("talk", "idle"))
+    run_id, talk, idle = rows["talk"]["run_id"], rows["talk"]["pid"], rows["idle"]["pid"]
+    apps: list[TopApp] = []
+
+    async def scenario() -> None:
+        app = new_app(rnix_home)
+        apps.append(app)
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.query_one(ProcTable)
+            await until(pilot, app, lambda: f"agent:{run_id}:idle" in [r.key for r in table.rows])
+            table.select(f"agent:{run_id}:idle")  # paused, then resumed here: nothing to do at the end
+            await pilot.press("s")
+            assert wait_for(lambda: stat_field(idle, 0) == "T", 5, "idle to stop")
+            app.refresh_now()
+            await pilot.press("s")
+            assert wait_for(lambda: stat_field(idle, 0) != "T", 5, "idle to go on")
+            table.select(f"agent:{run_id}:talk")  # left paused when the view closes
+            await pilot.press("s")
+            assert wait_for(lambda: stat_field(talk, 0) == "T", 5, "talk to stop")
+
+    run_app(scenario)
+    (app,) = apps
+    assert stat_field(talk, 0) == "T"  # closing the view alone resumes nothing: the command does
+    done = app.paused_here.resume_all(rnix_home, os.environ)
+    assert [(d.agent, d.pid, d.error) for d in done] == [("talk", talk, None)]
+    assert wait_for(lambda: stat_field(talk, 0) != "T", 5, "talk to go on")
+    assert {p["agent"]: p["state"] for p in ps(rnix)}["talk"] == "running"
+    assert app.paused_here.resume_all(rnix_home, os.environ) == []  # once
+
+
+def test_an_agent_resumed_meanwhile_by_someone_else_is_left_alone(
+    team: Team, rnix: RunRnix, rnix_home: Path
+) -> None:
+    rows = team(TEAM, running=("talk", "idle"))
+    run_id, idle = rows["idle"]["run_id"], rows["idle"]["pid"]
+    apps: list[TopApp] = []
+
+    async def scenario() -> None:
+        app = new_app(rnix_home)
+        apps.append(app)
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.query_one(ProcTable)
+            await until(pilot, app, lambda: f"agent:{run_id}:idle" in [r.key for r in table.rows])
+            table.select(f"agent:{run_id}:idle")
+            await pilot.press("s")
+            assert wait_for(lambda: stat_field(idle, 0) == "T", 5, "idle to stop")
+
+    run_app(scenario)
+    assert rnix("kill", "-s", "CONT", str(idle)).returncode == 0
+    assert wait_for(lambda: stat_field(idle, 0) != "T", 5, "idle to go on")
+    with Store.open(rnix_home, readonly=True) as store:
+        resumed_before = len(store.events(run_id, kinds=[AGENT_SIGNALLED]))
+    assert apps[0].paused_here.resume_all(rnix_home, os.environ) == []
+    with Store.open(rnix_home, readonly=True) as store:
+        assert len(store.events(run_id, kinds=[AGENT_SIGNALLED])) == resumed_before  # nothing sent

@@ -8,11 +8,13 @@ import json
 import os
 import pty
 import select
+import signal
 import sqlite3
 import struct
 import subprocess
 import termios
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -166,3 +168,60 @@ def test_once_fails_cleanly_when_the_database_stays_locked(
         f"rnix: error: the state database {rnix_home / db.DB_NAME} stayed locked for over 0.1 s",
         "hint: another rnix process is holding it; try again",
     ]
+
+
+def proc_state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    return stat[stat.rindex(b")") + 2 :].split()[0].decode()
+
+
+@pytest.mark.parametrize("quit_by", ["q", "SIGHUP"])
+def test_quitting_resumes_the_agents_top_paused_and_says_so(
+    team: Team, rnix: RunRnix, tmp_path: Path, quit_by: str
+) -> None:
+    """The real `rnix top` on a pseudo-terminal: `s` pauses, quitting (q, or the terminal hanging up)
+    resumes, and a line on the terminal after the view says which agent."""
+    from tests.teams import wait_for
+
+    rows = team(f"agents:\n  nap: {{intent: doze, command: {agent('sleeper.py', '60')}}}\n", running=("nap",))
+    nap = rows["nap"]["pid"]
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 200, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "200", "LINES": "40"}
+    proc = subprocess.Popen([RNIX, "top"], stdin=child, stdout=child, stderr=child, env=env, cwd=tmp_path)
+    os.close(child)
+    output = b""
+
+    def drain(until: Callable[[], bool], timeout: float) -> None:
+        nonlocal output
+        deadline = time.monotonic() + timeout
+        while not until() and time.monotonic() < deadline:
+            if select.select([main], [], [], 0.1)[0]:
+                try:
+                    output += os.read(main, 65536)
+                except OSError:
+                    return
+
+    try:
+        drain(lambda: b"doze" in output, 20)
+        os.write(main, b"j")  # from the run row to the agent
+        time.sleep(0.3)
+        os.write(main, b"s")
+        drain(lambda: proc_state(nap) == "T", 10)
+        assert proc_state(nap) == "T"
+        if quit_by == "q":
+            os.write(main, b"q")
+        else:
+            proc.send_signal(signal.SIGHUP)
+        drain(lambda: proc.poll() is not None, 15)
+        drain(lambda: False, 0.5)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(main)
+    assert wait_for(lambda: proc_state(nap) != "T", 5, "nap to go on")
+    assert f"rnix: resumed agent nap (PID {nap}): top paused it".encode() in output
+    assert {p["agent"]: p["state"] for p in ps(rnix)}["nap"] == "running"
