@@ -42,7 +42,7 @@ CONTROL_TIMEOUT = 5.0  # seconds a live supervisor has to answer a control reque
 # A supervisor from before the control socket (or one that does not serve it yet) has no socket
 # file: signal its agents directly, as rnix always did. With False, a live supervisor without a
 # socket is reported like a silent one and nothing is signalled behind its back.
-DIRECT_WHEN_NO_SOCKET = True
+DIRECT_WHEN_NO_SOCKET = False
 
 
 @dataclass(frozen=True)

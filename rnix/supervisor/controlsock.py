@@ -50,6 +50,21 @@ SOCKET_NAME = "control.sock"
 _REASON = re.compile(r"[a-z][a-z _-]{0,39}")
 
 
+async def _drain_and_hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Half-close, then read what the client still sends (briefly): closing a socket with unread
+    input resets the connection, and the client would lose the reply it has not read yet."""
+    with contextlib.suppress(OSError, RuntimeError):
+        writer.write_eof()
+
+
+    async def discard() -> None:
+        while await reader.read(MAX_LINE):
+            pass
+
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(discard(), 1.0)
+
+
 class ControlRefused(RnixError):
     """The supervisor answered and said no (e.g. the agent is not running): message and hint."""
 
@@ -147,6 +162,7 @@ class ControlServer:
                     line = await reader.readline()
                 except ValueError:  # over MAX_LINE: the stream cannot be resynchronised
                     await _send(writer, _refusal(f"request longer than {MAX_LINE} bytes"))
+                    await _drain_and_hang_up(reader, writer)
                     return
                 if not line:
                     return

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rnix.core import events as ev
 from rnix.core.actions import Options
@@ -68,12 +68,18 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
     from rnix.supervisor.runfiles import RunFiles
     from rnix.supervisor.spawn import ForkServerSpawner
 
+    from rnix.supervisor.controlsock import ControlServer, control_socket_path
+
     home = paths.home_dir(ctx.home)
     run_dir = paths.run_dir(home, ctx.run_id)
     socket_path = str(paths.runtime_dir(ctx.environ) / f"{ctx.run_id}.sock")
     secrets = secret_values(ctx.environ)
+    control = _Control()
+    control_server = ControlServer(control_socket_path(home, ctx.run_id, ctx.environ), control)
+    await control_server.start()  # before the run is visible: whoever sees it can reach it
     recorder = Recorder(lambda: Store.open(home))
     recorder.start()
+    control.flush = recorder.aflush
 
     def record(item: Record) -> None:
         recorder.record(_masked(item, secrets))
@@ -92,6 +98,7 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
                 detached=ctx.detached,
                 plan=plan_as_dict(ctx.plan),
                 resumed_from=ctx.resume.from_run if ctx.resume else None,
+                control_socket=control_server.path,
             ),
         )
     )
@@ -171,17 +178,23 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
         )
         sched = scheduler
 
-        def on_signal(signum: int) -> None:
+        def stop(signum: int, reason: str, grace: float | None, by_pid: int | None = None) -> None:
+            """The first stop is graceful; a second one (Ctrl-C twice, `down` again) kills at once."""
             if interrupted:
                 sched.kill_now()
                 return
             interrupted.append(signum)
+            sched.request_stop(reason, grace, by_pid)
+
+        def on_signal(signum: int) -> None:
             reason = "interrupted (SIGINT)" if signum == signal.SIGINT else "terminated (SIGTERM)"
             grace = None
-            if signum == signal.SIGTERM:
-                by_down, grace = _stop_request(home, ctx.run_id)
+            if signum == signal.SIGTERM and not interrupted:
+                by_down, grace = _stop_request(home, ctx.run_id)  # an older `down`, or its fallback
                 reason = "compose down" if by_down else reason
-            sched.request_stop(reason, grace)
+            stop(signum, reason, grace)
+
+        control.scheduler, control.stop_run = scheduler, stop
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, on_signal, signum)
@@ -198,6 +211,7 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
                 task.cancel()  # the import thread itself finishes on its own; nothing waits for it
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+        await control_server.close()
         await spawner.close()
         await gateway.close()
     elapsed_ms = int((ctx.clock.monotonic() - started) * 1000)
@@ -248,6 +262,47 @@ def _stop_request(home: Path, run_id: str) -> tuple[bool, float | None]:
     if row is None or row.stop_requested_at is None:
         return False, None
     return True, row.stop_grace
+
+
+class _Control:
+    """The supervisor's side of the control socket: users' signals and stops go through the
+    scheduler, which signals the agent's process handle and records the event; the reply waits
+    until the event is durable, so a `ps` right after `rnix kill` already shows it."""
+
+    def __init__(self) -> None:
+        self.scheduler: Scheduler | None = None
+        self.stop_run: Callable[..., None] | None = None
+        self.flush: Callable[[], Awaitable[None]] | None = None
+
+    async def signal_agent(self, agent: str, pid: int, signum: int, reason: str) -> dict[str, Any]:
+        from rnix.supervisor.controlsock import ControlRefused
+
+        hint = "`rnix ps` lists the agents and their PIDs"
+        if self.scheduler is None:
+            raise ControlRefused("the run is still starting", "try again in a moment")
+        key = InstanceKey.parse(agent)
+        inst = self.scheduler.state.instances.get(key)
+        if inst is None or inst.pid != pid:
+            raise ControlRefused(f"agent {agent} (PID {pid}) is not an agent of this run", hint)
+        try:
+            inst = self.scheduler.signal(key, signum, reason)
+        except LookupError as exc:
+            raise ControlRefused(str(exc), hint) from None
+        await self._durable()
+        return {"agent": agent, "pid": pid, "state": inst.state.value}
+
+    async def stop(self, grace: float | None, reason: str, by_pid: int | None) -> dict[str, Any]:
+        from rnix.supervisor.controlsock import ControlRefused
+
+        if self.stop_run is None:
+            raise ControlRefused("the run is still starting", "try again in a moment")
+        self.stop_run(signal.SIGTERM, reason or "compose down", grace, by_pid)
+        await self._durable()
+        return {"stopping": True}
+
+    async def _durable(self) -> None:
+        if self.flush is not None:
+            await self.flush()
 
 
 class _Accounts:

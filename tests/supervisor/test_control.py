@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from rnix.core import events as ev
-from rnix.core.events import Event
+from rnix.core.events import Record
 from rnix.errors import RnixError
 from rnix.store.db import Store
 from rnix.store.paths import new_run_id
@@ -75,9 +75,9 @@ class Setup:
         with Store.open(home) as store:
             store.append(
                 [
-                    Event(self.run_id, ev.RUN_STARTED, now, None, run_data),
-                    Event(self.run_id, ev.AGENT_PLANNED, now, agent, planned),
-                    Event(self.run_id, ev.AGENT_STARTED, now, agent, started),
+                    Record(self.run_id, now, ev.decode(ev.RunStarted.KIND, run_data)),
+                    Record(self.run_id, now, ev.decode(ev.InstancePlanned.KIND, planned, agent)),
+                    Record(self.run_id, now, ev.decode(ev.InstanceStarted.KIND, started, agent)),
                 ]
             )
 
@@ -143,7 +143,7 @@ def test_kill_and_pause_go_through_a_live_supervisor(setup: Callable[..., Setup]
     ]
     # The supervisor signals and records; nothing was signalled or recorded from here.
     assert s.agent_proc.poll() is None and proc_state(s.pid) != "T"
-    assert s.events(ev.AGENT_SIGNALLED, ev.AGENT_PAUSED, ev.AGENT_RESUMED) == []
+    assert s.events(ev.InstanceSignalled.KIND, ev.InstancePaused.KIND, ev.InstanceResumed.KIND) == []
 
 
 def test_a_refusal_from_the_supervisor_is_a_one_line_error(
@@ -194,11 +194,11 @@ def test_a_dead_supervisors_agents_are_signalled_directly(setup: Callable[..., S
     assert wait_for(lambda: proc_state(s.pid) == "T", 5, "the agent to stop")
     assert rnix("kill", "-s", "CONT", str(s.pid)).returncode == 0
     assert wait_for(lambda: proc_state(s.pid) != "T", 5, "the agent to go on")
-    assert [kind for kind, _ in s.events(ev.AGENT_SIGNALLED, ev.AGENT_PAUSED, ev.AGENT_RESUMED)] == [
-        ev.AGENT_SIGNALLED,
-        ev.AGENT_PAUSED,
-        ev.AGENT_SIGNALLED,
-        ev.AGENT_RESUMED,
+    assert [kind for kind, _ in s.events(ev.InstanceSignalled.KIND, ev.InstancePaused.KIND, ev.InstanceResumed.KIND)] == [
+        ev.InstanceSignalled.KIND,
+        ev.InstancePaused.KIND,
+        ev.InstanceSignalled.KIND,
+        ev.InstanceResumed.KIND,
     ]
     result = rnix("compose", "-p", PROJECT, "down", "--json")
     assert json.loads(result.stdout)["data"]["runs"] == [
@@ -230,13 +230,13 @@ def test_kill_without_a_socket_signals_directly_only_while_allowed(
         control.signal_agent(store, s.pid, signal.SIGSTOP)
     assert "did not answer" in error.value.message and "nothing was signalled" in error.value.message
     assert error.value.hint is not None and f"rnix compose -p {PROJECT} down" in error.value.hint
-    assert proc_state(s.pid) != "T" and s.events(ev.AGENT_SIGNALLED) == []
+    assert proc_state(s.pid) != "T" and s.events(ev.InstanceSignalled.KIND) == []
 
     monkeypatch.setattr(control, "DIRECT_WHEN_NO_SOCKET", True)  # a supervisor from before the socket
     with Store.open(s.home) as store:
         control.signal_agent(store, s.pid, signal.SIGSTOP)
     assert wait_for(lambda: proc_state(s.pid) == "T", 5, "the agent to stop")
-    assert [kind for kind, _ in s.events(ev.AGENT_PAUSED)] == [ev.AGENT_PAUSED]
+    assert [kind for kind, _ in s.events(ev.InstancePaused.KIND)] == [ev.InstancePaused.KIND]
     os.killpg(s.pid, signal.SIGCONT)
 
 

@@ -480,7 +480,7 @@ def test_an_agent_resumed_meanwhile_by_someone_else_is_left_alone(
     assert rnix("kill", "-s", "CONT", str(idle)).returncode == 0
     assert wait_for(lambda: stat_field(idle, 0) != "T", 5, "idle to go on")
     with Store.open(rnix_home, readonly=True) as store:
-        resumed_before = len(store.events(run_id, kinds=[AGENT_SIGNALLED]))
+        resumed_before = len(store.events(run_id, kinds=[ev.InstanceSignalled.KIND]))
     assert apps[0].paused_here.resume_all(rnix_home, os.environ) == []
     with Store.open(rnix_home, readonly=True) as store:
-        assert len(store.events(run_id, kinds=[AGENT_SIGNALLED])) == resumed_before  # nothing sent
+        assert len(store.events(run_id, kinds=[ev.InstanceSignalled.KIND])) == resumed_before  # nothing sent
