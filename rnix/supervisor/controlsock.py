@@ -56,7 +56,6 @@ async def _drain_and_hang_up(reader: asyncio.StreamReader, writer: asyncio.Strea
     with contextlib.suppress(OSError, RuntimeError):
         writer.write_eof()
 
-
     async def discard() -> None:
         while await reader.read(MAX_LINE):
             pass

@@ -63,12 +63,11 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
     from rnix.store.db import Store
     from rnix.supervisor import procinfo
     from rnix.supervisor.assess import Assessor
+    from rnix.supervisor.controlsock import ControlServer, control_socket_path
     from rnix.supervisor.gateway import Gateway
     from rnix.supervisor.recorder import Recorder
     from rnix.supervisor.runfiles import RunFiles
     from rnix.supervisor.spawn import ForkServerSpawner
-
-    from rnix.supervisor.controlsock import ControlServer, control_socket_path
 
     home = paths.home_dir(ctx.home)
     run_dir = paths.run_dir(home, ctx.run_id)

@@ -146,7 +146,9 @@ def test_a_failure_skips_dependents_and_a_verdict_is_asked_for_what_ran() -> Non
         act.Skip(InstanceKey("b"), "dependency 'a' failed"),
     )
     options = act.Options(abort_on_failure=True)
-    assert act.StopRun("'a' failed (--abort-on-failure)") in act.next_actions(state, plan, 2.0, options).actions
+    assert (
+        act.StopRun("'a' failed (--abort-on-failure)") in act.next_actions(state, plan, 2.0, options).actions
+    )
 
 
 def test_a_reused_instance_counts_as_completed_but_not_as_spent() -> None:
@@ -218,7 +220,9 @@ def test_any_interleaving_of_legal_events_can_be_finished(plan: Plan, data: st.D
     # A random history: the scheduler's decisions and the world's moves, interleaved at random.
     for _ in range(data.draw(st.integers(0, 40))):
         decision = act.next_actions(state, plan, now)
-        moves: list[ev.Event] = [e for a in decision.actions if (e := perform(state, a))] + world_moves(state, now)
+        moves: list[ev.Event] = [e for a in decision.actions if (e := perform(state, a))] + world_moves(
+            state, now
+        )
         if not moves:
             break
         now += data.draw(st.sampled_from([0.0, 0.5, 2.0]))

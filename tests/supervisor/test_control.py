@@ -194,7 +194,10 @@ def test_a_dead_supervisors_agents_are_signalled_directly(setup: Callable[..., S
     assert wait_for(lambda: proc_state(s.pid) == "T", 5, "the agent to stop")
     assert rnix("kill", "-s", "CONT", str(s.pid)).returncode == 0
     assert wait_for(lambda: proc_state(s.pid) != "T", 5, "the agent to go on")
-    assert [kind for kind, _ in s.events(ev.InstanceSignalled.KIND, ev.InstancePaused.KIND, ev.InstanceResumed.KIND)] == [
+    assert [
+        kind
+        for kind, _ in s.events(ev.InstanceSignalled.KIND, ev.InstancePaused.KIND, ev.InstanceResumed.KIND)
+    ] == [
         ev.InstanceSignalled.KIND,
         ev.InstancePaused.KIND,
         ev.InstanceSignalled.KIND,
