@@ -171,3 +171,29 @@ def m002_ledger(conn: sqlite3.Connection) -> None:
         "CREATE INDEX ledger_definition ON ledger (definition, ts)",
         "ALTER TABLE processes ADD COLUMN sla TEXT",
     )
+
+
+@migration
+def m003_journal(conn: sqlite3.Connection) -> None:
+    """The LLM-call journal (rnix.store.journal): what each agent attempt was answered, in order."""
+    _run(
+        conn,
+        """
+        CREATE TABLE journal (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL,
+            instance TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL,
+            response TEXT NOT NULL,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            total_tokens INTEGER,
+            replayed INTEGER NOT NULL DEFAULT 0,
+            ts REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX journal_instance ON journal (run_id, instance, attempt, seq)",
+    )
