@@ -73,6 +73,16 @@ class GatewayClient:
         """Send one chat completion; returns the reply (`content`, `usage`, `remaining`, ...)."""
         return self._request({"op": "complete", "messages": messages, **options})
 
+    def tool_replay(self, key: str) -> dict[str, Any] | None:
+        """The tool output journalled under `key` by an earlier attempt of this agent, or None."""
+        reply = self._request({"op": "tool_replay", "key": key})
+        output = reply.get("output")
+        return output if reply.get("hit") is True and isinstance(output, dict) else None
+
+    def tool_record(self, key: str, output: dict[str, Any]) -> None:
+        """Journal a tool call's output under `key`, so that a resumed attempt need not run it again."""
+        self._request({"op": "tool_record", "key": key, "output": output})
+
     def close(self) -> None:
         self._reader.close()
         self._sock.close()

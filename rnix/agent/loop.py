@@ -9,9 +9,17 @@ appended as a `tool` message; a reply without tool calls is the final answer. Th
 - at `max_steps` steps without one (exit 1, reason on stderr);
 - when the gateway refuses a step for the budget (exit 2, raised as GatewayError to the runtime).
 
+Resuming (rnix.core.journal): given a `journal` (the gateway client), the loop asks it before each
+tool call whether an earlier attempt of this agent recorded that call's result, and uses the recorded
+output instead of running the tool again (a resumed agent does not re-run a command it already ran);
+otherwise it runs the tool and records the result. A call is keyed by `tool_key` of the reply's
+`request_hash`, the call's index and its name and arguments: replaying the same conversation gives
+the same keys. A reply without `request_hash` (an older gateway, a test fake) is not journalled.
+
 Every step is logged on stderr with a category prefix, one line each (docs/agent-protocol.md):
 `[think]` the model's text next to its tool calls, `[tool]` a call and a short result, `[warn]` a
-denied call or a malformed reply. `rnix log --filter` selects by these prefixes.
+denied call or a malformed reply. A tool result taken from the journal ends in `(replayed)`.
+`rnix log --filter` selects by these prefixes.
 """
 
 from __future__ import annotations
@@ -19,7 +27,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from rnix.core.journal import tool_key
+
+if TYPE_CHECKING:
+    from rnix.agent.tools.policy import ToolPolicy
+    from rnix.agent.tools.result import ToolResult
 
 THINK, TOOL, WARN, OUTPUT = "think", "tool", "warn", "output"
 CATEGORIES = (THINK, TOOL, WARN, OUTPUT)
@@ -28,6 +42,12 @@ LOG_LINE_MAX = 400  # characters of one log line's text; the full text stays in 
 
 class Completer(Protocol):
     def complete(self, messages: list[dict[str, Any]], **options: Any) -> dict[str, Any]: ...
+
+
+class ToolJournal(Protocol):
+    def tool_replay(self, key: str) -> dict[str, Any] | None: ...
+
+    def tool_record(self, key: str, output: dict[str, Any]) -> None: ...
 
 
 class StepLimit(Exception):
@@ -67,14 +87,47 @@ def _call_parts(call: dict[str, Any], step: int, index: int) -> tuple[str, str, 
     return call_id, name, arguments
 
 
+def _recorded(output: dict[str, Any] | None) -> ToolResult | None:
+    """The ToolResult an earlier attempt recorded, or None when there is none (or it is malformed)."""
+    from rnix.agent.tools.result import ToolResult
+
+    if output is None:
+        return None
+    ok, denied, text, summary = (output.get(k) for k in ("ok", "denied", "output", "summary"))
+    if not (isinstance(ok, bool) and isinstance(denied, bool)):
+        return None
+    if not (isinstance(text, str) and isinstance(summary, str)):
+        return None
+    return ToolResult(ok=ok, denied=denied, output=text, summary=summary)
+
+
+def _run_tool(
+    policy: ToolPolicy, name: str, arguments: str, journal: ToolJournal | None, key: str | None
+) -> tuple[ToolResult, bool]:
+    """(the call's result, whether it came from the journal)."""
+    from rnix.agent import tools
+
+    if journal is None or key is None:
+        return tools.execute(policy, name, arguments), False
+    recorded = _recorded(journal.tool_replay(key))
+    if recorded is not None:
+        return recorded, True
+    result = tools.execute(policy, name, arguments)
+    output = {"ok": result.ok, "denied": result.denied, "output": result.output, "summary": result.summary}
+    journal.tool_record(key, output)
+    return result, False
+
+
 def run_loop(
     client: Completer,
     messages: list[dict[str, Any]],
     policy: Any,
     max_steps: int,
     log: Callable[[str], None],
+    journal: ToolJournal | None = None,
 ) -> Outcome:
-    """Run the loop on a copy of `messages`; raises StepLimit, or GatewayError from the client."""
+    """Run the loop on a copy of `messages`; raises StepLimit, or GatewayError from the client.
+    With `journal`, tool results are taken from it and recorded in it (see the module docstring)."""
     from rnix.agent import tools
 
     schemas = tools.schemas(policy)
@@ -93,8 +146,11 @@ def run_loop(
             for call_id, name, arguments in parts
         ]
         conversation.append({"role": "assistant", "content": content or None, "tool_calls": normalised})
-        for call_id, name, arguments in parts:
-            result = tools.execute(policy, name, arguments)
-            log(log_line(WARN if result.denied else TOOL, f"step {step}: {result.summary}"))
+        request_hash = reply.get("request_hash")
+        for index, (call_id, name, arguments) in enumerate(parts):
+            key = tool_key(request_hash, index, name, arguments) if isinstance(request_hash, str) else None
+            result, replayed = _run_tool(policy, name, arguments, journal, key)
+            note = " (replayed)" if replayed else ""
+            log(log_line(WARN if result.denied else TOOL, f"step {step}: {result.summary}{note}"))
             conversation.append({"role": "tool", "tool_call_id": call_id, "content": result.output})
     raise StepLimit(f"max_steps ({max_steps}) reached without a final answer")

@@ -11,9 +11,21 @@ carry the request's `id`. One connection serves one request at a time, in order.
         "max_tokens": 500, "temperature": 0.2, "tools": [...]}           # max_tokens etc. optional
     <- {"id": 1, "ok": true, "content": "...", "tool_calls": [...] | null, "finish_reason": "stop",
         "usage": {"prompt_tokens": 12, "completion_tokens": 30, "total_tokens": 42},
-        "used": 42, "remaining": 4958}
+        "used": 42, "remaining": 4958, "request_hash": "<sha256 hex>"}
     <- {"id": 1, "ok": false, "error": {"code": "budget_exceeded", "message": "..."},
         "used": 4990, "remaining": 10}
+
+A resumed agent's calls are answered from the journal of its earlier attempt when it asks exactly
+what it asked then (same `request_hash`): the same reply plus `"replayed": true`, with `usage` the
+tokens it did not pay again (`used` is unchanged). Tool results are journalled by the built-in
+agent, keyed by `rnix.core.journal.tool_key` (the reply's `request_hash`, the call's index, name and
+arguments); `output` is any JSON object (the built-in agent's: ok, denied, output, summary):
+
+    -> {"op": "tool_replay", "id": 2, "key": "<key>"}
+    <- {"id": 2, "ok": true, "hit": true, "output": {...}}      # recorded by an earlier attempt
+    <- {"id": 2, "ok": true, "hit": false}                      # not: run the tool
+    -> {"op": "tool_record", "id": 3, "key": "<key>", "output": {...}}
+    <- {"id": 3, "ok": true}
 
 Error codes: `budget_exceeded` (the agent must stop with exit status 2), `provider_error` (the call
 failed after the gateway's retries), `timeout`, `bad_request` (malformed request), `unauthorized`

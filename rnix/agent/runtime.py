@@ -103,7 +103,7 @@ def _loop(client: GatewayClient, task: dict[str, Any]) -> str:
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise TaskError("the task's `max_steps` must be a positive integer")
     try:
-        outcome = loop.run_loop(client, task["messages"], policy, max_steps, _log)
+        outcome = loop.run_loop(client, task["messages"], policy, max_steps, _log, journal=client)
     except loop.StepLimit as exc:
         raise StepLimitReached(str(exc)) from None
     return outcome.answer

@@ -23,7 +23,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import TracebackType
@@ -342,6 +342,16 @@ class Store:
         finally:
             if conn.in_transaction:
                 conn.execute("COMMIT")
+
+    # -- for modules that keep their own tables (rnix.store.journal) ----------------------------
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One `BEGIN IMMEDIATE` write transaction: committed on exit, rolled back on an error."""
+        return self._write()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """The rows of one read (a read-only store without a database yet reads nothing)."""
+        return self._select(sql, params)
 
     # -- plumbing -------------------------------------------------------------------------------
 

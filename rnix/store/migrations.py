@@ -174,6 +174,32 @@ def m002_ledger(conn: sqlite3.Connection) -> None:
 
 
 @migration
+def m003_journal(conn: sqlite3.Connection) -> None:
+    """The LLM-call journal (rnix.store.journal): what each agent attempt was answered, in order."""
+    _run(
+        conn,
+        """
+        CREATE TABLE journal (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL,
+            instance TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL,
+            response TEXT NOT NULL,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            total_tokens INTEGER,
+            replayed INTEGER NOT NULL DEFAULT 0,
+            ts REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX journal_instance ON journal (run_id, instance, attempt, seq)",
+    )
+
+
+@migration
 def m004_durable_runs(conn: sqlite3.Connection) -> None:
     """Resume: which run a run continues, what each agent reused, and the hash of its spec."""
     _run(

@@ -13,13 +13,25 @@ with a live nonce; the nonce names the agent and so its Account. Per `complete` 
    than was left is charged in full: `used` may exceed `budget`, and every later call is refused.
 4. Reply with the completion, or with `provider_error` / `timeout` after the last attempt.
 
+The journal (rnix.core.journal): each `complete` is keyed by `request_hash` of what the agent asked
+(the model, messages, tools, temperature and its own `max_tokens`, not the cap), and every reply
+carries it. An account registered with a `Replay` answers a request found there from the journal:
+the same reply shape plus `replayed: true`, no backend call, nothing charged or reserved, never
+refused for the budget, reported to `on_call` with status "replayed" and the usage it saved. Every
+successful live call, every replayed one, and every tool result the built-in agent reports
+(`tool_record`; `tool_replay` asks for one) goes to `on_journal(account, attempt, entry)`, numbered by
+`seq` within the account's attempt. A live answer is sent only after `on_journal` returned, so an
+answer an agent has seen is durable; a failing `on_journal` is logged and the answer still goes out.
+Failed calls and `complete_internal` (the SLA judge) are neither journalled nor replayed.
+
 The backend call runs in its own task: an agent that disconnects mid-call does not stop it, so its
 usage is still charged and recorded. Everything returned or recorded is masked with the secret
 values of the supervisor's environment. Concurrency is limited per provider (the api_base, else the
 model's provider prefix).
 
-on_call data: {attempt (the agent's request number), try (1..max_attempts; 0 for a refusal),
-model, status ("ok" | "retry" | "provider_error" | "timeout" | "budget_exceeded" | "cancelled"),
+on_call data: {attempt (the agent's request number), try (1..max_attempts; 0 for a refusal or a
+replay), model, status ("ok" | "retry" | "provider_error" | "timeout" | "budget_exceeded" |
+"cancelled" | "replayed"),
 prompt_tokens, completion_tokens, total_tokens, latency_ms, max_tokens, used, remaining,
 usage_counted?, error?}.
 """
@@ -34,18 +46,22 @@ import os
 import secrets
 import stat
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rnix.agent import protocol
+from rnix.core import journal
+from rnix.core.journal import JournalEntry, Replay
 from rnix.core.secrets import mask, secret_values
 from rnix.llm import tokens
-from rnix.llm.backend import CALLER, Backend, CallTimeout, Completion, ProviderError, one_line
+from rnix.llm.backend import CALLER, Backend, CallTimeout, Completion, ProviderError, Usage, one_line
 from rnix.llm.retry import call_with_retries, will_retry
 
 log = logging.getLogger(__name__)
 
 OnCall = Callable[[str, dict[str, Any]], None]
+OnJournal = Callable[[str, int, JournalEntry], Awaitable[None]]  # (account, attempt, entry)
+MAX_TOOL_KEY = 256  # characters; the built-in agent's keys are 64
 
 
 def _timeout_slack(timeout: float) -> float:
@@ -62,6 +78,9 @@ class Account:
     used: int = 0
     calls: int = 0
     reserved: int = 0  # prompt + max_tokens of calls in flight
+    attempt: int = 1  # the attempt its journal entries belong to
+    replay: Replay | None = None  # the journal of an earlier attempt, answered from before the provider
+    journalled: int = 0  # the seq of its attempt's last journal entry
 
     @property
     def remaining(self) -> int:
@@ -128,12 +147,15 @@ class Gateway:
         call_timeout: float = 120.0,
         max_attempts: int = 4,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        on_journal: OnJournal | None = None,
     ) -> None:
         """`backends` maps a model ("mock?fail=1"), a model name ("mock") or "*" to a Backend; models
         not found there use the built-in MockBackend for `mock` and LiteLLMBackend for the rest.
-        `sleep` paces the waits between retries (tests inject a fake one)."""
+        `sleep` paces the waits between retries (tests inject a fake one). `on_journal` makes each
+        journal entry durable (see the module docstring); without it nothing is journalled."""
         self.socket_path = socket_path
         self._on_call = on_call
+        self._on_journal = on_journal
         self._backends = dict(backends or {})
         self._builtin: dict[str, Backend] = {}
         self._concurrency = concurrency_per_provider
@@ -175,13 +197,31 @@ class Gateway:
 
     # -- accounts and nonces --------------------------------------------------------------------
 
-    def register(self, agent: str, *, model: str, api_base: str | None, budget: int) -> Account:
+    def register(
+        self,
+        agent: str,
+        *,
+        model: str,
+        api_base: str | None,
+        budget: int,
+        replay: Replay | None = None,
+        attempt: int = 1,
+    ) -> Account:
+        """Open `agent`'s account. `replay`: the journal its calls are answered from first;
+        `attempt`: the attempt its journal entries are recorded under."""
         if agent in self._accounts:
             raise ValueError(f"agent {agent!r} is already registered with the gateway")
         if budget < 0:
             raise ValueError("budget must not be negative")
         account = self._accounts[agent] = Account(agent, model, api_base, budget)
+        account.attempt, account.replay = attempt, replay
         return account
+
+    def begin_attempt(self, agent: str, attempt: int, replay: Replay | None = None) -> None:
+        """A new attempt of a registered agent (a retry): its journal entries go under `attempt`,
+        numbered from 1 again, and its calls are answered from `replay` (None: none are)."""
+        account = self._accounts[agent]
+        account.attempt, account.replay, account.journalled = attempt, replay, 0
 
     def account(self, agent: str) -> Account:
         return self._accounts[agent]
@@ -267,9 +307,13 @@ class Gateway:
                 None,
                 False,
             )
-        if op != "complete":
-            return _error(request_id, protocol.BAD_REQUEST, f"unknown op {op!r}"), nonce, True
-        return await self._complete(agent, request_id, message), nonce, True
+        if op == "complete":
+            return await self._complete(agent, request_id, message), nonce, True
+        if op == "tool_replay":
+            return await self._tool_replay(agent, request_id, message), nonce, True
+        if op == "tool_record":
+            return await self._tool_record(agent, request_id, message), nonce, True
+        return _error(request_id, protocol.BAD_REQUEST, f"unknown op {op!r}"), nonce, True
 
     async def complete_internal(
         self, agent: str, messages: list[dict[str, Any]], max_tokens: int | None = None
@@ -281,17 +325,24 @@ class Gateway:
         message: dict[str, Any] = {"op": "complete", "messages": messages}
         if max_tokens is not None:
             message["max_tokens"] = max_tokens
-        return await self._complete(agent, None, message)
+        return await self._complete(agent, None, message, journalled=False)
 
     # -- calls ----------------------------------------------------------------------------------
 
-    async def _complete(self, agent: str, request_id: Any, message: dict[str, Any]) -> dict[str, Any]:
+    async def _complete(
+        self, agent: str, request_id: Any, message: dict[str, Any], *, journalled: bool = True
+    ) -> dict[str, Any]:
         account = self._accounts[agent]
         request = _parse_complete(message)
         if isinstance(request, str):
             return _error(request_id, protocol.BAD_REQUEST, request, account)
         account.calls += 1
         number = account.calls
+        key = await _hash_request(request, account.model) if journalled else None
+        if key is not None and account.replay is not None:
+            entry = account.replay.take(journal.LLM, key)
+            if entry is not None:
+                return await self._replayed(account, number, entry, request_id, key)
         prompt = await _count_prompt(request, account.model)
         available = account.available
         if prompt + 1 > available:
@@ -302,18 +353,114 @@ class Gateway:
             return _error(request_id, protocol.BUDGET_EXCEEDED, text, account)
         cap = available - prompt
         max_tokens = cap if request.max_tokens is None else min(request.max_tokens, cap)
-        reservation = prompt + max_tokens
-        account.reserved += reservation
-        task = asyncio.create_task(self._call(account, number, request, max_tokens, request_id))
+        reservation = [prompt + max_tokens]
+        account.reserved += reservation[0]
+
+        def release() -> None:  # once: when the provider answered, or when the task ends otherwise
+            if reservation:
+                account.reserved -= reservation.pop()
+
+        task = asyncio.create_task(self._live(account, number, request, max_tokens, request_id, key, release))
         self._calls.add(task)
 
         def settle(_: asyncio.Task[dict[str, Any]]) -> None:
             self._calls.discard(task)
-            account.reserved -= reservation
+            release()
 
         task.add_done_callback(settle)
-        # shield: if this connection's handler is cancelled, the call still finishes and is charged.
+        # shield: if this connection's handler is cancelled, the call still finishes, is charged and
+        # journalled.
         return await asyncio.shield(task)
+
+    async def _live(
+        self,
+        account: Account,
+        number: int,
+        request: _Request,
+        max_tokens: int,
+        request_id: Any,
+        key: str | None,
+        release: Callable[[], None],
+    ) -> dict[str, Any]:
+        """The provider call, then (when it succeeded) its journal entry, durable before the reply."""
+        try:
+            reply = await self._call(account, number, request, max_tokens, request_id)
+        finally:
+            release()  # the usage is charged now: the reservation must not count it twice meanwhile
+        if key is None or not reply["ok"]:
+            return reply
+        response = {name: reply[name] for name in journal.LLM_FIELDS}
+        await self._journal(account, journal.LLM, key, response, reply["usage"], replayed=False)
+        return {**reply, "request_hash": key}
+
+    async def _replayed(
+        self, account: Account, number: int, entry: JournalEntry, request_id: Any, key: str
+    ) -> dict[str, Any]:
+        """Answer from the journal: the live reply's shape, nothing charged, journalled again."""
+        saved = Usage(entry.prompt_tokens, entry.completion_tokens, entry.total_tokens)
+        self._record(account.agent, number, 0, "replayed", saved, 0.0, 0, None)
+        await self._journal_again(account, entry)
+        reply = {"id": request_id, "ok": True}
+        reply.update({name: entry.response.get(name) for name in journal.LLM_FIELDS})
+        reply.update(used=account.used, remaining=account.remaining, replayed=True, request_hash=key)
+        return reply
+
+    async def _tool_replay(self, agent: str, request_id: Any, message: dict[str, Any]) -> dict[str, Any]:
+        account = self._accounts[agent]
+        key = message.get("key")
+        if not isinstance(key, str) or not key or len(key) > MAX_TOOL_KEY:
+            return _error(request_id, protocol.BAD_REQUEST, f"key must be a string of 1 to {MAX_TOOL_KEY}")
+        entry = account.replay.take(journal.TOOL, key) if account.replay is not None else None
+        if entry is None:
+            return {"id": request_id, "ok": True, "hit": False}
+        await self._journal_again(account, entry)
+        return {"id": request_id, "ok": True, "hit": True, "output": entry.response}
+
+    async def _tool_record(self, agent: str, request_id: Any, message: dict[str, Any]) -> dict[str, Any]:
+        account = self._accounts[agent]
+        key, output = message.get("key"), message.get("output")
+        if not isinstance(key, str) or not key or len(key) > MAX_TOOL_KEY:
+            return _error(request_id, protocol.BAD_REQUEST, f"key must be a string of 1 to {MAX_TOOL_KEY}")
+        if not isinstance(output, dict):
+            return _error(request_id, protocol.BAD_REQUEST, "output must be an object")
+        await self._journal(account, journal.TOOL, key, output, None, replayed=False)
+        return {"id": request_id, "ok": True}
+
+    async def _journal(
+        self,
+        account: Account,
+        kind: str,
+        key: str,
+        response: dict[str, Any],
+        usage: Mapping[str, int] | None,
+        *,
+        replayed: bool,
+    ) -> None:
+        usage = usage or {}
+        entry = JournalEntry(
+            kind=kind,
+            key=key,
+            response=mask(response, secret_values(os.environ)),
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            total_tokens=int(usage.get("total_tokens", 0)),
+            replayed=replayed,
+        )
+        await self._write_journal(account, entry)
+
+    async def _journal_again(self, account: Account, entry: JournalEntry) -> None:
+        """Journal a replayed entry in this attempt too, so that a later resume finds it here."""
+        await self._write_journal(account, replace(entry, replayed=True))
+
+    async def _write_journal(self, account: Account, entry: JournalEntry) -> None:
+        if self._on_journal is None:
+            return
+        account.journalled += 1
+        entry = replace(entry, seq=account.journalled)
+        try:
+            await self._on_journal(account.agent, account.attempt, entry)
+        except Exception:  # the answer must still reach the agent; a resume would pay for it again
+            log.exception("on_journal failed for agent %s (entry %s)", account.agent, entry.seq)
 
     async def _call(
         self, account: Account, number: int, request: _Request, max_tokens: int, request_id: Any
@@ -390,13 +537,13 @@ class Gateway:
         number: int,
         tried: int,
         status: str,
-        completion: Completion | None,
+        completion: Completion | Usage | None,
         latency: float,
         max_tokens: int,
         error: str | None,
     ) -> None:
         account = self._accounts[agent]
-        usage = completion.usage if completion is not None else None
+        usage = completion.usage if isinstance(completion, Completion) else completion
         data: dict[str, Any] = {
             "attempt": number,
             "try": tried,
@@ -410,7 +557,7 @@ class Gateway:
             "used": account.used,
             "remaining": account.remaining,
         }
-        if completion is not None and completion.usage_counted:
+        if isinstance(completion, Completion) and completion.usage_counted:
             data["usage_counted"] = True
         if error is not None:
             data["error"] = one_line(error)
@@ -450,6 +597,17 @@ def _code(error: ProviderError) -> str:
 
 
 INLINE_COUNT_CHARS = 32_000  # below this, counting costs microseconds: a thread hop would cost more
+# Hashing (json + sha256) measured ~22 ms per MB of content, ~6x cheaper than counting: prompts
+# under this size (~2 ms) are hashed on the loop, larger ones in a worker thread.
+INLINE_HASH_CHARS = 100_000
+
+
+async def _hash_request(request: _Request, model: str) -> str:
+    """The request's journal key (rnix.core.journal.request_hash)."""
+    args = (model, request.messages, request.tools, request.temperature, request.max_tokens)
+    if sum(len(str(m.get("content") or "")) for m in request.messages) < INLINE_HASH_CHARS:
+        return journal.request_hash(*args)
+    return await asyncio.to_thread(journal.request_hash, *args)
 
 
 async def _count_prompt(request: _Request, model: str) -> int:

@@ -17,7 +17,8 @@ def loaded_after(statement: str) -> set[str]:
 def test_core_imports_only_the_standard_library() -> None:
     modules = loaded_after(
         "import rnix.core, rnix.core.spec, rnix.core.plan, rnix.core.budget, rnix.core.dag, "
-        "rnix.core.fields, rnix.core.sla, rnix.core.reputation, rnix.core.pool, rnix.core.definition"
+        "rnix.core.fields, rnix.core.sla, rnix.core.reputation, rnix.core.pool, rnix.core.definition, "
+        "rnix.core.journal"
     )
     assert modules.isdisjoint(FORBIDDEN), modules & set(FORBIDDEN)
 

@@ -29,8 +29,9 @@ def _applied(path: Path) -> list[tuple[str, float]]:
 def test_fresh_database_gets_every_table_and_index(rnix_home: Path) -> None:
     Store.open(rnix_home).close()
     db = rnix_home / DB_NAME
-    assert _names(db, "table") == {"_migrations", "runs", "processes", "events", "ledger"}
+    assert _names(db, "table") == {"_migrations", "runs", "processes", "events", "ledger", "journal"}
     indexes = {"runs_project_started", "processes_pid", "events_run_id", "ledger_definition"}
+    indexes.add("journal_instance")
     assert _names(db, "index") == indexes
     assert [name for name, _ in _applied(db)] == ALL
     with sqlite3.connect(db) as conn:
@@ -64,7 +65,7 @@ def test_a_new_migration_is_applied_once(rnix_home: Path, monkeypatch: pytest.Mo
 
 
 def test_migrations_are_named_and_ordered() -> None:
-    assert ALL[:2] == ["m001_initial", "m002_ledger"]
+    assert ALL[:3] == ["m001_initial", "m002_ledger", "m003_journal"]
     assert sorted(ALL) == ALL
 
 
