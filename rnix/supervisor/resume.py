@@ -22,7 +22,7 @@ exactly one ledger record.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -211,17 +211,12 @@ def _descendants(plan: Plan, root: str) -> set[str]:
 
 def _replays(store: Store, run_id: str, names: Iterable[str]) -> dict[str, Any]:
     """The journal of each agent's last attempt in `run_id`, ready to answer its paid calls."""
-    try:
-        from rnix.core.journal import Replay
-        from rnix.store.journal import latest_attempt_entries
-    except ImportError:  # pragma: no cover - the journal lands with the gateway's replay
-        return {}
+    from rnix.core.journal import Replay
+    from rnix.store.journal import latest_attempt_entries
+
     out: dict[str, Any] = {}
     for name in names:
         entries = latest_attempt_entries(store, run_id, name)
         if entries:
             out[name] = Replay(entries)
     return out
-
-
-Assess = Callable[[AgentPlan, Instance], Awaitable[Any]]

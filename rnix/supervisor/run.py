@@ -27,6 +27,7 @@ from rnix.supervisor.agentenv import agent_environment, base_environment
 from rnix.supervisor.scheduler import AgentView, Clock, Scheduler
 
 if TYPE_CHECKING:
+    from rnix.core.journal import Replay
     from rnix.supervisor.gateway import Gateway
     from rnix.supervisor.resume import Resume
 
@@ -114,7 +115,8 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
         else:  # the SLA judge's own account: logged, not an instance of the run
             record(Record(ctx.run_id, ctx.clock.time(), call))
 
-    gateway = Gateway(socket_path, on_call=on_call)
+    journal = _Journal(home, ctx.run_id, secrets)
+    gateway = Gateway(socket_path, on_call=on_call, on_journal=journal.append)
     spawner = ForkServerSpawner(environ={k: v for k, v in ctx.environ.items() if not is_secret_name(k)})
     interrupted: list[int] = []
     background: list[asyncio.Future[object]] = []
@@ -213,6 +215,7 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
         await control_server.close()
         await spawner.close()
         await gateway.close()
+        await journal.close()
     elapsed_ms = int((ctx.clock.monotonic() - started) * 1000)
     outcome = _outcome(
         ctx.run_id, scheduler.state, agents, elapsed_ms, interrupted[0] if interrupted else None
@@ -263,6 +266,39 @@ def _stop_request(home: Path, run_id: str) -> tuple[bool, float | None]:
     return True, row.stop_grace
 
 
+class _Journal:
+    """The gateway's `on_journal`: each answered call of an agent attempt, committed to the store
+    (on a thread of its own: a Store's connection belongs to one thread) before the agent sees it."""
+
+    def __init__(self, home: Path, run_id: str, secrets: tuple[str, ...]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.home, self.run_id, self.secrets = home, run_id, secrets
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnix-journal")
+        self._store: Any = None
+
+    async def append(self, instance: str, attempt: int, entry: Any) -> None:
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._write, instance, attempt, entry
+        )
+
+    def _write(self, instance: str, attempt: int, entry: Any) -> None:
+        from rnix.store.db import Store
+        from rnix.store.journal import append_entries
+
+        if self._store is None:
+            self._store = Store.open(self.home)
+        append_entries(self._store, self.run_id, instance, attempt, [entry])
+
+    async def close(self) -> None:
+        def shut() -> None:
+            if self._store is not None:
+                self._store.close()
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, shut)
+        self._executor.shutdown(wait=False)
+
+
 class _Control:
     """The supervisor's side of the control socket: users' signals and stops go through the
     scheduler, which signals the agent's process handle and records the event; the reply waits
@@ -311,9 +347,12 @@ class _Accounts:
         self.gateway = gateway
 
     def register(
-        self, agent: str, *, model: str, api_base: str | None, budget: int, **replay: object
+        self, agent: str, *, model: str, api_base: str | None, budget: int, replay: Replay | None = None
     ) -> object:
-        return self.gateway.register(agent, model=model, api_base=api_base, budget=budget, **replay)
+        return self.gateway.register(agent, model=model, api_base=api_base, budget=budget, replay=replay)
+
+    def begin_attempt(self, agent: str, attempt: int) -> None:
+        self.gateway.begin_attempt(agent, attempt)
 
     def issue_nonce(self, agent: str) -> str:
         return self.gateway.issue_nonce(agent)

@@ -37,8 +37,14 @@ __all__ = ["AgentView", "Options", "Scheduler"]
 class Accounts(Protocol):
     """The part of the gateway the scheduler needs: per-agent budgets and nonces."""
 
-    def register(self, agent: str, *, model: str, api_base: str | None, budget: int, **replay: Any) -> Any:
-        """`replay=` (only when resuming): the journal that answers this agent's paid calls."""
+    def register(
+        self, agent: str, *, model: str, api_base: str | None, budget: int, replay: Any = None
+    ) -> Any:
+        """`replay` (when resuming): the journal that answers the calls this agent already paid for."""
+        ...
+
+    def begin_attempt(self, agent: str, attempt: int) -> None:
+        """A retry: what the agent's calls are journalled under from now on."""
         ...
 
     def issue_nonce(self, agent: str) -> str: ...
@@ -298,10 +304,12 @@ class Scheduler:
         replay = self._replays.get(name) if attempt == 1 else None
         if attempt == 1:
             budget = self._budgets[key]
-            extra = {"replay": replay} if replay is not None else {}
-            self.accounts.register(name, model=spec.model, api_base=spec.api_base, budget=budget, **extra)
+            self.accounts.register(
+                name, model=spec.model, api_base=spec.api_base, budget=budget, replay=replay
+            )
         else:
             budget = inst.budget
+            self.accounts.begin_attempt(name, attempt)
         upstream = {dep: self.state.instances[InstanceKey(dep)].result or "" for dep in spec.depends_on}
         paths = self.files.prepare(spec, attempt, budget, upstream, self.stdin_input)
         nonce = self.accounts.issue_nonce(name)

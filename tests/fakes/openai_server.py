@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -69,6 +69,8 @@ class ToolCall:
     arguments: dict[str, Any] = field(default_factory=dict)
     prompt_tokens: int = 7
     completion_tokens: int = 3
+    call_id: str = "call_1"
+    content: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class Request:
     headers: dict[str, str]  # lower-cased names
     body: Any
     at: float  # time.monotonic() on arrival
+    wall: float = 0.0  # time.time() on arrival (to compare with what the state database recorded)
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -100,7 +103,9 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class OpenAIServer:
-    def __init__(self) -> None:
+    def __init__(self, responder: Callable[[Any], Behaviour] | None = None) -> None:
+        """`responder(body)` decides every request once the script is used up (default: Echo)."""
+        self.responder = responder
         self.requests: list[Request] = []
         self._script: deque[Behaviour] = deque()
         self._lock = threading.Lock()
@@ -121,9 +126,11 @@ class OpenAIServer:
         with self._lock:
             self._script.extend(behaviours)
 
-    def next_behaviour(self) -> Behaviour:
+    def next_behaviour(self, body: Any = None) -> Behaviour:
         with self._lock:
-            return self._script.popleft() if self._script else Echo()
+            if self._script:
+                return self._script.popleft()
+        return self.responder(body) if self.responder is not None else Echo()
 
     def record(self, request: Request) -> None:
         with self._lock:
@@ -196,12 +203,18 @@ def _handler_class(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
                 body = raw.decode("utf-8", "replace")
             path = self.path.split("?", 1)[0]
             server.record(
-                Request(path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+                Request(
+                    path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                    time.monotonic(),
+                    time.time(),
+                )
             )
             if path not in PATHS:
                 self._send(404, json.dumps({"error": {"message": "not found", "type": "invalid_request"}}))
                 return
-            self._behave(server.next_behaviour(), body)
+            self._behave(server.next_behaviour(body), body)
 
         def _behave(self, behaviour: Behaviour, body: Any) -> None:
             model = str(body.get("model", "fake")) if isinstance(body, dict) else "fake"
@@ -220,11 +233,11 @@ def _handler_class(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
                 self._send(behaviour.code, json.dumps({"error": error}), headers)
             elif isinstance(behaviour, ToolCall):
                 call = {
-                    "id": "call_1",
+                    "id": behaviour.call_id,
                     "type": "function",
                     "function": {"name": behaviour.name, "arguments": json.dumps(behaviour.arguments)},
                 }
-                message = {"role": "assistant", "content": None, "tool_calls": [call]}
+                message = {"role": "assistant", "content": behaviour.content, "tool_calls": [call]}
                 self._send(
                     200,
                     completion_body(

@@ -95,9 +95,15 @@ class FakeAccounts:
     def __init__(self) -> None:
         self.registered: dict[str, int] = {}
         self.revoked: list[str] = []
+        self.attempts: dict[str, int] = {}
 
-    def register(self, agent: str, *, model: str, api_base: str | None, budget: int) -> None:
+    def register(
+        self, agent: str, *, model: str, api_base: str | None, budget: int, replay: Any = None
+    ) -> None:
         self.registered[agent] = budget
+
+    def begin_attempt(self, agent: str, attempt: int) -> None:
+        self.attempts[agent] = attempt
 
     def issue_nonce(self, agent: str) -> str:
         return f"nonce-{agent}"
@@ -220,11 +226,12 @@ def test_abort_on_failure_cancels_the_rest(tmp_path: Path) -> None:
 
 def test_retry_after_failure_then_success(tmp_path: Path) -> None:
     compose = {"agents": {"a": {"intent": "x", "max_retries": 2}, "b": {"intent": "y", "depends_on": ["a"]}}}
-    agents, _spawner, events, _ = run(
+    agents, _spawner, events, accounts = run(
         tmp_path, compose, {"a": [Behaviour(code=1), Behaviour(code=0, out="ok")]}
     )
     assert states(agents) == {"a": "completed", "b": "completed"}
     assert agents["a"].attempt == 2 and agents["a"].result == "ok"
+    assert accounts.attempts == {"a": 2}  # the retry's calls are journalled as attempt 2
     exits = [e.data for e in events if e.kind == "agent_exited" and e.agent == "a"]
     assert [(x["attempt"], x["outcome"], x["final"]) for x in exits] == [
         (1, "failed", False),
