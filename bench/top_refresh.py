@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rnix.core.events import AGENT_PLANNED, AGENT_STARTED, LLM_CALL, RUN_STARTED, Event
+from rnix.core.events import Record, decode
 from rnix.store.db import Store
 from rnix.supervisor import procinfo
 from rnix.tui.collect import Collector
@@ -55,7 +55,7 @@ def record_run(home: Path, agents: list[subprocess.Popen[bytes]]) -> None:
     now = time.time()
     me = os.getpid()
     run = {"project": "bench", "supervisor_pid": me, "supervisor_start_time": procinfo.start_time(me)}
-    events = [Event(RUN, RUN_STARTED, now, None, run)]
+    events = [Record(RUN, now, decode("run_started", run))]
     for i, proc in enumerate(agents):
         name = f"agent{i:04d}"
         planned = {
@@ -66,8 +66,8 @@ def record_run(home: Path, agents: list[subprocess.Popen[bytes]]) -> None:
         }
         started = {"pid": proc.pid, "pid_start_time": procinfo.start_time(proc.pid), "attempt": 1}
         events += [
-            Event(RUN, AGENT_PLANNED, now, name, planned),
-            Event(RUN, AGENT_STARTED, now, name, started),
+            Record(RUN, now, decode("agent_planned", planned, name)),
+            Record(RUN, now, decode("agent_started", started, name)),
         ]
     with Store.open(home) as store:
         store.append(events)
@@ -78,7 +78,7 @@ def spend(home: Path, count: int, round_: int) -> None:
     with Store.open(home) as store:
         store.append(
             [
-                Event(RUN, LLM_CALL, time.time(), f"agent{i:04d}", {"used": 100 * round_ + i})
+                Record(RUN, time.time(), decode("llm_call", {"used": 100 * round_ + i}, f"agent{i:04d}"))
                 for i in range(count)
             ]
         )

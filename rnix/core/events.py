@@ -39,6 +39,8 @@ class InstanceKey:
     @classmethod
     def parse(cls, text: str) -> InstanceKey:
         """The inverse of `str(key)`: `writer`, `fix[2]`, `fix[2]@1`."""
+        if "[" not in text and "@" not in text:
+            return cls(text)
         match = _KEY.fullmatch(text)
         if match is None:
             return cls(text)
@@ -82,19 +84,23 @@ class Event:
         version = data.get("v", 1)
         if isinstance(version, int) and version > cls.VERSION:
             raise EventVersionError(f"{cls.KIND} version {version} is newer than this rnix ({cls.VERSION})")
-        kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in data:
-                continue
-            value = data[f.name]
-            if f.name == "key":
-                value = _key(value)
-            elif f.name == "depends_on" and isinstance(value, list):
-                value = tuple(value)
-            kwargs[f.name] = value
-        if "key" not in kwargs and any(f.name == "key" for f in dataclasses.fields(cls)):
-            kwargs["key"] = _key(data.get("agent"))
+        names = _field_names(cls)
+        kwargs = {name: data[name] for name in names if name in data}
+        if "key" in names:
+            kwargs["key"] = _key(kwargs["key"] if "key" in kwargs else data.get("agent"))
+        if isinstance(kwargs.get("depends_on"), list):
+            kwargs["depends_on"] = tuple(kwargs["depends_on"])
         return cls(**kwargs)
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
 
 
 def _key(value: Any) -> InstanceKey:

@@ -13,13 +13,14 @@ this state; `ps` and `top` read the SQL projection the store keeps from the same
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from types import MappingProxyType
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from rnix.core import events as ev
 from rnix.core.events import InstanceKey, Record
 from rnix.core.lifecycle import AgentState, RunStatus, TransitionError, transition
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,9 @@ class RunState:
     resumed_from: str | None = None
     stopping: str | None = None  # why the run is stopping, once asked to
     stop_grace: float | None = None  # the grace the stop asked for (None: each agent's own)
-    instances: Mapping[InstanceKey, Instance] = field(default_factory=lambda: MappingProxyType({}))
+    # Read-only by contract (never mutated after a RunState is built); a plain dict because copying
+    # one keeps its keys' hashes, and the fold copies it once per event.
+    instances: Mapping[InstanceKey, Instance] = field(default_factory=dict)
 
     def instance(self, key: InstanceKey | str) -> Instance:
         return self.instances[key if isinstance(key, InstanceKey) else InstanceKey.parse(key)]
@@ -164,7 +167,7 @@ def _stop_requested(state: RunState, e: ev.RunStopRequested, ts: float) -> RunSt
 
 def _run_finished(state: RunState, e: ev.RunFinished, ts: float) -> RunState:
     # Once a run has ended nothing of it is live, whatever its supervisor managed to record.
-    instances = dict(state.instances)
+    instances = dict.copy(state.instances)  # type: ignore[arg-type]
     for key, inst in state.instances.items():
         if not inst.state.terminal:
             instances[key] = _settle(inst, AgentState.CANCELLED, inst.error or e.reason, ts)
@@ -173,7 +176,7 @@ def _run_finished(state: RunState, e: ev.RunFinished, ts: float) -> RunState:
         status=RunStatus(e.status),
         ended_at=ts,
         exit_code=e.exit_code,
-        instances=MappingProxyType(instances),
+        instances=instances,
     )
 
 
@@ -329,7 +332,16 @@ _INSTANCE_HANDLERS: dict[type, Any] = {
 }
 
 
+def replace(obj: _T, **changes: Any) -> _T:
+    """`dataclasses.replace` for these frozen records, without re-running `__init__`: the fold
+    applies it once or twice per event, and a 30-field `__init__` made it the fold's main cost."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    new.__dict__.update(changes)
+    return new
+
+
 def _put(state: RunState, inst: Instance) -> RunState:
-    instances = dict(state.instances)
+    instances = dict.copy(state.instances)  # type: ignore[arg-type]
     instances[inst.key] = inst
-    return replace(state, instances=MappingProxyType(instances))
+    return replace(state, instances=instances)

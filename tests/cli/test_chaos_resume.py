@@ -31,7 +31,7 @@ from tests.fakes.openai_server import Behaviour, OpenAIServer, Reply, Slow, Tool
 from tests.procs import marked_pids, wait_gone
 
 KILLS = 20
-STEPS = 2  # tool calls each built-in agent makes before it answers
+STEPS = 12  # tool calls each built-in agent makes before it answers: more than 20 kills can finish
 
 DEFINITION = """\
 name: reader
@@ -39,7 +39,7 @@ description: reads a note and answers
 model: mock
 tools:
   read_file: {}
-max_steps: 6
+max_steps: 20
 """
 
 COMPOSE = """\
@@ -124,6 +124,13 @@ def db(home: Path) -> sqlite3.Connection:
     return conn
 
 
+def run_count(home: Path) -> int:
+    if not (home / "rnix.db").exists():
+        return 0
+    with db(home) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+
 def test_twenty_supervisor_kills_then_up_finishes_without_paying_twice(tmp_path: Path) -> None:
     server = OpenAIServer(responder=respond).start()
     try:
@@ -142,14 +149,21 @@ def test_twenty_supervisor_kills_then_up_finishes_without_paying_twice(tmp_path:
         home, marker, rng = tmp_path / "home", "chaos-run", random.Random(20261203)
         kills = 0
         while kills < KILLS:
+            asked = len(server.requests)
             proc = up(chaos_dir, home, marker)
-            time.sleep(rng.uniform(0.3, 7.0))
+            if rng.random() < 0.5:  # at start-up, while command agents run, or in the first calls
+                time.sleep(rng.uniform(0.2, 2.0))
+            else:  # around a model call: in flight, just answered, or while its tool runs
+                deadline = time.monotonic() + 60
+                while len(server.requests) == asked and proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(rng.uniform(0.0, 0.3))
             if proc.poll() is not None:  # the run finished before the kill: the next up starts over
                 proc.communicate()
                 break
             os.kill(proc.pid, signal.SIGKILL)
             proc.communicate(timeout=30)
-            kills += 1
+            kills += run_count(home) > kills  # a kill before the run began is not one of the 20
             assert wait_gone(marked_pids(marker), 10) == [], "agents outlived their supervisor"
         final = up(chaos_dir, home, marker)
         out, err = final.communicate(timeout=180)

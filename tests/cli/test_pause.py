@@ -103,3 +103,17 @@ def test_the_live_view_of_up_shows_a_paused_agent(rnix: RunRnix, tmp_path: Path)
             proc.wait(timeout=20)
         os.close(main)
     assert wait_marked_gone(marker, 10) == []
+
+
+def test_a_paused_agent_does_not_time_out(teams: Teams, rnix: RunRnix) -> None:
+    """Its timeout clock stops while paused: 3 s paused, 2.5 s timeout, 1.5 s of work -> completed."""
+    rows = teams.start(
+        f"agents:\n  nap: {{intent: x, timeout: 2.5, command: {agent('sleeper.py', '1.5')}}}\n",
+        running=("nap",),
+    )
+    nap = rows["nap"]["pid"]
+    assert rnix("kill", "-s", "STOP", str(nap)).returncode == 0
+    time.sleep(3.0)
+    assert {p["agent"]: p for p in ps(rnix, "-a")}["nap"]["state"] == "paused"  # not timed out
+    assert rnix("kill", "-s", "CONT", str(nap)).returncode == 0
+    assert wait_for(lambda: {p["agent"]: p for p in ps(rnix, "-a")}["nap"]["state"] == "completed", 10, "nap")
