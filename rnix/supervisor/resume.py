@@ -94,7 +94,7 @@ def prepare(
 ) -> Resume:
     """Decide what the new run reuses from `previous` (see the module docstring); records recovered
     exits in `previous`. `exit_report(path)` -> (returncode, signal) or None; `read_result(path)`."""
-    records = [row.to_record() for row in store.events(previous.id)]
+    previous, records = _decisive(store, previous)
     before_end = [r for r in records if not isinstance(r.event, ev.RunFinished)]
     state = fold(before_end, strict=False)
     recovered = _recover(store, previous, state, exit_report, read_result)
@@ -135,7 +135,7 @@ def prepare(
         dirty.add(name)
         if old.ran:
             replay_names.append(name)
-    replays = _replays(store, previous.id, replay_names)
+    replays = _replays(store, previous, replay_names)
     to_assess = tuple(
         (by_name[key.node], inst)
         for key, inst in state.instances.items()
@@ -156,6 +156,22 @@ def prepare(
         journal_calls=sum(getattr(r, "calls", 0) for r in replays.values()),
         journal_tokens=sum(getattr(r, "tokens", 0) for r in replays.values()),
     )
+
+
+MAX_CHAIN = 1000  # runs followed back through `resumed_from` (a guard, never reached in practice)
+
+
+def _decisive(store: Store, run: RunRow) -> tuple[RunRow, list[Record]]:
+    """The newest run of the chain that decided anything: a resumed run killed before it reused or
+    started a single agent holds nothing of its own, so the run it resumed stands instead."""
+    for _ in range(MAX_CHAIN):
+        records = [row.to_record() for row in store.events(run.id)]
+        decided = any(isinstance(r.event, (ev.InstanceReused, ev.InstanceStarted)) for r in records)
+        earlier = store.run(run.resumed_from) if run.resumed_from and not decided else None
+        if earlier is None:
+            return run, records
+        run = earlier
+    return run, records
 
 
 def _recover(
@@ -209,14 +225,21 @@ def _descendants(plan: Plan, root: str) -> set[str]:
     return seen
 
 
-def _replays(store: Store, run_id: str, names: Iterable[str]) -> dict[str, Any]:
-    """The journal of each agent's last attempt in `run_id`, ready to answer its paid calls."""
+def _replays(store: Store, run: RunRow, names: Iterable[str]) -> dict[str, Any]:
+    """The journal of each agent's last attempt, ready to answer its paid calls: in `run`, or, when
+    the agent made no call there (killed before its first), in the runs `run` resumed."""
     from rnix.core.journal import Replay
     from rnix.store.journal import latest_attempt_entries
 
     out: dict[str, Any] = {}
     for name in names:
-        entries = latest_attempt_entries(store, run_id, name)
-        if entries:
-            out[name] = Replay(entries)
+        current: RunRow | None = run
+        for _ in range(MAX_CHAIN):
+            if current is None:
+                break
+            entries = latest_attempt_entries(store, current.id, name)
+            if entries:
+                out[name] = Replay(entries)
+                break
+            current = store.run(current.resumed_from) if current.resumed_from else None
     return out
