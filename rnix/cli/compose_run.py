@@ -27,15 +27,13 @@ if TYPE_CHECKING:
 class UpView:
     """What `up` shows while it runs: a live table on a terminal, otherwise a line per settled agent.
 
-    Pauses come from another process (`rnix kill -s STOP`, `top`), so the live table learns them
-    from the state database, read at most once a second.
+    It renders the scheduler's fold; pauses asked from another terminal (`rnix kill -s STOP`, `top`)
+    go through the supervisor, so they are in the fold too.
     """
 
     def __init__(self, env: Env, plan: Plan, as_json: bool, run_id: str | None = None) -> None:
         self.env, self.plan, self.as_json = env, plan, as_json
         self.run_id = run_id
-        self._pauses: dict[str, tuple[str, int]] = {}
-        self._pauses_read = 0.0
         self.layers = len(plan.layers)
         self.printed: set[str] = set()
         self.runs: dict[str, AgentView] = {}
@@ -54,14 +52,7 @@ class UpView:
         from rnix.ui.runview import live_table
 
         ordered = [self.runs[a.spec.name] for a in self.plan.agents if a.spec.name in self.runs]
-        return live_table(ordered, self.layers, f"project {self.plan.project}", self._paused())
-
-    def _paused(self) -> dict[str, tuple[str, int]]:
-        now = time.monotonic()
-        if self.run_id is not None and now - self._pauses_read >= PAUSES_EVERY:
-            self._pauses_read = now
-            self._pauses = _paused_clocks(self.env, self.run_id, self._pauses)
-        return self._pauses
+        return live_table(ordered, self.layers, f"project {self.plan.project}")
 
     def update(self, run: AgentView) -> None:
         self.runs[run.name] = run
@@ -257,22 +248,6 @@ def _read_result(path: Path) -> str:
     from rnix.supervisor.runfiles import RunFiles
 
     return RunFiles.read_result(path)
-
-
-PAUSES_EVERY = 1.0  # seconds between the live table's looks at the store for paused agents
-
-
-def _paused_clocks(env: Env, run_id: str, last: dict[str, tuple[str, int]]) -> dict[str, tuple[str, int]]:
-    """State and elapsed ms (paused time left out) of the run's agents that were ever paused."""
-    from rnix.store.db import Store, StoreError
-    from rnix.ui.proctable import elapsed_ms
-
-    try:
-        with Store.open(env.home, readonly=True, busy_timeout_ms=50) as store:
-            rows = store.processes(run_id=run_id)
-    except StoreError:
-        return last  # busy: the next look will do
-    return {r.agent: (r.state, elapsed_ms(r)) for r in rows if r.paused_at is not None or r.paused_ms}
 
 
 def _detach(

@@ -7,7 +7,7 @@ so they cannot disagree. Times are seconds since the epoch, like the events'.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from rnix.core.lifecycle import AgentState
@@ -77,10 +77,7 @@ def live_table(
     runs: Iterable[AgentView],
     layers: int,
     header: str,
-    paused: Mapping[str, tuple[str, int]] | None = None,
 ) -> RenderableType:
-    """`paused`: agents that were paused, by name: their state and elapsed ms from the store, which
-    knows about pauses signalled from another process; used while the agent has not settled."""
     from rich.table import Table
     from rich.text import Text
 
@@ -91,8 +88,6 @@ def live_table(
     for run in runs:
         budget = f"{tokens(run.tokens_used)}/{tokens(run.budget or run.plan.budget)}"
         state, elapsed = run.state.value, run.elapsed_ms(now)
-        if paused and run.name in paused and not run.state.terminal:
-            state, elapsed = paused[run.name]
         style = "bold yellow" if state == AgentState.PAUSED.value else STATE_STYLE.get(run.state, "red")
         table.add_row(
             f"{run.plan.layer}/{layers}",
