@@ -81,14 +81,3 @@ class InvalidDefinition(RnixError):
             f"{what} ({count} {noun})", hint or "fix the lines above; `rnix agents` checks them again"
         )
         self.problems = tuple(problems)
-
-
-class Interrupted(RnixError):
-    """The command was stopped by SIGINT or SIGTERM."""
-
-    code = "INTERRUPTED"
-    exit_code = ExitCode.INTERRUPTED
-
-    def __init__(self, signum_exit: ExitCode = ExitCode.INTERRUPTED) -> None:
-        super().__init__("interrupted")
-        self.exit_code = signum_exit

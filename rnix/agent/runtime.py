@@ -14,10 +14,13 @@ import json
 import os
 import signal
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rnix.agent import protocol
 from rnix.agent.client import GatewayClient, GatewayError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 PREFIX = "rnix-agent"
 
@@ -109,8 +112,11 @@ def _loop(client: GatewayClient, task: dict[str, Any]) -> str:
     return outcome.answer
 
 
-def main() -> NoReturn:
-    """Run, flush, and leave with os._exit: no interpreter teardown (ARCHITECTURE.md)."""
+def main(on_exit: Callable[[int], object] | None = None) -> NoReturn:
+    """Run, flush, and leave with os._exit: no interpreter teardown (ARCHITECTURE.md).
+
+    `on_exit(status)` runs last, once the result is in stdout: the leader writes the exit report there.
+    It is not called when a signal ends the agent (it was stopped, not finished)."""
     try:
         status = run()
     except BaseException as exc:  # a bug: still one line, still a status
@@ -120,4 +126,10 @@ def main() -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
+    if on_exit is not None:
+        try:
+            on_exit(status)
+        except BaseException as exc:  # a bug there must not change the status
+            with contextlib.suppress(OSError):
+                _diagnose(f"internal error at exit: {type(exc).__name__}: {exc}")
     os._exit(status)

@@ -178,6 +178,6 @@ def _options_text(options: Any) -> str:
 
 
 def _contract_text(contract: Any) -> str:
-    from rnix.core.plan import contract_as_dict
+    from rnix.core.jsonable import contract_as_dict
 
     return ", ".join(f"{k}={v}" for k, v in contract_as_dict(contract).items())

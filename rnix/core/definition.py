@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 from rnix.core.fields import AGENT_NAME, CONTRACT, definition_name, text
+from rnix.core.jsonable import contract_as_dict
 from rnix.core.model import AgentDefinition, AgentSpec, ComposeSpec
 from rnix.core.problems import Problem, did_you_mean
 from rnix.core.spec import build_contract
@@ -250,8 +251,6 @@ def tools_as_json(definition: AgentDefinition | None) -> dict[str, dict[str, obj
 
 def definition_as_dict(definition: AgentDefinition, *, instructions: bool = False) -> dict[str, Any]:
     """The definition for `--json` output (instructions only on request: they can be long)."""
-    from rnix.core.plan import contract_as_dict
-
     out: dict[str, Any] = {
         "name": definition.name,
         "description": definition.description,

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rnix.core import budget, dag
-from rnix.core.model import AgentDefinition, AgentSpec, ComposeSpec, Contract, Judge
+from rnix.core.jsonable import contract_as_dict, seconds
+from rnix.core.model import AgentDefinition, AgentSpec, ComposeSpec
 from rnix.core.secrets import redact_environment
 
 
@@ -180,25 +181,6 @@ def _requested(agent: AgentSpec, spec: ComposeSpec) -> int | None:
     if agent.budget is not None or spec.budget_pool is not None or agent.definition is None:
         return agent.budget
     return agent.definition.budget
-
-
-def seconds(value: float) -> int | float:
-    """Durations print as whole seconds when they are whole."""
-    return int(value) if float(value).is_integer() else value
-
-
-def contract_as_dict(contract: Contract) -> dict[str, Any]:
-    quality: object = contract.output_quality
-    if isinstance(quality, Judge):
-        quality = {"judge": quality.criteria}
-    out = {
-        "output_format": contract.output_format,
-        "output_quality": quality,
-        "max_tokens": contract.max_tokens,
-        "timeout": seconds(contract.timeout_s) if contract.timeout_s is not None else None,
-        "sla_level": contract.sla_level,
-    }
-    return {k: v for k, v in out.items() if v is not None}
 
 
 def agent_as_dict(agent: AgentSpec) -> dict[str, Any]:

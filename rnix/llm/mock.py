@@ -54,10 +54,6 @@ class MockOptions:
     script: str | None = None  # a JSON file of scripted tool calls and answers (rnix.llm.mock_tools)
 
 
-def is_mock(model: str) -> bool:
-    return model.split("?", 1)[0] == NAME
-
-
 def parse_model(model: str) -> MockOptions:
     """The options of a `mock?...` model string; ValueError says what is wrong."""
     base, _, query = model.partition("?")

@@ -2,9 +2,12 @@
 
 An agent process is the leader of its own session and process group (pid == pgid). Its stdin is a
 file holding the task JSON, its stdout and stderr are appended to files, so the supervisor never
-copies output and a result survives a supervisor crash. Stopping means SIGTERM to the group, a grace
-period, then SIGKILL to the group (`stop`). If the supervisor dies, the agent's parent-death signal
-makes its leader take the whole group down by itself (grace, then SIGKILL), so nothing outlives rnix.
+copies output and a result survives a supervisor crash. The spawner reads the result (stdout) where
+the agent ran and hands it back with the exit (`ExitInfo.result`); with `exit_path` set, an agent
+that ends by itself also leaves a durable exit report there (see exitreport.py). Stopping means
+SIGTERM to the group, a grace period, then SIGKILL to the group (`stop`). If the supervisor dies,
+the agent's parent-death signal makes its leader take the whole group down by itself (grace, then
+SIGKILL), so nothing outlives rnix.
 """
 
 from __future__ import annotations
@@ -24,13 +27,23 @@ class SpawnRequest:
     stdout_path: str  # opened O_WRONLY|O_CREAT|O_APPEND as fd 1
     stderr_path: str  # opened O_WRONLY|O_CREAT|O_APPEND as fd 2
     grace: float  # SIGTERM -> SIGKILL delay the leader uses when it must stop its group by itself
+    # An absolute path for the agent's exit report, written only when the agent ended by itself (a
+    # report left there by an earlier process is removed at spawn); None: no report.
+    exit_path: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ExitInfo:
     returncode: int | None  # the exit status when the process exited
     signal: int | None  # the signal that killed it, otherwise None
-    result: str | None = None  # the agent's stdout, read next to the process (None: not read)
+    # The agent's stdout as read by the spawner when it exited (exitreport.read_result: at most
+    # RESULT_LIMIT bytes); None when the spawner does not read results (e.g. a test double).
+    result: str | None = None
+
+    def __repr__(self) -> str:
+        result = self.result
+        shown = repr(result) if result is None or len(result) <= 60 else f"<{len(result)} characters>"
+        return f"ExitInfo(returncode={self.returncode!r}, signal={self.signal!r}, result={shown})"
 
     @property
     def shell_status(self) -> int:

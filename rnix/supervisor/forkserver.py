@@ -9,14 +9,17 @@ stop their own groups (their PDEATHSIG SIGTERM; see leader.py).
 
 Control channel, JSON lines (supervisor -> server, then server -> supervisor):
     {"op":"spawn","id":N,"name","argv":[...]|null,"env":{...},"cwd","stdin_path","stdout_path",
-     "stderr_path","grace"}    ->  {"op":"spawned","id":N,"pid":P,"start_ticks":T}
+     "stderr_path","grace","exit_path"|null}
+                               ->  {"op":"spawned","id":N,"pid":P,"start_ticks":T}
                                or  {"op":"error","id":N,"message":"..."}
     at any time                    {"op":"exit","pid":P,"returncode":R|null,"signal":S|null}
     at start                       {"op":"ready","pid":<server pid>}
 `start_ticks` is /proc/P/stat's start time, read before the child can be reaped. The files and the
 working directory are opened here, before the fork, so a bad path is an "error" reply, not a dead
-agent. "spawned" is sent once the child leads its session and, for a command agent, has exec'd the
-command into its group: a signal to the group from then on reaches the command.
+agent; likewise `exit_path` must be absolute and in an existing directory, and a report left there
+by an earlier agent is removed before the fork (the leader writes the new one, see exitreport.py).
+"spawned" is sent once the child leads its session and, for a command agent, has exec'd the command
+into its group: a signal to the group from then on reaches the command.
 
 EOF on the channel ends the server. It is a child subreaper: when an agent's leader dies (say by
 SIGKILL), what it had adopted comes to us, and anything that is not a leader is killed and reaped.
@@ -35,7 +38,7 @@ import sys
 from typing import Any, NoReturn
 
 import rnix.agent.runtime  # noqa: F401  (pre-imported so forked built-in agents share it)
-from rnix.supervisor import leader, procinfo
+from rnix.supervisor import exitreport, leader, procinfo
 
 _OPEN_OUT = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
@@ -45,10 +48,11 @@ class BadRequest(Exception):
 
 
 class ForkServer:
-    def __init__(self, sock: socket.socket, nofile_soft: int) -> None:
+    def __init__(self, sock: socket.socket, nofile_soft: int, supervisor_pid: int) -> None:
         self.sock = sock
         self.nofile_soft = nofile_soft
         self.pid = os.getpid()
+        self.supervisor_pid = supervisor_pid
         self.leaders: set[int] = set()
         # Children forked but not yet announced (see leader._announce): ready fd -> reply, and pid -> fd.
         self.unannounced: dict[int, dict[str, Any]] = {}
@@ -125,6 +129,13 @@ class ForkServer:
         env = request.get("env")
         if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
             raise BadRequest("env must be an object of strings")
+        exit_path = request.get("exit_path")
+        if exit_path is not None:
+            if not isinstance(exit_path, str) or not os.path.isabs(exit_path):
+                raise BadRequest("exit_path must be null or an absolute path")
+            if not os.path.isdir(os.path.dirname(exit_path)):
+                raise BadRequest(f"no directory for the exit report: {exit_path}")
+            exitreport.remove_exit_report(exit_path)
         fds: list[int] = []
         try:
             ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
@@ -142,7 +153,9 @@ class ForkServer:
                 ready_fd=ready_w,
                 grace=float(request.get("grace", 10.0)),
                 server_pid=self.pid,
+                supervisor_pid=self.supervisor_pid,
                 nofile_soft=self.nofile_soft,
+                exit_path=exit_path,
             )
             pid = os.fork()
             if pid == 0:
@@ -224,7 +237,7 @@ def main(argv: list[str]) -> int:
         signal.signal(signum, signal.SIG_IGN)
     sock = socket.socket(fileno=_option(argv, "--fd"))
     sock.set_inheritable(False)
-    server = ForkServer(sock, _option(argv, "--nofile"))
+    server = ForkServer(sock, _option(argv, "--nofile"), parent)
     signal.signal(signal.SIGTERM, lambda signum, frame: _continue_agents_and_exit(server))
     gc.freeze()  # keep the collector from touching (and so un-sharing) the pre-imported objects
     # A broken channel means the supervisor is gone; our agents get their parent-death signal.

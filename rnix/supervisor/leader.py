@@ -13,6 +13,12 @@ Runs in the child of the fork server, never returns (os._exit). Contract:
   command ends, the leader ends whatever it left behind (TERM, a short wait, KILL), then exits with the
   command's status; if the command was killed by signal S, the leader kills itself with S so the fork
   server sees what a shell would. Exec failures exit 127 (not found) or 126 (not executable).
+- Exit report (`exit_path`, see exitreport.py): written as the last thing before the leader exits,
+  only when the agent ended by itself: the built-in runtime finished, or the command exited (or was
+  killed by a signal that was not the leader's own parent-death stop). Never after that stop, and
+  never for a failure once the fork server or the supervisor is dead or dying: an agent that failed
+  because the gateway went away with the supervisor was interrupted, not finished (resume re-runs
+  it). A success is always reported, also when the supervisor died right after it.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
-from rnix.supervisor import procinfo
+from rnix.supervisor import exitreport, procinfo
 
 _UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
 # Faults must keep their default action, or a bug in the leader would spin instead of dying.
@@ -43,7 +49,19 @@ _POLL = 0.05
 class Launch:
     """What the fork server hands to the child it just forked (fds are already open in it)."""
 
-    __slots__ = ("argv", "cwd_fd", "env", "grace", "name", "nofile_soft", "ready_fd", "server_pid", "stdio")
+    __slots__ = (
+        "argv",
+        "cwd_fd",
+        "env",
+        "exit_path",
+        "grace",
+        "name",
+        "nofile_soft",
+        "ready_fd",
+        "server_pid",
+        "stdio",
+        "supervisor_pid",
+    )
 
     def __init__(
         self,
@@ -55,11 +73,14 @@ class Launch:
         ready_fd: int,
         grace: float,
         server_pid: int,
+        supervisor_pid: int,
         nofile_soft: int,
+        exit_path: str | None = None,
     ) -> None:
         self.name, self.argv, self.env, self.stdio = name, argv, env, stdio
         self.cwd_fd, self.ready_fd, self.grace = cwd_fd, ready_fd, grace
-        self.server_pid, self.nofile_soft = server_pid, nofile_soft
+        self.server_pid, self.supervisor_pid, self.nofile_soft = server_pid, supervisor_pid, nofile_soft
+        self.exit_path = exit_path
 
 
 def run(launch: Launch) -> NoReturn:
@@ -73,7 +94,7 @@ def run(launch: Launch) -> NoReturn:
             _announce(launch)  # before the environment: rewriting os.environ takes ~0.7 ms
             os.environ.clear()
             os.environ.update(launch.env)
-            runtime.main()  # exits by itself
+            runtime.main(on_exit=lambda status: report_exit(launch, status, None))  # exits by itself
         else:
             # The command gets `env` and default signals from posix_spawn; the leader needs only
             # the PATH that posix_spawnp searches.
@@ -94,6 +115,28 @@ def _announce(launch: Launch) -> None:
         os.write(launch.ready_fd, b"!")
         os.close(launch.ready_fd)
         launch.ready_fd = -1
+
+
+def report_exit(launch: Launch, returncode: int | None, signum: int | None) -> None:
+    """Leave the exit report of an agent that ended by itself (see the module docstring)."""
+    if launch.exit_path is None:
+        return
+    if returncode != 0 and _supervisor_gone(launch):
+        return
+    try:
+        exitreport.write_exit_report(launch.exit_path, returncode, signum)
+    except OSError as exc:
+        _say(f"rnix: agent {launch.name}: cannot write its exit report: {exc}")
+
+
+def _supervisor_gone(launch: Launch) -> bool:
+    """True when the fork server or the supervisor is dead or on its way out. A dying supervisor is
+    marked exiting before its sockets close, so an agent that failed on the gateway's EOF sees it."""
+    if os.getppid() != launch.server_pid:
+        return True
+    if procinfo.parent_pid(launch.server_pid) != launch.supervisor_pid:
+        return True
+    return procinfo.is_exiting(launch.supervisor_pid)
 
 
 def _say(line: str) -> None:
@@ -152,7 +195,9 @@ class _Command:
         except OSError as exc:
             _announce(self.launch)
             _say(f"rnix: {argv[0]}: {exc.strerror}")
-            return 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
+            status = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
+            report_exit(self.launch, status, None)
+            return status
         _announce(self.launch)
         orphaned = False
         while self.status is None:
@@ -163,6 +208,9 @@ class _Command:
                 orphaned = True
                 break
         self._end_subtree(self.launch.grace if orphaned else min(self.launch.grace, AFTER_EXIT_WAIT))
+        if not orphaned and self.status is not None:  # it ended by itself, not by our orphan stop
+            code = os.waitstatus_to_exitcode(self.status)
+            report_exit(self.launch, *((code, None) if code >= 0 else (None, -code)))
         return self._mirror_status()
 
     def _orphaned(self) -> bool:

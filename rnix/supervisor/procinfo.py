@@ -44,12 +44,40 @@ def become_subreaper() -> None:
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
-def start_ticks(pid: int) -> int:
-    """Field 22 of /proc/<pid>/stat: clock ticks from boot to the process's start (works on zombies)."""
+def _stat(pid: int) -> list[bytes]:
+    """The fields of /proc/<pid>/stat after the command name: [0] is field 3 (state), [1] the ppid."""
     with open(f"/proc/{pid}/stat", "rb") as f:
         stat = f.read()
     # The command name may contain spaces and parentheses, so split after its closing one.
-    return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    return stat[stat.rindex(b")") + 2 :].split()
+
+
+def start_ticks(pid: int) -> int:
+    """Field 22 of /proc/<pid>/stat: clock ticks from boot to the process's start (works on zombies)."""
+    return int(_stat(pid)[19])
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent of `pid` (0 for a process whose parent is outside our PID namespace); None when
+    there is no such process."""
+    try:
+        return int(_stat(pid)[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_PF_EXITING = 0x4  # include/linux/sched.h: set first thing in do_exit(), before any fd is closed
+
+
+def is_exiting(pid: int) -> bool:
+    """True when `pid` is gone, a zombie, or on its way out (PF_EXITING in field 9, flags): a process
+    that is being killed shows this before its sockets close, so a peer that saw EOF can ask."""
+    try:
+        fields = _stat(pid)
+        state, flags = fields[0], int(fields[6])
+    except (OSError, ValueError, IndexError):
+        return True
+    return state in (b"Z", b"X", b"x") or bool(flags & _PF_EXITING)
 
 
 def create_time_from_ticks(ticks: int) -> float:

@@ -119,9 +119,6 @@ class Recorder:
             with self._wake:
                 raise TimeoutError(self._timeout_message(target, timeout))
 
-    async def aclose(self, timeout: float = 10) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.close, timeout)
-
     # -- the worker thread ----------------------------------------------------------------------
 
     def _work(self) -> None:

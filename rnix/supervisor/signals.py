@@ -4,7 +4,7 @@ Every agent is the leader of its own process group; signals go to the whole grou
 SIGTERM to the group (plus SIGCONT, so a paused group can act on it), a grace period, then SIGKILL.
 A group or process that no longer exists (ESRCH) or that we may not signal (EPERM: the PID now
 belongs to someone else) is an expected outcome, reported as False, never raised. Code that signals a
-PID it read from the store uses the `*_verified` variants, which first check the start time.
+PID it read from the store uses `send_verified`, which first checks the start time.
 """
 
 from __future__ import annotations
@@ -67,11 +67,6 @@ def send(pid: int, signum: int) -> bool:
             return False
         raise
     return True
-
-
-def send_group_verified(pid: int, start_time: float, signum: int) -> bool:
-    """Signal the group led by `pid` only if `pid` is still the process that started at `start_time`."""
-    return procinfo.is_same_process(pid, start_time) and send_group(pid, signum)
 
 
 def send_verified(pid: int, start_time: float, signum: int) -> bool:

@@ -4,7 +4,8 @@
 `python -m rnix.supervisor.forkserver` from the running loop's thread (PDEATHSIG follows the thread
 that forked) and waits until it is ready. `spawn()` sends one request over the control socketpair
 and returns a `LocalAgentProcess` (pid == pgid, psutil start time) as soon as the process exists;
-its `wait()` resolves when the fork server reaps it.
+its `wait()` resolves when the fork server reaps it, with the agent's result read from its stdout
+file (`exitreport.read_result`) in `ExitInfo.result`.
 
 If the fork server ends (by `close()` or unexpectedly), every agent still running has its group
 SIGKILLed and, having been re-parented to us (subreaper), is reaped here: its `wait()` completes
@@ -30,7 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rnix.supervisor import procinfo, signals
+from rnix.supervisor import exitreport, procinfo, signals
 from rnix.supervisor.api import ExitInfo, SpawnRequest
 
 READY_TIMEOUT = 30.0  # a cold start on a loaded machine imports the runtime in well under a second
@@ -44,10 +45,11 @@ class SpawnError(RuntimeError):
 class LocalAgentProcess:
     """An agent forked by the fork server (implements api.AgentProcess)."""
 
-    def __init__(self, name: str, pid: int, start_time: float) -> None:
+    def __init__(self, name: str, pid: int, start_time: float, stdout_path: str | None = None) -> None:
         self.name = name
         self.pid = pid
         self.start_time = start_time
+        self.stdout_path = stdout_path  # where the result is read from when it exits
         self._exit: asyncio.Future[ExitInfo] = asyncio.get_running_loop().create_future()
 
     @property
@@ -65,9 +67,10 @@ class LocalAgentProcess:
     async def stop(self, grace: float) -> ExitInfo:
         return await signals.stop_group(self, grace)
 
-    def _finish(self, info: ExitInfo) -> None:
+    def _finish(self, returncode: int | None, signum: int | None) -> None:
         if not self._exit.done():
-            self._exit.set_result(info)
+            result = None if self.stdout_path is None else exitreport.read_result(self.stdout_path)
+            self._exit.set_result(ExitInfo(returncode, signum, result))
 
     def __repr__(self) -> str:
         return f"<LocalAgentProcess {self.name} pid={self.pid} exit={self.exit_info}>"
@@ -92,7 +95,7 @@ class ForkServerSpawner:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
-        self._pending: dict[int, tuple[str, asyncio.Future[LocalAgentProcess]]] = {}
+        self._pending: dict[int, tuple[SpawnRequest, asyncio.Future[LocalAgentProcess]]] = {}
         self._agents: dict[int, LocalAgentProcess] = {}
         self._next_id = 0
         self._running = False
@@ -156,7 +159,7 @@ class ForkServerSpawner:
         self._next_id += 1
         request_id = self._next_id
         future: asyncio.Future[LocalAgentProcess] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = (request.name, future)
+        self._pending[request_id] = (request, future)
         fields = {field.name: getattr(request, field.name) for field in dataclasses.fields(request)}
         message = {**fields, "op": "spawn", "id": request_id, "env": dict(request.env)}
         try:
@@ -197,12 +200,14 @@ class ForkServerSpawner:
         if op == "exit":
             agent = self._agents.pop(int(message["pid"]), None)
             if agent is not None:
-                agent._finish(ExitInfo(message.get("returncode"), message.get("signal")))
+                agent._finish(message.get("returncode"), message.get("signal"))
             return
-        name, future = self._pending.pop(int(message["id"]))
+        request, future = self._pending.pop(int(message["id"]))
+        name = request.name
         if op == "spawned":
             pid = int(message["pid"])
-            agent = LocalAgentProcess(name, pid, procinfo.create_time_from_ticks(int(message["start_ticks"])))
+            start_time = procinfo.create_time_from_ticks(int(message["start_ticks"]))
+            agent = LocalAgentProcess(name, pid, start_time, request.stdout_path)
             self._agents[pid] = agent
             if future.cancelled():
                 signals.send_group(pid, signal.SIGKILL)  # nobody holds a handle to it
@@ -214,9 +219,10 @@ class ForkServerSpawner:
     async def _server_gone(self) -> None:
         self._running = False
         why = "was closed" if self._closing else "exited unexpectedly"
-        for name, future in self._pending.values():
+        for request, future in self._pending.values():
             if not future.done():
-                future.set_exception(RuntimeError(f"cannot start agent {name!r}: the rnix fork server {why}"))
+                message = f"cannot start agent {request.name!r}: the rnix fork server {why}"
+                future.set_exception(RuntimeError(message))
         self._pending.clear()
         assert self._proc is not None and self._writer is not None
         try:
@@ -243,16 +249,17 @@ async def _reap(agents: list[LocalAgentProcess]) -> None:
             try:
                 pid, status = os.waitpid(agent.pid, os.WNOHANG)
             except ChildProcessError:  # not re-parented to us (no subreaper): its status is lost
-                agent._finish(ExitInfo(None, signal.SIGKILL))
+                agent._finish(None, signal.SIGKILL)
                 agents.remove(agent)
                 continue
             if pid:
                 code = os.waitstatus_to_exitcode(status)
-                agent._finish(ExitInfo(code, None) if code >= 0 else ExitInfo(None, -code))
+                returncode, signum = (code, None) if code >= 0 else (None, -code)
+                agent._finish(returncode, signum)
                 agents.remove(agent)
         if loop.time() > deadline:
             for agent in agents:
-                agent._finish(ExitInfo(None, signal.SIGKILL))
+                agent._finish(None, signal.SIGKILL)
             return
         await asyncio.sleep(0.01)
 

@@ -63,7 +63,7 @@ def test_succeeding_agents_have_distinct_pids_and_their_output(tmp_path: Path, m
         for i, agent in enumerate(agents):
             info = await agent.wait()
             assert (info.returncode, info.signal, info.shell_status) == (0, None, 0)
-            assert (tmp_path / f"a{i}.out").read_text() == f"hello {i}\n"
+            assert (tmp_path / f"a{i}.out").read_text() == info.result == f"hello {i}\n"
             assert (tmp_path / f"a{i}.err").read_text() == ""
 
     run_with_spawner(marker, body)
