@@ -16,7 +16,6 @@ from rnix.errors import ExitCode, RnixError, UsageError
 from rnix.ui import jsonout
 
 if TYPE_CHECKING:
-    from pathlib import Path
 
     from rnix.core.plan import Plan
     from rnix.supervisor.resume import Resume
@@ -225,29 +224,7 @@ def _resume(env: Env, plan: Plan, project: str, fresh: bool, from_agent: str | N
                     "run `rnix compose up` first",
                 )
             return None
-        return resume.prepare(
-            store,
-            plan,
-            previous,
-            from_agent=from_agent,
-            exit_report=_exit_report,
-            read_result=_read_result,
-        )
-
-
-def _exit_report(path: Path) -> tuple[int | None, int | None] | None:
-    try:
-        from rnix.supervisor.exitreport import read_exit_report
-    except ImportError:  # the exit report lands with the spawner's change
-        return None
-    info = read_exit_report(path)
-    return None if info is None else (info.returncode, info.signal)
-
-
-def _read_result(path: Path) -> str:
-    from rnix.supervisor.runfiles import RunFiles
-
-    return RunFiles.read_result(path)
+        return resume.prepare(store, plan, previous, from_agent=from_agent)
 
 
 def _detach(

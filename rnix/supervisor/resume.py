@@ -89,15 +89,13 @@ def prepare(
     previous: RunRow,
     *,
     from_agent: str | None = None,
-    exit_report: Callable[[Path], tuple[int | None, int | None] | None] | None = None,
-    read_result: Callable[[Path], str] | None = None,
 ) -> Resume:
     """Decide what the new run reuses from `previous` (see the module docstring); records recovered
-    exits in `previous`. `exit_report(path)` -> (returncode, signal) or None; `read_result(path)`."""
+    exits in the run that executed them."""
     previous, records = _decisive(store, previous)
     before_end = [r for r in records if not isinstance(r.event, ev.RunFinished)]
     state = fold(before_end, strict=False)
-    recovered = _recover(store, previous, state, exit_report, read_result)
+    recovered = _recover(store, previous, state)
     if recovered:
         state = fold(recovered, state, strict=False)
     by_name = {a.spec.name: a for a in plan.agents}
@@ -174,21 +172,16 @@ def _decisive(store: Store, run: RunRow) -> tuple[RunRow, list[Record]]:
     return run, records
 
 
-def _recover(
-    store: Store,
-    previous: RunRow,
-    state: RunState,
-    exit_report: Callable[[Path], tuple[int | None, int | None] | None] | None,
-    read_result: Callable[[Path], str] | None,
-) -> list[Record]:
-    if exit_report is None or read_result is None:
-        return []
+def _recover(store: Store, previous: RunRow, state: RunState) -> list[Record]:
+    """Completed exits the supervisor died before recording, from the agents' exit reports."""
+    from rnix.supervisor.exitreport import read_exit_report, read_result
+
     records = []
     for inst in state.instances.values():
         if not inst.state.signallable or inst.out_path is None:
             continue
-        report = exit_report(_exit_path(Path(inst.out_path)))
-        if report is None or report != (0, None):
+        report = read_exit_report(_exit_path(Path(inst.out_path)))
+        if report is None or (report.returncode, report.signal) != (0, None):
             continue  # killed with its supervisor, or it failed: it runs again
         event = ev.InstanceExited(
             key=inst.key,

@@ -17,14 +17,13 @@ from rnix.core.model import AgentSpec
 from rnix.core.secrets import mask
 from rnix.core.task import task_document
 
-RESULT_LIMIT = 1024 * 1024  # bytes of stdout kept as the result (the whole stdout stays in its file)
-
 
 @dataclass(frozen=True)
 class AgentPaths:
     task: Path
     out: Path
     log: Path
+    exit: Path  # the exit report its leader writes when it ends by itself (rnix.supervisor.exitreport)
 
 
 class RunFiles:
@@ -50,6 +49,7 @@ class RunFiles:
             self.directory / f"{agent}.task.json",
             self.directory / f"{agent}.out",
             self.directory / f"{agent}.log",
+            self.directory / f"{agent}.exit.json",
         )
 
     def prepare(
@@ -86,19 +86,6 @@ class RunFiles:
         if spec.working_dir is None:
             return str(self.base_dir)
         return str((self.base_dir / spec.working_dir).resolve())
-
-    @staticmethod
-    def read_result(path: Path, limit: int = RESULT_LIMIT) -> str:
-        """The agent's stdout (at most `limit` bytes, decoded leniently)."""
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read(limit + 1)
-        except OSError:
-            return ""
-        text = data[:limit].decode("utf-8", errors="replace")
-        if len(data) > limit:
-            text += f"\n[rnix: result truncated at {limit} bytes; the whole output is in {path}]"
-        return text
 
     @staticmethod
     def last_log_line(path: Path, tail: int = 4096) -> str | None:

@@ -322,6 +322,7 @@ class Scheduler:
             stdout_path=str(paths.out),
             stderr_path=str(paths.log),
             grace=spec.stop_grace_period_s,
+            exit_path=str(paths.exit),
         )
         requested = self.clock.time()  # the agent's clock starts with the spawn, not its reply
         process = await self.spawner.spawn(request)
@@ -341,7 +342,7 @@ class Scheduler:
         )
         exit_info = await process.wait()
         inst = self.state.instances[key]
-        result = exit_info.result if exit_info.result is not None else self.files.read_result(paths.out)
+        result = exit_info.result  # read next to the process by the spawner
         decision = act.exit_decision(
             inst, spec.max_retries, exit_info.returncode, exit_info.signal, self.state.stopping, self.options
         )

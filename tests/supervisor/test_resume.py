@@ -74,3 +74,33 @@ def test_a_resume_that_decided_keeps_its_own_decisions(rnix_home: Path) -> None:
         assert previous is not None
         decided = resume.prepare(store, plan, previous)
     assert decided.reused == () and decided.from_run == "run2"
+
+
+def test_an_exit_the_dead_supervisor_never_recorded_is_recovered_from_the_exit_report(
+    rnix_home: Path, tmp_path: Path
+) -> None:
+    from rnix.supervisor.exitreport import write_exit_report
+
+    plan = team()
+    out_a, out_b = tmp_path / "a.out", tmp_path / "b.out"
+    out_a.write_text("A done\n")
+    write_exit_report(str(tmp_path / "a.exit.json"), 0, None)  # a finished; nobody recorded it
+    out_b.write_text("half")  # b was killed with its supervisor: no report
+    with Store.open(rnix_home) as store:
+        store.append(
+            [
+                *planned("run1", plan),
+                Record("run1", 2.0, ev.InstanceStarted(key=A, attempt=1, pid=10, out_path=str(out_a))),
+                Record("run1", 3.0, ev.RunFinished(status="lost")),
+            ]
+        )
+        previous = store.run("run1")
+        assert previous is not None
+        decided = resume.prepare(store, plan, previous)
+        recorded = [r.to_record().event for r in store.events("run1", kinds=["agent_exited"])]
+        row = {p.agent: p for p in store.processes(run_id="run1")}["a"]
+    assert decided.recovered == ("a",)
+    assert [(r.key, r.result) for r in decided.reused] == [(A, "A done\n")]
+    assert [(e.state, e.recovered, e.result) for e in recorded] == [("completed", True, "A done\n")]
+    assert row.state == "completed"  # the run that executed it now says so
+    assert [(agent.spec.name, inst.state.value) for agent, inst in decided.to_assess] == [("a", "completed")]

@@ -84,11 +84,10 @@ class FakeSpawner:
         return process
 
     def _exit(self, process: FakeProcess) -> None:
-        Path(process.request.stdout_path).write_text(
-            process.behaviour.out or f"result of {process.request.name}"
-        )
+        # The result travels with the exit, as a spawner on any node reads it next to the process.
+        result = process.behaviour.out or f"result of {process.request.name}"
         self.log.append(("end", process.request.name))
-        process.finish(ExitInfo(process.behaviour.code, None))
+        process.finish(ExitInfo(process.behaviour.code, None, result))
 
 
 class FakeAccounts:
