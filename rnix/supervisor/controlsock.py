@@ -118,6 +118,7 @@ class ControlServer:
         self._inode: int | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._answering: set[asyncio.Future[None]] = set()  # requests being answered (close waits)
 
     async def start(self) -> None:
         _clear_stale(self.path)
@@ -134,9 +135,13 @@ class ControlServer:
                 "check that the run directory exists and is yours",
             ) from exc
 
-    async def close(self) -> None:
+    async def close(self, finish: float = 2.0) -> None:
+        """Stop accepting; let requests already being answered finish (up to `finish` seconds: a
+        `kill` that ended the run's last agent still gets its answer), then end every connection."""
         if self._server is not None:
             self._server.close()
+        if self._answering:
+            await asyncio.wait(set(self._answering), timeout=finish)
         for task in list(self._handlers):
             task.cancel()
         for writer in list(self._writers):
@@ -165,7 +170,10 @@ class ControlServer:
                     return
                 if not line:
                     return
-                await _send(writer, await self._answer(line))
+                answer = asyncio.ensure_future(self._answer_and_send(writer, line))
+                self._answering.add(answer)
+                answer.add_done_callback(self._answering.discard)
+                await asyncio.shield(answer)
         except ConnectionError:
             pass  # the client went away; it will not read the reply
         except asyncio.CancelledError:
@@ -175,6 +183,11 @@ class ControlServer:
             if task is not None:
                 self._handlers.discard(task)
             writer.close()
+
+    async def _answer_and_send(self, writer: asyncio.StreamWriter, line: bytes) -> None:
+        answer = await self._answer(line)
+        with contextlib.suppress(ConnectionError, RuntimeError):  # the client left, or close() ended it
+            await _send(writer, answer)
 
     async def _answer(self, line: bytes) -> dict[str, Any]:
         try:
