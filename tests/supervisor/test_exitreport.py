@@ -10,7 +10,7 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
@@ -23,8 +23,10 @@ from rnix.supervisor.api import ExitInfo, SpawnRequest
 from rnix.supervisor.exitreport import RESULT_LIMIT, read_exit_report, read_result, write_exit_report
 from rnix.supervisor.spawn import ForkServerSpawner, SpawnError
 from tests.agent.test_runtime import TASK, FakeGateway, Reply, agent_env, ok, refuse
-from tests.fixtures import MARKER, agent_argv, marked_env, new_marker, request
-from tests.procs import wait_marked_gone
+from tests.fixtures import agent_argv, marked_env, new_marker, request
+from tests.supervisor.test_spawn import marker, run_with_spawner
+
+__all__ = ["marker"]  # the fixture (nothing marked outlives the test), imported for pytest
 
 T = TypeVar("T")
 
@@ -110,21 +112,6 @@ def test_no_report_or_an_unreadable_one_reads_as_none(tmp_path: Path) -> None:
 
 
 # -- real agents -------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def marker() -> Iterator[str]:
-    value = new_marker()
-    yield value
-    assert wait_marked_gone(value, 10.0) == [], "a marked process outlived its test"
-
-
-def run_with_spawner(marker: str, body: Callable[[ForkServerSpawner], Awaitable[T]]) -> T:
-    async def main() -> T:
-        async with ForkServerSpawner(environ={**os.environ, MARKER: marker}) as spawner:
-            return await asyncio.wait_for(body(spawner), 120)
-
-    return asyncio.run(main())
 
 
 def reporting(spawn: SpawnRequest) -> SpawnRequest:
