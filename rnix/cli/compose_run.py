@@ -16,7 +16,6 @@ from rnix.errors import ExitCode, RnixError, UsageError
 from rnix.ui import jsonout
 
 if TYPE_CHECKING:
-
     from rnix.core.plan import Plan
     from rnix.supervisor.resume import Resume
     from rnix.supervisor.run import Outcome

@@ -40,6 +40,7 @@ def process_dict(row: ProcessRow) -> dict[str, Any]:
         "intent": row.intent,
         "error": row.error,
         "sla": row.sla,
+        "reused_from": row.reused_from,
     }
 
 

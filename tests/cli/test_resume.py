@@ -155,5 +155,8 @@ def test_up_resumes_a_run_whose_supervisor_was_killed(tmp_path: Path, rnix: RunR
     code, doc, err = up(rnix)
     assert code == 0 and reused(doc) == {"quick"} and "reusing 1 completed agent" in err
     assert starts(tmp_path) == ["quick", "slow", "slow"]
-    runs = json.loads(rnix("ps", "-a", "--json").stdout)
-    assert runs["ok"] is True
+    rows = {
+        p["agent"]: p for p in json.loads(rnix("compose", "ps", "-a", "--json").stdout)["data"]["processes"]
+    }
+    assert rows["quick"]["reused_from"] is not None and rows["quick"]["state"] == "completed"
+    assert rows["slow"]["reused_from"] is None and rows["slow"]["state"] == "completed"
