@@ -12,7 +12,7 @@ import click
 from rnix.core.model import ComposeSpec
 from rnix.core.secrets import mask, secret_values
 from rnix.env import Env
-from rnix.errors import ExitCode
+from rnix.errors import ExitCode, UsageError
 from rnix.ui import jsonout
 
 if TYPE_CHECKING:
@@ -56,7 +56,42 @@ def load(env: Env, file: str | None, project: str | None) -> Loaded:
         env.warn(warning)
     spec = parse_compose(loaded.data, loaded.lines, loaded.display)
     spec = resolve_definitions(spec, library(env, loaded.path.parent), loaded.lines)
+    spec = resolve_models(env, spec)
     return Loaded(spec, resolve_project_name(project, env.environ, spec.name, loaded.path), loaded.path)
+
+
+def resolve_models(env: Env, spec: ComposeSpec) -> ComposeSpec:
+    """Aliases replaced by their models; an unknown alias or provider is an error at its line."""
+    from rnix.core import models
+    from rnix.errors import InvalidCompose
+    from rnix.store.models_file import user_aliases
+
+    aliases = models.aliases_by_name(user_aliases(env.config_home), spec.models)
+    spec = models.resolve(spec, aliases)
+    problems = models.check(spec, aliases, env.environ, credentials=False)
+    if problems:
+        raise InvalidCompose(spec.file, problems)
+    return spec
+
+
+def check_credentials(env: Env, loaded: Loaded) -> None:
+    """Before anything runs (`config -q`, `plan`, `up`): every provider's key is set, in the
+    environment or in the `.env` beside the compose file; else exit 2 naming the variable."""
+    from rnix.core import models
+    from rnix.store.compose_file import dotenv_values
+
+    set_here = {k: v for k, v in env.environ.items() if v}  # an empty variable is not a key
+    environ = {**dotenv_values(loaded.path.parent), **set_here}
+    problems = models.check(loaded.spec, {}, environ)
+    if problems:
+        where = "; ".join(f"{p.file}:{p.line}: {p.message}" if p.line else p.message for p in problems)
+        raise MissingCredentials(where, "nothing was started; `rnix models` lists the models and their keys")
+
+
+class MissingCredentials(UsageError):
+    """A provider's key is not set: the run would fail at its first call, so it does not start."""
+
+    code = "MISSING_CREDENTIALS"
 
 
 def library(env: Env, project_dir: Path | None) -> Library:
@@ -93,6 +128,8 @@ def config_cmd(env: Env, file: str | None, project: str | None, as_json: bool, q
     from rnix.core.plan import spec_as_dict
 
     loaded = load(env, file, project)
+    if quiet:
+        check_credentials(env, loaded)  # -q answers "will `up` start?"
     if quiet and not as_json:
         return ExitCode.OK
     data = mask(spec_as_dict(loaded.spec), secret_values(env.environ))
@@ -122,6 +159,7 @@ def plan_cmd(env: Env, file: str | None, project: str | None, as_json: bool, see
     from rnix.core.plan import plan_as_dict
 
     loaded = load(env, file, project)
+    check_credentials(env, loaded)
     plan = plan_with_ledger(env, loaded.spec, loaded.project, seed)
     if plan.allocation.unfunded:
         env.warn(

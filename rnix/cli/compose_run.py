@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rnix.cli.compose import compose, file_option, json_option, load, project_option, seed_option
+from rnix.cli.compose import (
+    check_credentials,
+    compose,
+    file_option,
+    json_option,
+    load,
+    project_option,
+    seed_option,
+)
 from rnix.core.secrets import mask, mask_text, secret_values
 from rnix.env import Env, SystemClock
 from rnix.errors import ExitCode, RnixError, UsageError
@@ -143,6 +151,7 @@ def up_cmd(
     from rnix.supervisor.run import RunContext, supervise
 
     loaded = load(env, file, project)
+    check_credentials(env, loaded)
     plan = plan_with_ledger(env, loaded.spec, loaded.project, seed)
     if fresh and from_agent:
         raise UsageError("--fresh and --from cannot be used together", "--from already re-runs what it names")

@@ -15,7 +15,7 @@ from typing import NoReturn
 import click
 
 from rnix import __version__
-from rnix.cli import agents, compose_graph, compose_run, procs, reputation
+from rnix.cli import agents, compose_graph, compose_run, models, procs, reputation
 from rnix.cli.completion import completion_cmd
 from rnix.cli.compose import compose
 from rnix.cli.top import top_cmd
@@ -58,7 +58,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 cli.add_command(compose)
-for _command in (*procs.COMMANDS, top_cmd, reputation.reputation_cmd, completion_cmd, agents.agents_cmd):
+for _command in (
+    *procs.COMMANDS,
+    top_cmd,
+    reputation.reputation_cmd,
+    completion_cmd,
+    agents.agents_cmd,
+    models.models_cmd,
+):
     cli.add_command(_command)
 
 

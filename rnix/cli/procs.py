@@ -152,6 +152,10 @@ def run_cmd(
         from rnix.store.definitions import resolve_definitions
 
         spec = resolve_definitions(spec, library(env, env.cwd), {})
+    from rnix.cli.compose import Loaded, check_credentials, resolve_models
+
+    spec = resolve_models(env, spec)  # `--model haiku`, with the keys checked before anything runs
+    check_credentials(env, Loaded(spec, "agent", env.cwd / "compose.yaml"))
     plan = make_plan(spec, resolve_project_name(project, {}, None, env.cwd / "x"))
     stdin_input = None
     if env.stdin_piped:

@@ -145,6 +145,27 @@ BUDGET_POOL = Obj(
     }
 )
 
+MODEL_ALIAS_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}"
+MODEL_ALIAS = OneOf(
+    (
+        (str, text),
+        (
+            dict,
+            Obj(
+                {
+                    "model": Field(text, "The litellm model string the alias stands for.", required=True),
+                    "api_base": Field(url, "The endpoint for this model (a local or compatible server)."),
+                    "max_concurrency": Field(
+                        Int(minimum=1), "At most this many calls to this model at once (the gateway queues)."
+                    ),
+                    "rpm": Field(Int(minimum=1), "At most this many calls a minute to this model."),
+                }
+            ),
+        ),
+    ),
+    what="a model string or a mapping with `model`",
+)
+
 COMPOSE = Obj(
     {
         "version": Field(Literal(VERSIONS), "Format version; only 1.0 exists.", default="1.0"),
@@ -161,6 +182,11 @@ COMPOSE = Obj(
         ),
         "max_retries": Field(Int(minimum=0, maximum=100), "Default re-runs after a failure.", default=0),
         "budget_pool": Field(BUDGET_POOL, "A token pool divided among the agents."),
+        "models": Field(
+            MapOf(MODEL_ALIAS, MODEL_ALIAS_NAME, "a model alias (letters, digits, '.', '-' and '_')"),
+            "Model aliases for this file: a short name -> a model string, or {model, api_base, "
+            "max_concurrency, rpm}. They win over models.yaml and rnix's built-in aliases.",
+        ),
         "agents": Field(
             MapOf(
                 AGENT, AGENT_NAME, "a valid agent name (lower-case letters, digits, '-' and '_')", min_items=1

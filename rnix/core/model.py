@@ -87,6 +87,18 @@ class AgentSpec:
 
 
 @dataclass(frozen=True)
+class ModelAlias:
+    """A short model name (`haiku`) and what it stands for (rnix.core.models)."""
+
+    name: str
+    model: str  # the litellm model string
+    api_base: str | None = None
+    max_concurrency: int | None = None
+    rpm: int | None = None
+    source: str = "builtin"  # builtin | user (models.yaml) | compose (the file's `models:`)
+
+
+@dataclass(frozen=True)
 class ComposeSpec:
     """A whole compose file after validation."""
 
@@ -101,6 +113,7 @@ class ComposeSpec:
     stop_grace_period_s: float = 5.0
     max_retries: int = 0
     budget_pool: BudgetPool | None = None
+    models: tuple[ModelAlias, ...] = ()  # the file's `models:` aliases
     # Every definition the file names (`agent:` and all `candidates`), once resolved by the loader.
     definitions: Mapping[str, AgentDefinition] = field(default_factory=lambda: MappingProxyType({}))
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from rnix.core import dag
 from rnix.core.fields import AGENT_NAME_MAX, COMPOSE, DEFAULTS
-from rnix.core.model import AgentSpec, BudgetPool, ComposeSpec, Contract, Judge
+from rnix.core.model import AgentSpec, BudgetPool, ComposeSpec, Contract, Judge, ModelAlias
 from rnix.core.problems import did_you_mean
 from rnix.core.types import INVALID, Checker, Path
 from rnix.errors import InvalidCompose
@@ -110,7 +110,26 @@ def _build(
         budget_pool=BudgetPool(pool["total"], pool.get("allocation", DEFAULTS["allocation"]))
         if pool
         else None,
+        models=model_aliases(checked.get("models") or {}, "compose"),
     )
+
+
+def model_aliases(raw: Mapping[str, Any], source: str) -> tuple[ModelAlias, ...]:
+    """Checked `models:` entries (a string, or a mapping with `model`) as aliases."""
+    out = []
+    for name, value in raw.items():
+        body: Mapping[str, Any] = {"model": value} if isinstance(value, str) else value
+        out.append(
+            ModelAlias(
+                name,
+                body["model"],
+                body.get("api_base"),
+                body.get("max_concurrency"),
+                body.get("rpm"),
+                source,
+            )
+        )
+    return tuple(out)
 
 
 def _build_agent(

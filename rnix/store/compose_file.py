@@ -182,6 +182,11 @@ def _dotenv_display(display: str) -> str:
     return DOTENV_NAME if str(parent) == "." else str(parent / DOTENV_NAME)
 
 
+def dotenv_values(directory: pathlib.Path) -> dict[str, str]:
+    """The variables of the `.env` in `directory` (none when it is missing or unreadable)."""
+    return _load_dotenv(directory / DOTENV_NAME, DOTENV_NAME)[0]
+
+
 def _load_dotenv(path: pathlib.Path, display: str) -> tuple[dict[str, str], tuple[Problem, ...]]:
     """The `.env` values and problems; a missing `.env` is simply empty."""
     try:

@@ -47,9 +47,9 @@ def test_the_shipped_library_is_listed(rnix: RunRnix, tmp_path: Path) -> None:
 
 def test_project_beats_user_beats_builtin(rnix: RunRnix, tmp_path: Path) -> None:
     write_definition(
-        tmp_path / "agents", "reviewer", "name: reviewer\ndescription: the project's\nmodel: p\n"
+        tmp_path / "agents", "reviewer", "name: reviewer\ndescription: the project's\nmodel: ollama/p\n"
     )
-    write_definition(user_dir(), "reviewer", "name: reviewer\ndescription: mine\nmodel: u\n")
+    write_definition(user_dir(), "reviewer", "name: reviewer\ndescription: mine\nmodel: ollama/u\n")
     write_definition(user_dir(), "mine", "name: mine\ndescription: only mine\n")
     rows = [(a["name"], a["source"], a["shadowed_by"]) for a in agents_json(rnix)[1]["data"]["agents"]]
     assert [r for r in rows if r[0] in ("reviewer", "mine")] == [
@@ -67,10 +67,10 @@ def test_project_beats_user_beats_builtin(rnix: RunRnix, tmp_path: Path) -> None
         plan = json.loads(rnix("compose", "plan", "--json").stdout)["data"]
         return {a["name"]: (a["definition_source"]["source"], a["model"]) for a in plan["agents"]}
 
-    assert used() == {"r": ("project", "p"), "m": ("user", "mock")}
+    assert used() == {"r": ("project", "ollama/p"), "m": ("user", "mock")}
     (tmp_path / "agents" / "reviewer" / "agent.yaml").unlink()
     (tmp_path / "agents" / "reviewer" / "instructions.md").unlink()
-    assert used()["r"] == ("user", "u")
+    assert used()["r"] == ("user", "ollama/u")
     detail = json.loads(rnix("agents", "reviewer", "--json").stdout)["data"]
     assert detail["source"] == "user" and detail["instructions"] == "Do it.\n"
     assert detail["shadows"] == [{"source": "builtin", "path": detail["shadows"][0]["path"]}]
