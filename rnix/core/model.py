@@ -79,6 +79,9 @@ class AgentSpec:
     # definition's defaults never override them.
     explicit: frozenset[str] = frozenset()
     definition: AgentDefinition | None = None  # the resolved `agent:` or chosen candidate, once known
+    # Limits of the model alias the agent named (rnix.core.models.resolve): calls at once, per minute.
+    max_concurrency: int | None = None
+    rpm: int | None = None
 
     @property
     def kind(self) -> str:

@@ -119,7 +119,15 @@ def resolve(spec: ComposeSpec, aliases: Mapping[str, ModelAlias]) -> ComposeSpec
         api_base = (
             agent.api_base if "api_base" in agent.explicit or alias.api_base is None else alias.api_base
         )
-        agents.append(replace(agent, model=alias.model, api_base=api_base))
+        agents.append(
+            replace(
+                agent,
+                model=alias.model,
+                api_base=api_base,
+                max_concurrency=alias.max_concurrency,
+                rpm=alias.rpm,
+            )
+        )
     return replace(spec, agents=tuple(agents))
 
 

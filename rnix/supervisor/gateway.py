@@ -56,6 +56,7 @@ from rnix.core.secrets import mask, secret_values
 from rnix.llm import tokens
 from rnix.llm.backend import CALLER, Backend, CallTimeout, Completion, ProviderError, Usage, one_line
 from rnix.llm.retry import call_with_retries, will_retry
+from rnix.supervisor.ratelimit import ModelGate
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,8 @@ class Gateway:
         self._nonces: dict[str, str] = {}  # live nonce -> agent
         self._nonce_of: dict[str, str] = {}  # agent -> its live nonce
         self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._model_limits: dict[str, tuple[int | None, int | None]] = {}
+        self._gates: dict[str, ModelGate] = {}
         self._server: asyncio.AbstractServer | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -468,11 +471,12 @@ class Gateway:
         CALLER.set(account.agent)  # this task's own context: the backend sees whose call it is
         backend = self._backend(account.model)
         semaphore = self._semaphore(account)
+        gate = self._gate(account.model)
         tries, cut_off = 0, False
 
         async def attempt() -> Completion:
             nonlocal cut_off
-            async with semaphore:
+            async with semaphore, gate:
                 try:
                     return await asyncio.wait_for(
                         backend.complete(
@@ -583,6 +587,20 @@ class Gateway:
 
                 self._builtin[kind] = LiteLLMBackend()
         return self._builtin[kind]
+
+    def limit_model(self, model: str, max_concurrency: int | None, rpm: int | None) -> None:
+        """Calls to `model` at most `max_concurrency` at once and `rpm` a minute (a model alias's
+        limits); set before the run's first call."""
+        if max_concurrency or rpm:
+            self._model_limits[model] = (max_concurrency, rpm)
+
+    def _gate(self, model: str) -> contextlib.AbstractAsyncContextManager[object]:
+        limits = self._model_limits.get(model)
+        if limits is None:
+            return contextlib.nullcontext()
+        if model not in self._gates:
+            self._gates[model] = ModelGate(*limits)
+        return self._gates[model]
 
     def _semaphore(self, account: Account) -> asyncio.Semaphore:
         model = account.model.split("?", 1)[0]

@@ -117,6 +117,8 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
 
     journal = _Journal(home, ctx.run_id, secrets)
     gateway = Gateway(socket_path, on_call=on_call, on_journal=journal.append)
+    for agent in ctx.plan.agents:
+        gateway.limit_model(agent.spec.model, agent.spec.max_concurrency, agent.spec.rpm)
     spawner = ForkServerSpawner(environ={k: v for k, v in ctx.environ.items() if not is_secret_name(k)})
     interrupted: list[int] = []
     background: list[asyncio.Future[object]] = []
