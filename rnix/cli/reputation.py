@@ -45,7 +45,8 @@ def load_records(env: Env, definitions: set[str] | None = None) -> list[Record]:
     if not (env.home / "rnix.db").exists():
         return []
     with Store.open(env.home, readonly=True) as store:
-        return [to_record(row) for row in store.ledger(definitions=definitions)]
+        # A failure that was not the agent's (no key, provider down) says nothing about its definition.
+        return [to_record(row) for row in store.ledger(definitions=definitions) if row.infra is None]
 
 
 def explore_rate(env: Env) -> float:

@@ -319,6 +319,9 @@ class InstanceAssessed(Event):
     contract_timeout_s: float | None = None
     contract_max_tokens: int | None = None
     judge_tokens: int = 0
+    # Set when it failed for a reason that is not the agent's (the provider unreachable, no key,
+    # 5xx after retries, ...): recorded, never counted against the definition's reputation.
+    infra: str | None = None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -138,6 +139,30 @@ def _is_connection_error(chain: list[BaseException]) -> bool:
     return False
 
 
+# litellm's wrapping around a provider's message: exception class prefixes, links, usage advice.
+_BOILERPLATE = (
+    re.compile(r"\blitellm\.[A-Za-z]+(?:Error|Exception)?:\s*"),
+    re.compile(r"\b[A-Za-z]+Exception\s+-\s+"),
+    re.compile(r"^\s*[A-Z][A-Za-z]+Error:\s*"),
+    re.compile(r"\s*Learn more:\s*\S+"),
+    re.compile(r"\s*Pass model as E\.g\..*?(?=$|\s{2}|\n)", re.S),
+    re.compile(r"\s*(?:Received Model Group|Available Model Group Fallbacks|LiteLLM Retried)[^\n]*"),
+)
+_HINTS = {
+    401: " (check the provider's API key: `rnix models` shows which variable it comes from)",
+    403: " (the key is not allowed to use this model)",
+    404: " (check the model name and api_base: `rnix models` lists the aliases)",
+    429: " (rate limited: lower max_concurrency or rpm for this model, or retry later)",
+}
+
+
+def plain(text: str) -> str:
+    """A provider's message without litellm's boilerplate, on one line."""
+    for pattern in _BOILERPLATE:
+        text = pattern.sub(" ", text)
+    return " ".join(text.split()).strip(" :-")
+
+
 def to_provider_error(exc: BaseException, model: str, api_base: str | None) -> ProviderError:
     """Map a litellm exception to a masked one-line ProviderError."""
     secrets = secret_values(os.environ)
@@ -154,7 +179,8 @@ def to_provider_error(exc: BaseException, model: str, api_base: str | None) -> P
     status = status if isinstance(status, int) else None
     headers = getattr(exc, "litellm_response_headers", None) or getattr(exc, "headers", None)
     retry_after = parse_retry_after(headers) if status is not None else None
-    text = str(exc) or type(exc).__name__
+    text = plain(str(exc)) or type(exc).__name__
+    text += _HINTS.get(status or 0, "")
     prefix = f"HTTP {status} from {where}" if status is not None else f"{type(exc).__name__} from {where}"
     # Unknown exception types (a bug, an unsupported parameter) are not worth repeating.
     retryable = None if status is not None else False

@@ -165,6 +165,7 @@ class LedgerRow:
     contract_timeout_s: float | None
     contract_max_tokens: int | None
     judge_tokens: int
+    infra: str | None = None  # why it failed when that was not the agent's fault; not scored
 
 
 _LEDGER_COLUMNS = ", ".join(f.name for f in fields(LedgerRow))

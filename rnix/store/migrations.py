@@ -209,3 +209,9 @@ def m004_durable_runs(conn: sqlite3.Connection) -> None:
         "ALTER TABLE processes ADD COLUMN reused_from TEXT",
         "ALTER TABLE processes ADD COLUMN spec_hash TEXT",
     )
+
+
+@migration
+def m005_ledger_infra(conn: sqlite3.Connection) -> None:
+    """Failures that were not the agent's (provider, credentials, network): kept, not scored."""
+    _run(conn, "ALTER TABLE ledger ADD COLUMN infra TEXT")

@@ -180,8 +180,8 @@ def _agent_assessed(conn: sqlite3.Connection, r: Record, e: ev.InstanceAssessed)
     conn.execute(
         """INSERT INTO ledger (ts, definition, run_id, agent, project, status, completed, tokens_used,
                budget, elapsed_ms, model, level, sla_passed, sla, contract_timeout_s, contract_max_tokens,
-               judge_tokens)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               judge_tokens, infra)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (
             r.ts,
             str(e.definition),
@@ -200,6 +200,7 @@ def _agent_assessed(conn: sqlite3.Connection, r: Record, e: ev.InstanceAssessed)
             _scalar(e.contract_timeout_s),
             _scalar(e.contract_max_tokens),
             int(e.judge_tokens or 0),
+            _scalar(e.infra),
         ),
     )
     if sla is not None:

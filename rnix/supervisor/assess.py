@@ -23,6 +23,10 @@ JUDGE_MAX_TOKENS = 300
 
 
 class JudgeGateway(Protocol):
+    def infra_error(self, agent: str) -> str | None:
+        """Why the agent's last model call failed, when that was not the agent's fault."""
+        ...
+
     def register(self, agent: str, *, model: str, api_base: str | None, budget: int) -> Any: ...
 
     async def complete_internal(
@@ -78,6 +82,7 @@ class Assessor:
             contract_timeout_s=contract.timeout_s if contract else None,
             contract_max_tokens=contract.max_tokens if contract else None,
             judge_tokens=judge_tokens,
+            infra=None if completed else self.gateway.infra_error(inst.name),
         )
 
     async def _judge(self, agent: AgentPlan, inst: Instance, criteria: str) -> sla.JudgeVerdict:

@@ -82,6 +82,10 @@ class Account:
     attempt: int = 1  # the attempt its journal entries belong to
     replay: Replay | None = None  # the journal of an earlier attempt, answered from before the provider
     journalled: int = 0  # the seq of its attempt's last journal entry
+    # Why its last call failed when the failure was the provider's or the setup's, not the agent's
+    # (unreachable, no or bad credentials, rate limited, 5xx, no answer): such a failure must never
+    # lower its definition's reputation. None after a call that succeeded.
+    infra_error: str | None = None
 
     @property
     def remaining(self) -> int:
@@ -228,6 +232,10 @@ class Gateway:
 
     def account(self, agent: str) -> Account:
         return self._accounts[agent]
+
+    def infra_error(self, agent: str) -> str | None:
+        account = self._accounts.get(agent)
+        return None if account is None else account.infra_error
 
     def issue_nonce(self, agent: str) -> str:
         if agent not in self._accounts:
@@ -517,6 +525,7 @@ class Gateway:
                 attempt, max_attempts=self._max_attempts, sleep=self._sleep, on_attempt=on_attempt
             )
         except ProviderError as exc:
+            account.infra_error = exc.message if _not_the_agents(exc) else None
             return _error(request_id, _code(exc), exc.message, account)
         except asyncio.CancelledError:
             if cut_off:  # its cost is unknown, but the attempt must not go unrecorded
@@ -524,6 +533,7 @@ class Gateway:
                     account.agent, number, tries + 1, "cancelled", None, 0.0, max_tokens, "gateway closed"
                 )
             raise
+        account.infra_error = None
         return {
             "id": request_id,
             "ok": True,
@@ -608,6 +618,15 @@ class Gateway:
         if provider not in self._semaphores:
             self._semaphores[provider] = asyncio.Semaphore(self._concurrency)
         return self._semaphores[provider]
+
+
+_AGENTS_FAULT = frozenset({400, 413, 422})  # a malformed or oversized request: what the agent sent
+
+
+def _not_the_agents(error: ProviderError) -> bool:
+    """Unreachable, timed out, credentials, unknown model, rate limits and 5xx are the setup's or
+    the provider's; a request the provider rejected as malformed or too large is the agent's."""
+    return isinstance(error, CallTimeout) or error.status not in _AGENTS_FAULT
 
 
 def _code(error: ProviderError) -> str:

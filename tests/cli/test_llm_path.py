@@ -150,3 +150,22 @@ def test_a_secret_passed_to_an_agent_is_masked_in_its_output(
         assert CANARY not in text
     database = [p for p in rnix_home.glob("rnix.db*") if p.is_file()]
     assert database and all(CANARY.encode() not in p.read_bytes() for p in database)  # incl. the WAL
+
+
+def test_an_unreachable_provider_is_recorded_as_infrastructure_and_never_lowers_reputation(
+    rnix: RunRnix, tmp_path: Path, rnix_home: Path
+) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "model: openai/test-model\napi_base: http://127.0.0.1:9/v1\nagents:\n"
+        "  a: {intent: x}\n"
+        "  broken: {intent: y, command: [sh, -c, 'exit 3']}\n"
+    )
+    code, doc, _, _ = up(rnix)
+    assert code == 1 and agents_of(doc)["a"]["status"] == "failed"
+    db = sqlite3.connect(rnix_home / "rnix.db")
+    rows = dict(db.execute("SELECT agent, infra FROM ledger").fetchall())
+    assert rows["a"] is not None and "127.0.0.1:9" in rows["a"]  # the provider's failure, kept
+    assert rows["broken"] is None  # the agent's own failure
+    scored = json.loads(rnix("reputation", "--json").stdout)["data"]["definitions"]
+    names = {d["definition"] for d in scored}
+    assert "command:sh -c 'exit 3'" in names and "builtin:openai/test-model" not in names

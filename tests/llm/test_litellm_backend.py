@@ -162,3 +162,16 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
     assert parse_retry_after({"retry-after": "soon"}) is None
     assert parse_retry_after({}) is None and parse_retry_after(None) is None
+
+
+def test_provider_messages_lose_litellms_boilerplate() -> None:
+    from rnix.llm.litellm_backend import plain
+
+    raw = (
+        "litellm.BadRequestError: LLM Provider NOT provided. You passed model=haiku\n Pass model as E.g. "
+        "For 'Huggingface' inference endpoints pass in `completion(model='huggingface/starcoder',..)` "
+        "Learn more: https://docs.litellm.ai/docs/providers"
+    )
+    assert plain(raw) == "LLM Provider NOT provided. You passed model=haiku"
+    auth = "litellm.AuthenticationError: AuthenticationError: OpenAIException - Incorrect API key provided"
+    assert plain(auth) == "Incorrect API key provided"
