@@ -173,6 +173,7 @@ def up_cmd(
             lock.release()  # the detached supervisor takes it
             extra = ["--fresh"] if fresh else ["--from", from_agent] if from_agent else []
             return _detach(env, loaded.path, loaded.project, abort_on_failure, as_json, seed, extra)
+        _credentials_from_dotenv(env, loaded.path.parent)
         resume = _resume(env, plan, loaded.project, fresh, from_agent)
         ctx = RunContext(
             plan=plan,
@@ -198,6 +199,21 @@ def up_cmd(
         return outcome.exit_code
     finally:
         lock.release()
+
+
+def _credentials_from_dotenv(env: Env, directory: Path) -> None:
+    """Provider keys in the `.env` beside the compose file reach the gateway (this process, the
+    supervisor), never an agent: agents' environments leave every secret-named variable out. A
+    variable already set in the environment wins, as in docker compose."""
+    import os
+
+    from rnix.core.secrets import is_secret_name
+    from rnix.store.compose_file import dotenv_values
+
+    for name, value in dotenv_values(directory).items():
+        if is_secret_name(name) and value and not env.environ.get(name):
+            os.environ[name] = value  # litellm and the gateway's masking read the process's own
+            env.environ = {**env.environ, name: value}
 
 
 def _live_run_error(env: Env, project: str) -> RnixError:

@@ -481,6 +481,9 @@ class Gateway:
         semaphore = self._semaphore(account)
         gate = self._gate(account.model)
         tries, cut_off = 0, False
+        # A known secret value never reaches a provider, whatever an agent put in its messages (a
+        # tool that read a key file, an upstream result that echoed one): it goes out as ***.
+        outgoing = mask(request.messages, secret_values(os.environ))
 
         async def attempt() -> Completion:
             nonlocal cut_off
@@ -489,7 +492,7 @@ class Gateway:
                     return await asyncio.wait_for(
                         backend.complete(
                             model=account.model,
-                            messages=request.messages,
+                            messages=outgoing,
                             max_tokens=max_tokens,
                             api_base=account.api_base,
                             timeout=self._call_timeout,

@@ -169,3 +169,30 @@ def test_an_unreachable_provider_is_recorded_as_infrastructure_and_never_lowers_
     scored = json.loads(rnix("reputation", "--json").stdout)["data"]["definitions"]
     names = {d["definition"] for d in scored}
     assert "command:sh -c 'exit 3'" in names and "builtin:openai/test-model" not in names
+
+
+def test_a_key_in_dotenv_reaches_the_provider_only_as_the_authorization_header(
+    rnix: RunRnix, tmp_path: Path, rnix_home: Path
+) -> None:
+    from tests.fakes.openai_server import ToolCall
+
+    with OpenAIServer() as server:
+        # The model asks to read .env; the next request carries what the tool returned.
+        server.script([ToolCall("read_file", {"path": ".env"}), Reply("done")])
+        compose(
+            tmp_path,
+            server,
+            "  snoop: {intent: look around, agent: code-analyst}\n"
+            "  env_dump: {intent: show env, command: [sh, -c, 'env'], depends_on: [snoop]}\n",
+        )
+        (tmp_path / ".env").write_text(f"OPENAI_API_KEY={CANARY}\n")
+        result = rnix("compose", "up", "--json", env={"OPENAI_API_KEY": ""}, timeout=120)
+        requests = list(server.requests)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert len(requests) == 2
+    assert all(r.headers["authorization"] == f"Bearer {CANARY}" for r in requests)
+    assert all(CANARY not in json.dumps(r.body) for r in requests)  # masked before it left rnix
+    assert "***" in json.dumps(requests[1].body)  # the tool did read it; the value went out masked
+    assert "OPENAI_API_KEY" not in agents_of(doc)["env_dump"]["result"]  # agents never get it
+    assert_no_canary_anywhere(rnix_home, result.stdout, result.stderr)
