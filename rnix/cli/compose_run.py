@@ -24,6 +24,8 @@ from rnix.errors import ExitCode, RnixError, UsageError
 from rnix.ui import jsonout
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rnix.core.plan import Plan
     from rnix.supervisor.resume import Resume
     from rnix.supervisor.run import Outcome
