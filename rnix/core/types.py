@@ -164,6 +164,16 @@ class Enum(Type):
         return {"type": "string", "enum": list(self.choices)}
 
 
+class Bool(Type):
+    what: str = "true or false"
+
+    def check(self, value: object, path: Path, ck: Checker) -> Any:
+        return value if isinstance(value, bool) else self.wrong(value, path, ck)
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
+
+
 class Int(Type):
     minimum: int = 0
     maximum: int | None = None

@@ -20,7 +20,7 @@ import os
 import stat
 from typing import Any
 
-from rnix.agent.tools import sandbox
+from rnix.agent.tools import sandbox, secretfiles
 from rnix.agent.tools.policy import PathTool, ToolPolicy
 from rnix.agent.tools.result import Denied, Failed, ToolResult, count, success
 
@@ -76,6 +76,8 @@ def read_file(policy: ToolPolicy, args: dict[str, Any]) -> ToolResult:
     tool, location = locate_for_reading(policy, "read_file", path)
     with location as loc:
         shown = sandbox.show(loc.parts)
+        if not tool.allow_secrets and secretfiles.is_secret(loc.parts):
+            raise Denied(f"{shown} is not read: {secretfiles.HINT}")
         if loc.name is None or (loc.stat is not None and stat.S_ISDIR(loc.stat.st_mode)):
             raise Failed(f"{path} is a directory; use list_dir")
         fd, st = read_regular(loc, shown)
@@ -181,6 +183,8 @@ def write_file(policy: ToolPolicy, args: dict[str, Any]) -> ToolResult:
         os.close(ws)
     with location as loc:
         shown = sandbox.show(loc.parts)
+        if not tool.allow_secrets and secretfiles.is_secret(loc.parts):
+            raise Denied(f"{shown} is not written: {secretfiles.HINT}")
         if sandbox.PROTECTED in loc.parts:
             raise Denied(
                 f"`{shown}` is inside `.git`, which is not writable: "

@@ -41,11 +41,11 @@ from rnix.agent.tools.shellrules import NEVER_ALLOWED
 TOOL_NAMES = ("read_file", "list_dir", "glob", "grep", "write_file", "shell")
 
 TOOL_OPTIONS: dict[str, dict[str, type]] = {
-    "read_file": {"root": str, "max_bytes": int},
+    "read_file": {"root": str, "max_bytes": int, "allow_secrets": bool},
     "list_dir": {"root": str, "max_entries": int},
     "glob": {"root": str, "max_entries": int},
-    "grep": {"root": str, "max_bytes": int, "max_entries": int},
-    "write_file": {"root": str, "max_bytes": int},
+    "grep": {"root": str, "max_bytes": int, "max_entries": int, "allow_secrets": bool},
+    "write_file": {"root": str, "max_bytes": int, "allow_secrets": bool},
     "shell": {"allow": list, "timeout": float, "max_output": int},
 }
 
@@ -68,6 +68,7 @@ class PathTool:
     root: tuple[str, ...] = ()  # components relative to the workspace; () is the workspace itself
     max_bytes: int = MIB
     max_entries: int = DEFAULT_ENTRIES
+    allow_secrets: bool = False  # may touch secret-bearing files (rnix.agent.tools.secretfiles)
 
     @property
     def root_text(self) -> str:
@@ -133,7 +134,10 @@ def _path_tool(name: str, options: Mapping[str, Any]) -> PathTool:
     root = _root(name, options.get("root", "."))
     max_bytes = _int(name, "max_bytes", options, _DEFAULT_BYTES.get(name, MIB), _MAX_BYTES.get(name, MIB))
     max_entries = _int(name, "max_entries", options, DEFAULT_ENTRIES, MAX_ENTRIES)
-    return PathTool(root=root, max_bytes=max_bytes, max_entries=max_entries)
+    allow_secrets = options.get("allow_secrets", False)
+    if not isinstance(allow_secrets, bool):
+        raise ValueError(f"tools.{name}.allow_secrets: must be true or false, got {_kind(allow_secrets)}")
+    return PathTool(root=root, max_bytes=max_bytes, max_entries=max_entries, allow_secrets=allow_secrets)
 
 
 def _root(name: str, value: object) -> tuple[str, ...]:

@@ -28,10 +28,10 @@ from collections.abc import Iterator
 from fnmatch import fnmatchcase
 from typing import Any
 
-from rnix.agent.tools import sandbox
+from rnix.agent.tools import sandbox, secretfiles
 from rnix.agent.tools.files import BINARY_SNIFF, READ_FLAGS, locate_for_reading, read_regular, read_up_to
 from rnix.agent.tools.policy import PathTool, ToolPolicy
-from rnix.agent.tools.result import Failed, ToolResult, count, success
+from rnix.agent.tools.result import Denied, Failed, ToolResult, count, success
 
 MAX_SCAN = 100_000  # directory entries looked at per call
 MAX_DEPTH = 64
@@ -224,8 +224,10 @@ class _Grep:
                 with _subdir(fd, entry.name) as sub:
                     if sub is not None:
                         self.search_dir(sub, (*rel, entry.name))
-            elif entry.is_file(follow_symlinks=False) and (
-                self.include is None or fnmatchcase(entry.name, self.include)
+            elif (
+                entry.is_file(follow_symlinks=False)
+                and (self.include is None or fnmatchcase(entry.name, self.include))
+                and (self.tool.allow_secrets or not secretfiles.is_secret((*rel, entry.name)))
             ):
                 try:
                     file_fd = os.open(entry.name, READ_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
@@ -251,6 +253,8 @@ def grep(policy: ToolPolicy, args: dict[str, Any]) -> ToolResult:
         shown = sandbox.show(loc.parts)
         assert loc.stat is not None
         is_dir = stat.S_ISDIR(loc.stat.st_mode)
+        if not tool.allow_secrets and secretfiles.is_secret(loc.parts):
+            raise Denied(f"{shown} is not searched: {secretfiles.HINT}")
         if is_dir:
             fd = _open_dir(loc)
         else:
