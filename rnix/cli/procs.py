@@ -263,13 +263,24 @@ def kill_cmd(env: Env, signame: str, pid: int, as_json: bool) -> int:
     help="Only lines of this category (repeatable): the loop's think, tool and warn steps, plain log "
     "lines, or the output.",
 )
+@click.option("--llm", "llm_calls", is_flag=True, help="Show the agent's model calls instead (see below).")
 @json_option
 @click.pass_obj
-def log_cmd(env: Env, pid: int, follow: bool, categories: tuple[str, ...], as_json: bool) -> int:
+def log_cmd(
+    env: Env, pid: int, follow: bool, categories: tuple[str, ...], llm_calls: bool, as_json: bool
+) -> int:
     """Print the log (stderr) and output (stdout) of the agent with this PID.
 
     Built-in agents log each step of their loop as one line: `[think]` what the model said next to
     its tool calls, `[tool]` a call and a short result, `[warn]` a denied call.
+
+    --llm shows the agent's model calls as recorded: per call its number, status, model, tokens,
+    latency and tries, then the response (its text, `-> TOOL ARGUMENTS` for each tool call) and
+    `<- ...` for each tool result the agent sent back to the model. The request messages are not
+    recorded (only a hash of each request, shown by --json as `request_hash`, with `request` null).
+
+    \b
+    Exit status: 0; 1 when no agent had this PID.
     """
     from rnix.store.db import Store
 
@@ -277,6 +288,12 @@ def log_cmd(env: Env, pid: int, follow: bool, categories: tuple[str, ...], as_js
         row = store.process_by_pid(pid)
     if row is None:
         raise RnixError(f"no rnix agent has PID {pid}", "`rnix ps -a` lists agents and their PIDs")
+    if llm_calls:
+        if follow or categories:
+            raise UsageError("--llm cannot be combined with -f or --filter", "drop them to see the calls")
+        from rnix.cli import llmlog
+
+        return llmlog.show(env, pid, row, as_json)
     if as_json:
         data = {
             "pid": pid,
