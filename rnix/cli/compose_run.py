@@ -382,7 +382,7 @@ def logs_cmd(
     Agents write plain lines, without times. --timestamps prints, before each line, the time (RFC
     3339, UTC) its log file was last modified when rnix read the line: the latest the line can have
     been written. While following that is within 0.2 s of the line's writing; for lines written
-    before `logs` started it is the file's last change, the same for all of them. --json gives each
+    before `logs` started it is the last change of their file, the same for all. --json gives each
     agent's log lines and result (--tail applies to the log lines).
 
     \b
