@@ -361,18 +361,63 @@ def compose_ps_cmd(env: Env, file: str | None, project: str | None, as_json: boo
     return list_processes(env, project=name, show_all=show_all, as_json=as_json)
 
 
+def _tail_value(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """`--tail N` (lines per agent) or `--tail all` (the default, as in docker compose)."""
+    if value is None or value == "all":
+        return None
+    if value.isdigit():
+        return int(value)
+    raise click.BadParameter(f"{value!r} is not a number of lines (or 'all')")
+
+
 @compose.command("logs")
 @project_option
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
+@click.option("--no-log-prefix", is_flag=True, help="Do not prefix each line with the agent's name.")
+@click.option(
+    "-n",
+    "--tail",
+    metavar="N",
+    callback=_tail_value,
+    help="Only the last N lines of each agent (default: all).",
+)
+@click.option(
+    "-t",
+    "--timestamps",
+    is_flag=True,
+    help="Prefix each line with a time no earlier than it was written (see below).",
+)
 @json_option
 @click.argument("agents", nargs=-1)
 @click.pass_obj
-def logs_cmd(env: Env, project: str | None, follow: bool, as_json: bool, agents: tuple[str, ...]) -> int:
+def logs_cmd(
+    env: Env,
+    project: str | None,
+    follow: bool,
+    no_log_prefix: bool,
+    tail: int | None,
+    timestamps: bool,
+    as_json: bool,
+    agents: tuple[str, ...],
+) -> int:
     """Print the agents' output (stderr, then stdout), each line prefixed with the agent's name.
 
     Here -f means --follow, as in docker compose: name the file before `logs` (`rnix compose -f FILE logs`).
+    With -f, `logs` ends when the run ends and exits with the run's status, as `up` would (so
+    `up -d && logs -f` can be scripted); a run that had already ended gives its status at once.
+
+    Agents write plain lines, without times. --timestamps prints, before each line, the time (RFC
+    3339, UTC) its log file was last modified when rnix read the line: the latest the line can have
+    been written. While following that is within 0.2 s of the line's writing; for lines written
+    before `logs` started it is the last change of their file, the same for all. --json gives each
+    agent's log lines and result (--tail applies to the log lines).
+
+    \b
+    Exit status: 0; with -f the run's status (0 completed, 1 failed or lost, 130/143 interrupted
+    or terminated); 1 when the project has no runs or an AGENT is unknown.
     """
     from rnix.cli.procs import follow_logs
+    from rnix.cli.runwait import exit_status, lost_message
     from rnix.store.db import Store
 
     name = _project_of(env, None, project)
@@ -397,6 +442,16 @@ def logs_cmd(env: Env, project: str | None, follow: bool, as_json: bool, agents:
         from rnix.cli.procs import read_output
 
         documents = [{"agent": r.agent, "state": r.state, **read_output(env, r)} for r in selected]
+        if tail is not None:
+            for document in documents:
+                document["log"] = document["log"][-tail:] if tail else []
         jsonout.write_ok(env.stdout, {"project": name, "run_id": run.id, "agents": documents})
         return ExitCode.OK
-    return follow_logs(env, run.id, selected, follow=follow, prefix=True)
+    ended = follow_logs(
+        env, run.id, selected, follow=follow, prefix=not no_log_prefix, tail=tail, timestamps=timestamps
+    )
+    if ended is None:
+        return ExitCode.OK
+    if ended.status == "lost":
+        env.stderr.write(f"rnix: {lost_message(ended)}\n")
+    return exit_status(ended)

@@ -15,7 +15,7 @@ from typing import NoReturn
 import click
 
 from rnix import __version__
-from rnix.cli import agents, compose_graph, compose_run, models, procs, reputation
+from rnix.cli import agents, compose_graph, compose_results, compose_run, models, procs, reputation
 from rnix.cli.completion import completion_cmd
 from rnix.cli.compose import compose
 from rnix.cli.top import top_cmd
@@ -23,7 +23,8 @@ from rnix.env import Env
 from rnix.errors import ExitCode, InvalidCompose, InvalidDefinition, RnixError, UsageError
 from rnix.ui import jsonout
 
-_ = compose_run, compose_graph  # imported for their side effect: they add commands to compose
+# imported for their side effect: they add commands to compose
+_ = compose_run, compose_graph, compose_results
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from rnix.env import Env, SystemClock
 from rnix.errors import ExitCode, RnixError, UsageError
 from rnix.ui import jsonout
+
+if TYPE_CHECKING:
+    from rnix.store.db import RunRow
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 FOLLOW_POLL = 0.2
@@ -53,12 +57,20 @@ def follow_logs(
     follow: bool,
     prefix: bool,
     categories: frozenset[str] | None = None,
-) -> int:
+    tail: int | None = None,
+    timestamps: bool = False,
+) -> RunRow | None:
     """Print each agent's stderr then stdout; with `follow`, keep reading until the run ends.
 
     `categories` (rnix.core.logs) keeps only those lines: stderr lines by their `[think]`/`[tool]`/
-    `[warn]` prefix (plain ones are `log`), stdout lines are `output`.
+    `[warn]` prefix (plain ones are `log`), stdout lines are `output`. `tail` keeps only each
+    agent's last lines of what is already written (new lines while following all print).
+    `timestamps` prefixes each line with the modification time of its file when rnix read it: the
+    files carry no per-line times, so this is the latest time the line can have been written (for a
+    line printed while following, within FOLLOW_POLL of it). Returns the run's row once it ended
+    (following; a lost run is marked so), None without `follow`.
     """
+    from rnix.cli.runwait import ended
     from rnix.core.logs import OUTPUT, categorize
     from rnix.core.secrets import mask_text, secret_values
     from rnix.store.db import Store
@@ -68,8 +80,9 @@ def follow_logs(
     width = max((len(r.agent) for r in rows), default=0)
     offsets: dict[str, int] = {}
 
-    def drain() -> None:
+    def drain(first: bool = False) -> None:
         for row in rows:
+            lines: list[str] = []
             for path in (row.log_path, row.out_path):
                 if not path:
                     continue
@@ -78,31 +91,45 @@ def follow_logs(
                     with open(path, "rb") as handle:
                         handle.seek(start)
                         data = handle.read()
+                        mtime = os.fstat(handle.fileno()).st_mtime  # after the read: an upper bound
                 except OSError:
                     continue
                 complete = data[: data.rfind(b"\n") + 1] if follow else data
                 offsets[path] = start + len(complete)
+                stamp = _stamp(mtime) + " " if timestamps else ""
                 for line in complete.decode("utf-8", errors="replace").splitlines():
                     category = OUTPUT if path == row.out_path else categorize(line)[0]
                     if categories is not None and category not in categories:
                         continue
-                    text = inert(mask_text(line, secrets))
-                    env.stdout.write(f"{row.agent:<{width}} | {text}\n" if prefix else f"{text}\n")
+                    lines.append(stamp + inert(mask_text(line, secrets)))
+            if first and tail is not None:
+                lines = lines[-tail:] if tail else []
+            for text in lines:
+                env.stdout.write(f"{row.agent:<{width}} | {text}\n" if prefix else f"{text}\n")
         env.stdout.flush()
 
-    drain()
+    drain(first=True)
+    if not follow:
+        return None
     wanted = {row.agent for row in rows}
-    while follow:
+    while True:
         with Store.open(env.home, readonly=True) as store:
-            run = store.run(run_id)
             # refresh: an agent that had not started yet gets its file paths when it starts
             rows = [row for row in store.processes(run_id=run_id) if row.agent in wanted]
+        run = ended(env, run_id)
         time.sleep(FOLLOW_POLL)
         drain()
-        if run is None or run.status != "running":
+        if run is not None:
             drain()
-            break
-    return ExitCode.OK
+            return run
+
+
+def _stamp(ts: float) -> str:
+    """RFC 3339 UTC with milliseconds, as `--timestamps` prints it."""
+    from datetime import datetime, timezone
+
+    moment = datetime.fromtimestamp(ts, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 @click.command("run")
@@ -240,13 +267,24 @@ def kill_cmd(env: Env, signame: str, pid: int, as_json: bool) -> int:
     help="Only lines of this category (repeatable): the loop's think, tool and warn steps, plain log "
     "lines, or the output.",
 )
+@click.option("--llm", "llm_calls", is_flag=True, help="Show the agent's model calls instead (see below).")
 @json_option
 @click.pass_obj
-def log_cmd(env: Env, pid: int, follow: bool, categories: tuple[str, ...], as_json: bool) -> int:
+def log_cmd(
+    env: Env, pid: int, follow: bool, categories: tuple[str, ...], llm_calls: bool, as_json: bool
+) -> int:
     """Print the log (stderr) and output (stdout) of the agent with this PID.
 
     Built-in agents log each step of their loop as one line: `[think]` what the model said next to
     its tool calls, `[tool]` a call and a short result, `[warn]` a denied call.
+
+    --llm shows the agent's model calls as recorded: per call its number, status, model, tokens,
+    latency and tries, then the response (its text, `-> TOOL ARGUMENTS` for each tool call) and
+    `<- ...` for each tool result the agent sent back to the model. The request messages are not
+    recorded (only a hash of each request, shown by --json as `request_hash`, with `request` null).
+
+    \b
+    Exit status: 0; 1 when no agent had this PID.
     """
     from rnix.store.db import Store
 
@@ -254,6 +292,12 @@ def log_cmd(env: Env, pid: int, follow: bool, categories: tuple[str, ...], as_js
         row = store.process_by_pid(pid)
     if row is None:
         raise RnixError(f"no rnix agent has PID {pid}", "`rnix ps -a` lists agents and their PIDs")
+    if llm_calls:
+        if follow or categories:
+            raise UsageError("--llm cannot be combined with -f or --filter", "drop them to see the calls")
+        from rnix.cli import llmlog
+
+        return llmlog.show(env, pid, row, as_json)
     if as_json:
         data = {
             "pid": pid,
@@ -266,7 +310,8 @@ def log_cmd(env: Env, pid: int, follow: bool, categories: tuple[str, ...], as_js
         jsonout.write_ok(env.stdout, data)
         return ExitCode.OK
     wanted = frozenset(categories) or None
-    return follow_logs(env, row.run_id, [row], follow=follow, prefix=False, categories=wanted)
+    follow_logs(env, row.run_id, [row], follow=follow, prefix=False, categories=wanted)
+    return ExitCode.OK
 
 
 def _entries(log: list[str], result: str, categories: frozenset[str] | None) -> list[dict[str, str]]:

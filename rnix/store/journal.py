@@ -10,6 +10,8 @@ Contract:
   resume that crashed half-way through its replay still leaves the calls it did not reach.
 - Responses are stored as JSON text; a row that does not decode to an entry is skipped (its request
   then goes to the provider again) rather than failing a resume.
+- `recorded_entries(store, run_id, instance)` is everything journalled for the instance, every
+  attempt, ordered by (attempt, seq), for showing (`rnix log PID --llm`); undecodable rows skipped.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from collections.abc import Iterable
 
 from rnix.core.journal import JournalEntry, carry_forward
+from rnix.core.llmcalls import Entry
 from rnix.store.db import Store
 
 _INSERT = """
@@ -89,3 +92,28 @@ def latest_attempt_entries(store: Store, run_id: str, instance: str) -> list[Jou
     for attempt in sorted(attempts):
         journal = carry_forward(journal, attempts[attempt])
     return journal
+
+
+def recorded_entries(store: Store, run_id: str, instance: str) -> list[Entry]:
+    """Every journal row of `instance` in `run_id`, ordered by (attempt, seq)."""
+    found = []
+    for row in store.query(_SELECT, (run_id, instance)):
+        try:
+            response = json.loads(row["response"])
+        except ValueError:
+            continue
+        if not isinstance(response, dict):
+            continue
+        found.append(
+            Entry(
+                kind=row["kind"],
+                key=row["key"],
+                response=response,
+                attempt=row["attempt"],
+                replayed=bool(row["replayed"]),
+                prompt_tokens=row["prompt_tokens"] or 0,
+                completion_tokens=row["completion_tokens"] or 0,
+                total_tokens=row["total_tokens"] or 0,
+            )
+        )
+    return found
