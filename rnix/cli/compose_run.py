@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rnix.cli.compose import compose, file_option, json_option, load, project_option, seed_option
+from rnix.cli.procs import Listing, listing_options
 from rnix.core.secrets import mask, mask_text, secret_values
 from rnix.env import Env, SystemClock
 from rnix.errors import ExitCode, RnixError, UsageError
@@ -325,13 +326,20 @@ def down_cmd(env: Env, file: str | None, project: str | None, as_json: bool, gra
 @project_option
 @json_option
 @click.option("-a", "--all", "show_all", is_flag=True, help="Include agents that finished (last run).")
+@listing_options
 @click.pass_obj
-def compose_ps_cmd(env: Env, file: str | None, project: str | None, as_json: bool, show_all: bool) -> int:
-    """List the agents of this project's running (or, with -a, latest) run."""
+def compose_ps_cmd(
+    env: Env, file: str | None, project: str | None, as_json: bool, show_all: bool, listing: Listing
+) -> int:
+    """List the agents of this project's running (or, with -a, latest) run.
+
+    The same columns and options as `rnix ps`; how much of the run's budget pool was used is noted
+    on stderr.
+    """
     from rnix.cli.procs import list_processes
 
     name = _project_of(env, file, project)
-    return list_processes(env, project=name, show_all=show_all, as_json=as_json)
+    return list_processes(env, project=name, show_all=show_all, as_json=as_json, listing=listing)
 
 
 @compose.command("logs")
