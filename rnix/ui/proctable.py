@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rnix.ui.runview import sla_word
-from rnix.ui.text import duration, inert, tokens
+from rnix.ui.text import align, duration, inert, tokens
 
 if TYPE_CHECKING:
     from rnix.store.db import ProcessRow, RunRow
@@ -30,7 +30,6 @@ PROCESS_FIELDS = (
     "pid", "ppid", "project", "run_id", "agent", "state", "layer", "attempt", "tokens_used", "budget",
     "elapsed_ms", "exit_code", "intent", "error", "sla", "reused_from",
 )  # fmt: skip
-GAP = "   "
 
 
 def elapsed_ms(row: ProcessRow, now: float | None = None) -> int:
@@ -100,8 +99,7 @@ def table_lines(rows: Sequence[ProcessRow], *, with_project: bool, truncate: boo
                 _cut(inert(row.intent or "") or "-", truncate),
             ]
         )
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    return [GAP.join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in table]
+    return align(table)
 
 
 def pool_lines(runs: Sequence[RunRow]) -> list[str]:
