@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from rnix.env import Env, SystemClock
-from rnix.errors import ExitCode, RnixError, UsageError
+from rnix.errors import ExitCode, InvalidCompose, RnixError, UsageError
 from rnix.ui import jsonout
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
@@ -199,6 +199,9 @@ def follow_logs(
 @click.option("--agent", "definition", help="An agent definition to run.")
 @click.option("--budget", type=int, help="Token budget (default: the definition's, else 50,000).")
 @click.option("--timeout", help="Timeout, e.g. 30s or 5m (default 10m).")
+@click.option(
+    "--api-base", metavar="URL", help="The model server's base URL (as api_base: in a compose file)."
+)
 @click.option("-p", "--project-name", "project", default="run", show_default=True, help="Project name.")
 @json_option
 @click.pass_obj
@@ -209,6 +212,7 @@ def run_cmd(
     definition: str | None,
     budget: int | None,
     timeout: str | None,
+    api_base: str | None,
     project: str,
     as_json: bool,
 ) -> int:
@@ -217,6 +221,7 @@ def run_cmd(
     Piped stdin becomes the agent's input: `rnix run "summarise" < notes.txt`. `rnix "INTENT"` is
     the same as `rnix run "INTENT"`. Exit status 0 when the agent completed, 1 otherwise.
     """
+    from rnix.cli.runopts import COMMAND_LINE, option_error
     from rnix.core.plan import make_plan
     from rnix.core.secrets import mask, mask_text, secret_values
     from rnix.core.spec import parse_compose
@@ -231,15 +236,19 @@ def run_cmd(
         ("agent", definition),
         ("budget", budget),
         ("timeout", timeout),
+        ("api_base", api_base),
     ):
         if value is not None:
             body[key] = value
-    spec = parse_compose({"agents": {"agent": body}}, {}, "<command line>")
-    if definition is not None:  # --agent: found like a compose file's, with the project in this directory
-        from rnix.cli.compose import library
-        from rnix.store.definitions import resolve_definitions
+    try:
+        spec = parse_compose({"agents": {"agent": body}}, {}, COMMAND_LINE)
+        if definition is not None:  # --agent: found like a compose file's, with the project here
+            from rnix.cli.compose import library
+            from rnix.store.definitions import resolve_definitions
 
-        spec = resolve_definitions(spec, library(env, env.cwd), {})
+            spec = resolve_definitions(spec, library(env, env.cwd), {})
+    except InvalidCompose as exc:
+        raise (option_error(exc) or exc) from exc
     plan = make_plan(spec, resolve_project_name(project, {}, None, env.cwd / "x"))
     stdin_input = None
     if env.stdin_piped:
@@ -250,7 +259,7 @@ def run_cmd(
         home=env.home,
         environ=env.environ,
         base_dir=env.cwd,
-        compose_file="<command line>",
+        compose_file=COMMAND_LINE,
         clock=SystemClock(),
         stdin_input=stdin_input,
     )

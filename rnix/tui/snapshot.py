@@ -1,7 +1,7 @@
 """What `top` shows, as plain data: one snapshot of runs, agents and their processes.
 
 Contract:
-- `Snapshot` is what `rnix.tui.collect.Collector` read at one moment: runs (oldest first) with all
+- `Snapshot` is what `rnix.tui.collect.Collector` read at one moment: runs (newest first) with all
   their agents (in layer order) and, for each agent whose process is alive, that process and its
   descendants (depth-first). Nothing here reads the store, /proc or a clock: `now` is passed in.
 - `summary(...)` counts the agents by state and adds up tokens and time; `document(...)` is the
