@@ -19,7 +19,8 @@ def rnix_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RNIX_HOME", str(home))
     # The user's own agent definitions (~/.config/rnix/agents) must not leak into tests.
     monkeypatch.setenv("RNIX_CONFIG_HOME", str(tmp_path / "rnix-config"))
-    monkeypatch.delenv("RNIX_PROJECT_NAME", raising=False)
+    for variable in ("RNIX_PROJECT_NAME", "COMPOSE_PROJECT_NAME", "RNIX_COMPOSE_FILE", "COMPOSE_FILE"):
+        monkeypatch.delenv(variable, raising=False)
     return home
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from rnix.cli.habits import COMPOSE_HABITS, HabitGroup
 from rnix.core.model import ComposeSpec
 from rnix.core.secrets import mask, secret_values
 from rnix.env import Env
@@ -44,14 +46,20 @@ class Loaded:
 def load(env: Env, file: str | None, project: str | None) -> Loaded:
     """Find, read, interpolate and validate the compose file; print its warnings on stderr."""
     from rnix.core.spec import parse_compose
-    from rnix.store.compose_file import find_compose_file, load_compose, resolve_project_name
+    from rnix.store.compose_file import (
+        compose_file_from_env,
+        find_compose_file,
+        load_compose,
+        resolve_project_name,
+    )
     from rnix.store.definitions import resolve_definitions
 
     ctx = click.get_current_context()
-    file = file or ctx.meta.get("rnix.compose.file")
+    file = file or ctx.meta.get("rnix.compose.file") or compose_file_from_env(env.environ)
     project = project or ctx.meta.get("rnix.compose.project")
     path, display, warnings = find_compose_file(env.cwd, file)
-    loaded = load_compose(path, display, env.environ)
+    env_files = env_files_of(env, ctx)
+    loaded = load_compose(path, display, env.environ, env_files)
     for warning in (*warnings, *loaded.warnings):
         env.warn(warning)
     spec = parse_compose(loaded.data, loaded.lines, loaded.display)
@@ -94,6 +102,12 @@ class MissingCredentials(UsageError):
     code = "MISSING_CREDENTIALS"
 
 
+def env_files_of(env: Env, ctx: click.Context) -> tuple[Path, ...] | None:
+    """The `--env-file`s given to `compose` (absolute), or None for the `.env` beside the file."""
+    given = ctx.meta.get("rnix.compose.env_files") or ()
+    return tuple(Path(os.path.abspath(env.cwd / f)) for f in given) or None
+
+
 def library(env: Env, project_dir: Path | None) -> Library:
     """The agent definitions: `project_dir`/agents, then the user's, then rnix's own."""
     from rnix.store.definitions import Library, search_path
@@ -101,17 +115,30 @@ def library(env: Env, project_dir: Path | None) -> Library:
     return Library(search_path(project_dir, env.config_home), env.cwd)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class ComposeGroup(HabitGroup):
+    habits = COMPOSE_HABITS
+
+
+@click.group(cls=ComposeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @file_option
 @project_option
+@click.option(
+    "--env-file",
+    "env_files",
+    metavar="FILE",
+    multiple=True,
+    help="Read variables from FILE instead of the .env beside the compose file (repeatable; later wins).",
+)
 @click.pass_context
-def compose(ctx: click.Context, file: str | None, project: str | None) -> None:
+def compose(ctx: click.Context, file: str | None, project: str | None, env_files: tuple[str, ...]) -> None:
     """Define and run a team of agents from compose.yaml.
 
-    -f and -p may be given here or after the subcommand.
+    -f and -p may be given here or after the subcommand. Without -f, $RNIX_COMPOSE_FILE or docker's
+    $COMPOSE_FILE names the file; without -p, $RNIX_PROJECT_NAME or $COMPOSE_PROJECT_NAME the project.
     """
     ctx.meta["rnix.compose.file"] = file
     ctx.meta["rnix.compose.project"] = project
+    ctx.meta["rnix.compose.env_files"] = env_files
 
 
 @compose.command("config")

@@ -12,12 +12,14 @@ import click
 from rnix.cli.compose import (
     check_credentials,
     compose,
+    env_files_of,
     file_option,
     json_option,
     load,
     project_option,
     seed_option,
 )
+from rnix.cli.procs import Listing, listing_options
 from rnix.core.secrets import mask, mask_text, secret_values
 from rnix.env import Env, SystemClock
 from rnix.errors import ExitCode, RnixError, UsageError
@@ -26,6 +28,8 @@ from rnix.ui import jsonout
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from rnix.cli.compose import Loaded
+    from rnix.core.model import ComposeSpec
     from rnix.core.plan import Plan
     from rnix.supervisor.resume import Resume
     from rnix.supervisor.run import Outcome
@@ -124,6 +128,7 @@ class UpView:
 )
 @click.option("--run-id", hidden=True, help="Internal: the id of a run started with --detach.")
 @seed_option
+@click.argument("agents", nargs=-1, metavar="[AGENT]...")
 @click.pass_obj
 def up_cmd(
     env: Env,
@@ -136,8 +141,12 @@ def up_cmd(
     from_agent: str | None,
     run_id: str | None,
     seed: int | None,
+    agents: tuple[str, ...],
 ) -> int:
     """Run the agents: each as its own process, as soon as its dependencies completed.
+
+    Naming AGENTs runs only those and what they depend on (as `docker compose up SERVICE`); the
+    budget pool is shared among them alone.
 
     When the project's last run did not complete (it failed, was stopped, or its supervisor died),
     `up` resumes it: agents that completed are not run again, and model calls already paid for are
@@ -154,7 +163,7 @@ def up_cmd(
 
     loaded = load(env, file, project)
     check_credentials(env, loaded)
-    plan = plan_with_ledger(env, loaded.spec, loaded.project, seed)
+    plan = plan_with_ledger(env, _only(loaded, agents), loaded.project, seed)
     if fresh and from_agent:
         raise UsageError("--fresh and --from cannot be used together", "--from already re-runs what it names")
     if from_agent is not None and from_agent not in {a.spec.name for a in plan.agents}:
@@ -174,6 +183,7 @@ def up_cmd(
         if detach:
             lock.release()  # the detached supervisor takes it
             extra = ["--fresh"] if fresh else ["--from", from_agent] if from_agent else []
+            extra += ["--", *agents] if agents else []
             return _detach(env, loaded.path, loaded.project, abort_on_failure, as_json, seed, extra)
         _credentials_from_dotenv(env, loaded.path.parent)
         resume = _resume(env, plan, loaded.project, fresh, from_agent)
@@ -216,6 +226,20 @@ def _credentials_from_dotenv(env: Env, directory: Path) -> None:
         if is_secret_name(name) and value and not env.environ.get(name):
             os.environ[name] = value  # litellm and the gateway's masking read the process's own
             env.environ = {**env.environ, name: value}
+
+
+def _only(loaded: Loaded, agents: tuple[str, ...]) -> ComposeSpec:
+    """The compose spec cut to `agents` and their dependencies (all of it when none are named)."""
+    from rnix.core.problems import did_you_mean
+    from rnix.core.subset import only, unknown
+
+    names = [a.name for a in loaded.spec.agents]
+    for name in unknown(loaded.spec, agents):
+        raise UsageError(
+            f"no agent '{name}' in {loaded.path.name}{did_you_mean(name, names)}",
+            f"agents: {', '.join(names)}",
+        )
+    return only(loaded.spec, agents)
 
 
 def _live_run_error(env: Env, project: str) -> RnixError:
@@ -268,7 +292,10 @@ def _detach(
 
     run_id = paths.new_run_id()
     log = paths.run_dir(paths.home_dir(env.home), run_id) / "supervisor.log"
-    argv = [sys.executable, "-m", "rnix", "compose", "up", "-f", str(path), "-p", project, "--run-id", run_id]
+    argv = [sys.executable, "-m", "rnix", "compose"]
+    for env_file in env_files_of(env, click.get_current_context()) or ():
+        argv += ["--env-file", str(env_file)]
+    argv += ["up", "-f", str(path), "-p", project, "--run-id", run_id]
     if abort_on_failure:
         argv.append("--abort-on-failure")
     if seed is not None:
@@ -300,13 +327,14 @@ def _detach(
 
 
 def _project_of(env: Env, file: str | None, project: str | None) -> str:
-    """The project to act on: -p, else $RNIX_PROJECT_NAME (unless -f names a file), else the file's."""
-    from rnix.store.compose_file import resolve_project_name
+    """The project to act on: -p, else $RNIX_PROJECT_NAME or $COMPOSE_PROJECT_NAME (unless -f names a
+    file), else the file's."""
+    from rnix.store.compose_file import project_name_from_env, resolve_project_name
 
     ctx = click.get_current_context()
     project = project or ctx.meta.get("rnix.compose.project")
     file = file or ctx.meta.get("rnix.compose.file")
-    if project or (env.environ.get("RNIX_PROJECT_NAME") and not file):
+    if project or (project_name_from_env(env.environ) and not file):
         return resolve_project_name(project, env.environ, None, env.cwd / "compose.yaml")
     return load(env, file, None).project
 
@@ -352,13 +380,20 @@ def down_cmd(env: Env, file: str | None, project: str | None, as_json: bool, gra
 @project_option
 @json_option
 @click.option("-a", "--all", "show_all", is_flag=True, help="Include agents that finished (last run).")
+@listing_options
 @click.pass_obj
-def compose_ps_cmd(env: Env, file: str | None, project: str | None, as_json: bool, show_all: bool) -> int:
-    """List the agents of this project's running (or, with -a, latest) run."""
+def compose_ps_cmd(
+    env: Env, file: str | None, project: str | None, as_json: bool, show_all: bool, listing: Listing
+) -> int:
+    """List the agents of this project's running (or, with -a, latest) run.
+
+    The same columns and options as `rnix ps`; how much of the run's budget pool was used is noted
+    on stderr.
+    """
     from rnix.cli.procs import list_processes
 
     name = _project_of(env, file, project)
-    return list_processes(env, project=name, show_all=show_all, as_json=as_json)
+    return list_processes(env, project=name, show_all=show_all, as_json=as_json, listing=listing)
 
 
 def _tail_value(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
@@ -416,10 +451,13 @@ def logs_cmd(
     Exit status: 0; with -f the run's status (0 completed, 1 failed or lost, 130/143 interrupted
     or terminated); 1 when the project has no runs or an AGENT is unknown.
     """
+    from rnix.cli.habits import logs_file_mistake
     from rnix.cli.procs import follow_logs
     from rnix.cli.runwait import exit_status, lost_message
     from rnix.store.db import Store
 
+    if (mistake := logs_file_mistake(env.cwd, follow, agents)) is not None:
+        raise mistake
     name = _project_of(env, None, project)
     with Store.open(env.home, readonly=True) as store:
         run = store.latest_run(name)

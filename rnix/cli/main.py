@@ -15,22 +15,47 @@ from typing import NoReturn
 import click
 
 from rnix import __version__
-from rnix.cli import agents, compose_graph, compose_results, compose_run, models, procs, reputation
+from rnix.cli import (
+    agents,
+    compose_graph,
+    compose_ls,
+    compose_results,
+    compose_run,
+    models,
+    procs,
+    reputation,
+)
 from rnix.cli.completion import completion_cmd
 from rnix.cli.compose import compose
+from rnix.cli.habits import TOP_HABITS, HabitGroup
 from rnix.cli.top import top_cmd
 from rnix.env import Env
 from rnix.errors import ExitCode, InvalidCompose, InvalidDefinition, RnixError, UsageError
 from rnix.ui import jsonout
 
 # imported for their side effect: they add commands to compose
-_ = compose_run, compose_graph, compose_results
+_ = compose_run, compose_graph, compose_results, compose_ls
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-class RnixGroup(click.Group):
-    """`rnix "some intent"`: a first argument that is no command (nor an option) means `run`."""
+class RnixGroup(HabitGroup):
+    """`rnix "some intent"`: a first argument that is no command (nor an option) means `run`.
+
+    A docker command rnix lacks names the rnix way (`habits`); another unknown word that looks like
+    no command is taken for an intent that lacked quotes or `run`, and says so.
+    """
+
+    habits = TOP_HABITS
+
+    def unknown(self, ctx: click.Context, name: str) -> UsageError | None:
+        from rnix.core.problems import did_you_mean
+
+        if did_you_mean(name, list(self.commands)):
+            return super().unknown(ctx, name)
+        return UsageError(
+            f"rnix has no '{name}' command", f'to run an agent with that intent: rnix run "{name}"'
+        )
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         first = next((i for i, a in enumerate(args) if not a.startswith("-")), None)

@@ -41,6 +41,12 @@ ENVIRONMENT = (
         "Base of the private directory for gateway sockets ($XDG_RUNTIME_DIR/rnix, else /tmp/rnix-UID).",
     ),
     ("RNIX_PROJECT_NAME", "Project name when -p is not given (beats name: in the compose file)."),
+    ("COMPOSE_PROJECT_NAME", "docker compose's name for RNIX_PROJECT_NAME, used when that is not set."),
+    (
+        "RNIX_COMPOSE_FILE",
+        "The compose file when -f is not given (one file; default: compose.yaml in the directory).",
+    ),
+    ("COMPOSE_FILE", "docker compose's name for RNIX_COMPOSE_FILE, used when that is not set."),
     ("RNIX_SEED", "Seed for choosing among candidates, as --seed."),
     ("RNIX_EXPLORE", "Share of candidate choices that explore at random, from 0 to 1 (default 0.1)."),
     ("RNIX_MODEL", "Model of rnix run when --model is not given (default: mock)."),

@@ -3,31 +3,87 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from rnix.env import Env, SystemClock
-from rnix.errors import ExitCode, RnixError, UsageError
+from rnix.errors import ExitCode, InvalidCompose, RnixError, UsageError
 from rnix.ui import jsonout
 
 if TYPE_CHECKING:
     from rnix.store.db import RunRow
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+
+
+@dataclass(frozen=True)
+class Listing:
+    """How `ps` and `compose ps` print their rows: a table (cut on a terminal), PIDs, or a format."""
+
+    quiet: bool = False
+    no_trunc: bool = False
+    format: str | None = None  # None/"table", "json" (one object per line), or a {{.field}} template
+
+
+def listing_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """`-q`, `--no-trunc` and `--format`, shared by `ps` and `compose ps` (as a `listing` argument)."""
+    for option in reversed(
+        [
+            click.option(
+                "-q",
+                "--quiet",
+                is_flag=True,
+                help="Only the PIDs, one a line (agents that never started have none).",
+            ),
+            click.option(
+                "--no-trunc",
+                is_flag=True,
+                help="Do not cut INTENT and REASON on a terminal (piped output is never cut).",
+            ),
+            click.option(
+                "--format",
+                "fmt",
+                metavar="FORMAT",
+                help="table (default), json (one object a line), or a template such as "
+                "'{{.pid}}\\t{{.agent}}' over the --json fields; 'table TEMPLATE' adds a header.",
+            ),
+        ]
+    ):
+        function = option(function)
+
+    def wrapper(*args: Any, quiet: bool, no_trunc: bool, fmt: str | None, **kwargs: Any) -> Any:
+        return function(*args, listing=Listing(quiet, no_trunc, fmt), **kwargs)
+
+    return functools.update_wrapper(wrapper, function)
+
+
 FOLLOW_POLL = 0.2
 CATEGORY_CHOICES = ("think", "tool", "warn", "log", "output")  # rnix.core.logs.CATEGORIES
 
 
-def list_processes(env: Env, *, project: str | None, show_all: bool, as_json: bool) -> int:
+def list_processes(
+    env: Env,
+    *,
+    project: str | None,
+    show_all: bool,
+    as_json: bool,
+    listing: Listing | None = None,
+) -> int:
+    """`ps` and `compose ps`: the rows, then one of the outputs `listing` asks for (table by default)."""
     from rnix.store.db import Store
     from rnix.supervisor.control import find_lost
-    from rnix.ui.proctable import process_dict, render_processes
+    from rnix.ui.proctable import PROCESS_FIELDS, pool_lines, process_dict, table_lines
 
+    listing = listing or Listing()
     db_exists = (env.home / "rnix.db").exists()
     with Store.open(env.home, readonly=not db_exists) as store:
         if db_exists:
@@ -38,15 +94,47 @@ def list_processes(env: Env, *, project: str | None, show_all: bool, as_json: bo
         rows = [row for run in reversed(runs) for row in store.processes(run_id=run.id)]
     if not show_all:
         rows = [r for r in rows if r.state in ("running", "paused", "pending")]
-    if as_json:
-        jsonout.write_ok(env.stdout, {"processes": [process_dict(r) for r in rows]})
+    shown = [run for run in runs if any(r.run_id == run.id for r in rows)]
+    if as_json or listing.format == "json":
+        dicts = [process_dict(r) for r in rows]
+        if as_json:
+            jsonout.write_ok(env.stdout, {"processes": dicts, "runs": [_run_dict(r) for r in shown]})
+        else:  # docker's `--format json`: one object per line
+            env.stdout.writelines(json.dumps(d, ensure_ascii=False) + "\n" for d in dicts)
+        return ExitCode.OK
+    if listing.quiet:  # agents that never started (pending, skipped, reused) have no PID to print
+        env.stdout.writelines(f"{r.pid}\n" for r in rows if r.pid)
+        return ExitCode.OK
+    if listing.format not in (None, "table"):
+        from rnix.ui.template import render
+
+        fields = list(process_dict(rows[0])) if rows else list(PROCESS_FIELDS)  # checked with no rows too
+        lines = render(listing.format, [process_dict(r) for r in rows], fields)
+        env.stdout.writelines(line + "\n" for line in lines)
         return ExitCode.OK
     if not rows:
         hint = " (-a shows finished ones)" if not show_all else ""
         env.stderr.write(f"rnix: no agents{' of project ' + project if project else ''}{hint}\n")
         return ExitCode.OK
-    render_processes(env, rows, with_project=project is None)
+    truncate = env.stdout_isatty and not listing.no_trunc
+    env.stdout.writelines(
+        line + "\n" for line in table_lines(rows, with_project=project is None, truncate=truncate)
+    )
+    for line in pool_lines(shown):  # a note for people, not a row: stderr keeps the table parseable
+        env.stderr.write(f"rnix: {line}\n")
     return ExitCode.OK
+
+
+def _run_dict(run: Any) -> dict[str, Any]:
+    plan = run.plan if isinstance(run.plan, dict) else {}
+    pool = plan.get("budget_pool") or {}
+    return {
+        "run_id": run.id,
+        "project": run.project,
+        "status": run.status,
+        "tokens_used": run.tokens_used,
+        "budget_pool": pool.get("total"),
+    }
 
 
 def follow_logs(
@@ -138,6 +226,9 @@ def _stamp(ts: float) -> str:
 @click.option("--agent", "definition", help="An agent definition to run.")
 @click.option("--budget", type=int, help="Token budget (default: the definition's, else 50,000).")
 @click.option("--timeout", help="Timeout, e.g. 30s or 5m (default 10m).")
+@click.option(
+    "--api-base", metavar="URL", help="The model server's base URL (as api_base: in a compose file)."
+)
 @click.option("-p", "--project-name", "project", default="run", show_default=True, help="Project name.")
 @json_option
 @click.pass_obj
@@ -148,6 +239,7 @@ def run_cmd(
     definition: str | None,
     budget: int | None,
     timeout: str | None,
+    api_base: str | None,
     project: str,
     as_json: bool,
 ) -> int:
@@ -156,6 +248,7 @@ def run_cmd(
     Piped stdin becomes the agent's input: `rnix run "summarise" < notes.txt`. `rnix "INTENT"` is
     the same as `rnix run "INTENT"`. Exit status 0 when the agent completed, 1 otherwise.
     """
+    from rnix.cli.runopts import COMMAND_LINE, option_error
     from rnix.core.plan import make_plan
     from rnix.core.secrets import mask, mask_text, secret_values
     from rnix.core.spec import parse_compose
@@ -170,15 +263,19 @@ def run_cmd(
         ("agent", definition),
         ("budget", budget),
         ("timeout", timeout),
+        ("api_base", api_base),
     ):
         if value is not None:
             body[key] = value
-    spec = parse_compose({"agents": {"agent": body}}, {}, "<command line>")
-    if definition is not None:  # --agent: found like a compose file's, with the project in this directory
-        from rnix.cli.compose import library
-        from rnix.store.definitions import resolve_definitions
+    try:
+        spec = parse_compose({"agents": {"agent": body}}, {}, COMMAND_LINE)
+        if definition is not None:  # --agent: found like a compose file's, with the project here
+            from rnix.cli.compose import library
+            from rnix.store.definitions import resolve_definitions
 
-        spec = resolve_definitions(spec, library(env, env.cwd), {})
+            spec = resolve_definitions(spec, library(env, env.cwd), {})
+    except InvalidCompose as exc:
+        raise (option_error(exc) or exc) from exc
     from rnix.cli.compose import Loaded, check_credentials, resolve_models
 
     spec = resolve_models(env, spec)  # `--model haiku`, with the keys checked before anything runs
@@ -193,7 +290,7 @@ def run_cmd(
         home=env.home,
         environ=env.environ,
         base_dir=env.cwd,
-        compose_file="<command line>",
+        compose_file=COMMAND_LINE,
         clock=SystemClock(),
         stdin_input=stdin_input,
     )
@@ -222,10 +319,17 @@ def run_cmd(
 @json_option
 @click.option("-a", "--all", "show_all", is_flag=True, help="Include finished agents of recent runs.")
 @click.option("-p", "--project-name", "project", help="Only this project.")
+@listing_options
 @click.pass_obj
-def ps_cmd(env: Env, as_json: bool, show_all: bool, project: str | None) -> int:
-    """List agent processes of all projects (running ones; -a adds finished ones)."""
-    return list_processes(env, project=project, show_all=show_all, as_json=as_json)
+def ps_cmd(env: Env, as_json: bool, show_all: bool, project: str | None, listing: Listing) -> int:
+    """List agent processes of all projects (running ones; -a adds finished ones).
+
+    One agent a line: piped output is never cut or wrapped (on a terminal INTENT and REASON are cut
+    unless --no-trunc). REASON says why an agent failed or was stopped; RUN appears when the rows come
+    from several runs. TOKENS is used/funded per agent; a budget pool lends what one agent leaves to
+    later ones, so the pool's own use is noted on stderr.
+    """
+    return list_processes(env, project=project, show_all=show_all, as_json=as_json, listing=listing)
 
 
 @click.command("kill")
@@ -276,7 +380,8 @@ def log_cmd(
     """Print the log (stderr) and output (stdout) of the agent with this PID.
 
     Built-in agents log each step of their loop as one line: `[think]` what the model said next to
-    its tool calls, `[tool]` a call and a short result, `[warn]` a denied call.
+    its tool calls, `[tool]` a call and a short result, `[warn]` a denied call. Why an agent failed
+    or was stopped (its REASON in `ps`) follows on stderr.
 
     --llm shows the agent's model calls as recorded: per call its number, status, model, tokens,
     latency and tries, then the response (its text, `-> TOOL ARGUMENTS` for each tool call) and
@@ -304,6 +409,7 @@ def log_cmd(
             "agent": row.agent,
             "run_id": row.run_id,
             "state": row.state,
+            "error": row.error,
             **read_output(env, row),
         }
         data["entries"] = _entries(data["log"], data["result"], frozenset(categories) or None)
@@ -311,6 +417,14 @@ def log_cmd(
         return ExitCode.OK
     wanted = frozenset(categories) or None
     follow_logs(env, row.run_id, [row], follow=follow, prefix=False, categories=wanted)
+    with Store.open(env.home, readonly=True) as store:
+        row = store.process_by_pid(pid) or row  # with -f it has ended since
+    if row.error:  # why it failed or was stopped: a diagnostic, so the output stays the agent's own
+        from rnix.core.secrets import mask_text, secret_values
+        from rnix.ui.text import inert
+
+        reason = inert(mask_text(row.error, secret_values(env.environ)))
+        env.stderr.write(f"rnix: {row.agent} (PID {pid}) {row.state}: {reason}\n")
     return ExitCode.OK
 
 

@@ -45,9 +45,10 @@ def top_cmd(env: Env, project: str | None, interval: float, once: bool, as_json:
     Shows PID, PPID, project, agent, state, tokens used of the budget (highlighted from 90 %), CPU %,
     RSS, elapsed time (paused time excluded) and intent, refreshed every second. Keys: arrows or j/k
     move; Enter or d shows details; l follows the agent's log; K sends SIGTERM (after asking), 9
-    SIGKILL; s pauses or resumes the agent (SIGSTOP/SIGCONT); / filters; a shows finished ones; q
-    quits, resuming the agents top paused. Signals reach the agent's whole process group through
-    its run's supervisor, checked and recorded as with `rnix kill`.
+    SIGKILL; s pauses or resumes the agent (SIGSTOP/SIGCONT); / filters; a shows finished ones; ?
+    lists the keys; q quits, resuming the agents top paused. The newest run is at the top. Signals
+    reach the agent's whole process group through its run's supervisor, checked and recorded as
+    with `rnix kill`.
     """
     from rnix.core.secrets import secret_values
     from rnix.supervisor.procinfo import raise_nofile_limit

@@ -194,7 +194,8 @@ COMPOSE = Obj(
             "The agents, by name.",
             required=True,
         ),
-    }
+    },
+    renamed={"services": "agents"},  # docker compose habits
 )
 
 

@@ -393,6 +393,9 @@ class Obj(Type):
     fields: Mapping[str, Field]
     exclusive: tuple[str, ...] = ()
     what: str = "a mapping"
+    # Keys other tools use for one of ours (docker compose's `services`): named in the error, and the
+    # key they stand for is then not also reported missing.
+    renamed: Mapping[str, str] = {}
 
     def check(self, value: object, path: Path, ck: Checker) -> Any:
         if not isinstance(value, dict):
@@ -406,6 +409,10 @@ class Obj(Type):
             if key.startswith(EXTENSION_PREFIX):
                 continue
             field = self.fields.get(key)
+            if field is None and key in self.renamed:
+                ck.error((*path, key), f"rnix names this key '{self.renamed[key]}': rename it")
+                ok = False
+                continue
             if field is None:
                 hint = did_you_mean(key, self.fields) or f" (known keys: {', '.join(self.fields)})"
                 ck.error((*path, key), f"unknown key{hint}")
@@ -414,7 +421,8 @@ class Obj(Type):
             out[key] = field.type.check(item, (*path, key), ck)
             ok = ok and out[key] is not INVALID
         for name, field in self.fields.items():
-            if field.required and name not in value:
+            stand_ins = [k for k, ours in self.renamed.items() if ours == name and k in value]
+            if field.required and name not in value and not stand_ins:
                 ck.error(path, f"missing required key '{name}'")
                 ok = False
         present = [k for k in self.exclusive if k in value]

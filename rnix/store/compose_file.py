@@ -28,6 +28,9 @@ from rnix.store.yaml_lines import MAX_BYTES, load_yaml
 
 COMPOSE_FILENAMES = ("compose.yaml", "compose.yml", "rnix-compose.yaml")
 PROJECT_NAME_VARIABLE = "RNIX_PROJECT_NAME"
+# docker compose's names, honoured when rnix's own are not set (habits carry over).
+PROJECT_NAME_VARIABLES = (PROJECT_NAME_VARIABLE, "COMPOSE_PROJECT_NAME")
+COMPOSE_FILE_VARIABLES = ("RNIX_COMPOSE_FILE", "COMPOSE_FILE")
 DOTENV_NAME = ".env"
 
 _PROJECT_NAME_HINT = "project names use a-z, 0-9, '-' and '_'; set one with -p NAME"
@@ -63,13 +66,45 @@ def find_compose_file(cwd: pathlib.Path, explicit: str | None) -> tuple[pathlib.
     return path, found[0], _several_found(found)
 
 
-def load_compose(path: pathlib.Path, display: str, environ: Mapping[str, str]) -> LoadedCompose:
+def compose_file_from_env(environ: Mapping[str, str]) -> str | None:
+    """The compose file named by $RNIX_COMPOSE_FILE, else $COMPOSE_FILE (None: neither is set).
+
+    docker's COMPOSE_FILE may list several files to merge; rnix reads one, so a list is refused.
+    """
+    for variable in COMPOSE_FILE_VARIABLES:
+        value = environ.get(variable)
+        if value:
+            if os.pathsep in value:
+                raise UsageError(
+                    f"${variable} names several files ({value}); rnix reads one compose file",
+                    f"set {variable} to one file, or pass -f FILE",
+                )
+            return value
+    return None
+
+
+def project_name_from_env(environ: Mapping[str, str]) -> str | None:
+    """$RNIX_PROJECT_NAME, else $COMPOSE_PROJECT_NAME (an empty value counts as not set)."""
+    return next((environ[v] for v in PROJECT_NAME_VARIABLES if environ.get(v)), None)
+
+
+def load_compose(
+    path: pathlib.Path,
+    display: str,
+    environ: Mapping[str, str],
+    env_files: tuple[pathlib.Path, ...] | None = None,
+) -> LoadedCompose:
     """Read, parse and interpolate the compose file at `path`; raises `InvalidCompose` with every problem.
 
-    Variables come from `environ` first, then from the `.env` file beside the compose file.
+    Variables come from `environ` first, then from the `.env` file beside the compose file, or from
+    `env_files` instead when given (`--env-file`, as in docker: later files win; a missing one is
+    `ComposeNotFound`).
     """
     tree = load_yaml(_read_compose(path, display), display)
-    dotenv_values, dotenv_problems = _load_dotenv(path.parent / DOTENV_NAME, _dotenv_display(display))
+    if env_files is None:
+        dotenv_values, dotenv_problems = _load_dotenv(path.parent / DOTENV_NAME, _dotenv_display(display))
+    else:
+        dotenv_values, dotenv_problems = _load_env_files(env_files)
     problems: list[Problem] = list(tree.problems)
     data: object = None
     warnings: tuple[str, ...] = ()
@@ -88,12 +123,12 @@ def load_compose(path: pathlib.Path, display: str, environ: Mapping[str, str]) -
 def resolve_project_name(
     cli_name: str | None, environ: Mapping[str, str], file_name: str | None, compose_path: pathlib.Path
 ) -> str:
-    """-p > $RNIX_PROJECT_NAME > `name:` in the file > the compose file's directory; then normalised.
+    """-p > $RNIX_PROJECT_NAME > $COMPOSE_PROJECT_NAME > `name:` > the file's directory; then normalised.
 
     Normalising lower-cases, drops every character outside [a-z0-9_-] and strips leading `-`/`_`.
     An empty value counts as not given. Raises `UsageError` when nothing is left.
     """
-    candidates = (cli_name, environ.get(PROJECT_NAME_VARIABLE), file_name)
+    candidates = (cli_name, project_name_from_env(environ), file_name)
     raw = next((name for name in candidates if name), None)
     if raw is None:
         raw = _absolute(compose_path).parent.name
@@ -185,6 +220,18 @@ def _dotenv_display(display: str) -> str:
 def dotenv_values(directory: pathlib.Path) -> dict[str, str]:
     """The variables of the `.env` in `directory` (none when it is missing or unreadable)."""
     return _load_dotenv(directory / DOTENV_NAME, DOTENV_NAME)[0]
+
+
+def _load_env_files(paths: tuple[pathlib.Path, ...]) -> tuple[dict[str, str], tuple[Problem, ...]]:
+    values: dict[str, str] = {}
+    problems: list[Problem] = []
+    for path in paths:
+        if not path.is_file():
+            raise ComposeNotFound(f"env file not found: {path}", "check the path given to --env-file")
+        found, trouble = _load_dotenv(path, str(path))
+        values.update(found)
+        problems.extend(trouble)
+    return values, tuple(problems)
 
 
 def _load_dotenv(path: pathlib.Path, display: str) -> tuple[dict[str, str], tuple[Problem, ...]]:

@@ -137,6 +137,8 @@ def _syntax_problem(exc: yaml.YAMLError, text: str, file: str) -> Problem:
         return Problem(file, None, "", f"invalid YAML: {exc}")
     mark = exc.problem_mark or exc.context_mark
     where = mark.line + 1 if mark is not None else None
+    if where is not None and _tab_indented(text, where):
+        return Problem(file, where, "", "invalid YAML: indented with a tab; YAML indents with spaces only")
     if exc.problem == "but found another document":
         return Problem(file, where, "", "only one YAML document is allowed (found a second '---' document)")
     if exc.context and exc.context.startswith("found duplicate anchor") and exc.context_mark:
@@ -144,6 +146,14 @@ def _syntax_problem(exc: yaml.YAMLError, text: str, file: str) -> Problem:
         first = exc.context_mark.line + 1
         return Problem(file, where, "", f"invalid YAML: {anchor} (first defined on line {first})")
     return Problem(file, where, "", f"invalid YAML: {exc.problem or exc.context or 'syntax error'}")
+
+
+def _tab_indented(text: str, line: int) -> bool:
+    """Whether the 1-based `line` (or the one before it: PyYAML may report the next) starts with a tab
+    in its indentation."""
+    lines = text.splitlines()
+    near = lines[max(0, line - 2) : line]
+    return any("\t" in row[: len(row) - len(row.lstrip(" \t"))] for row in near)
 
 
 class _LimitExceeded(Exception):

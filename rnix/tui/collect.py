@@ -88,9 +88,7 @@ class Collector:
                 active = store.runs(project=self.project, active_only=True)
                 known = {r.id for r in runs}
                 runs += [r for r in active if r.id not in known]
-                runs.sort(key=lambda r: r.started_at)
-            else:
-                runs.reverse()  # oldest first, as `ps` lists them
+                runs.sort(key=lambda r: r.started_at, reverse=True)  # newest first: what you just started
             processes = {run.id: store.processes(run_id=run.id) for run in runs}
         rows = (runs, processes)
         self._cached = (version, show_all, rows)

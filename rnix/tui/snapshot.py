@@ -1,7 +1,7 @@
 """What `top` shows, as plain data: one snapshot of runs, agents and their processes.
 
 Contract:
-- `Snapshot` is what `rnix.tui.collect.Collector` read at one moment: runs (oldest first) with all
+- `Snapshot` is what `rnix.tui.collect.Collector` read at one moment: runs (newest first) with all
   their agents (in layer order) and, for each agent whose process is alive, that process and its
   descendants (depth-first). Nothing here reads the store, /proc or a clock: `now` is passed in.
 - `summary(...)` counts the agents by state and adds up tokens and time; `document(...)` is the
@@ -64,7 +64,14 @@ class RunView:
 
     @property
     def budget(self) -> int:
-        return sum(a.row.budget or 0 for a in self.agents)
+        """The run's budget: its pool when it has one, else the sum of its agents' budgets.
+
+        Agents funded from a pool can add up to more than the pool (what one leaves is lent to the
+        next), so their sum would claim tokens the run never had.
+        """
+        plan = self.run.plan if isinstance(self.run.plan, dict) else {}
+        pool = (plan.get("budget_pool") or {}).get("total")
+        return int(pool) if pool else sum(a.row.budget or 0 for a in self.agents)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ class TopApp(App[int]):
         Binding("slash", "filter", "Filter"),
         Binding("a", "toggle_all", "Finished"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("question_mark", "toggle_keys", "Keys"),
     ]
 
     def __init__(
@@ -89,6 +90,13 @@ class TopApp(App[int]):
     @property
     def home(self) -> Path:
         return self.collector.home
+
+    def action_toggle_keys(self) -> None:
+        """`?`: every key and what it does (textual's help panel), and `?` again hides it."""
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
 
     def compose(self) -> ComposeResult:
         yield Static(id="header")

@@ -1,16 +1,35 @@
-"""Process listings (`ps`, `compose ps`) as rows for people and as dictionaries for `--json`."""
+"""Process listings (`ps`, `compose ps`): aligned lines for people, dictionaries for `--json`.
+
+Contract:
+- `table_lines` lays the rows out as plain text, one agent per line whatever the terminal width:
+  columns are padded to their widest cell and separated by three spaces, like `docker ps`. Text an
+  agent or a file controls is made inert (one line, no control characters).
+- Free-text cells (INTENT, REASON) are cut to `TRUNCATE` characters only when `truncate` is true
+  (a terminal without --no-trunc); piped output is never cut, so `rnix ps -a | grep` sees every word.
+- A RUN column appears when the rows come from more than one run; PROJECT when asked for.
+- TOKENS is `used/funded`: what the agent spent of the budget it was given when it started. A budget
+  pool lends unspent tokens to later agents, so the funded column can add up to more than the pool;
+  `pool_lines` says how much of each run's pool was used.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rnix.ui.runview import sla_word
-from rnix.ui.text import duration, inert, tokens
+from rnix.ui.text import align, duration, inert, tokens
 
 if TYPE_CHECKING:
-    from rnix.env import Env
-    from rnix.store.db import ProcessRow
+    from rnix.store.db import ProcessRow, RunRow
+
+TRUNCATE = 40
+# The keys of `process_dict`: the --json fields, and what a --format template may name.
+PROCESS_FIELDS = (
+    "pid", "ppid", "project", "run_id", "agent", "state", "layer", "attempt", "tokens_used", "budget",
+    "elapsed_ms", "exit_code", "intent", "error", "sla", "reused_from",
+)  # fmt: skip
 
 
 def elapsed_ms(row: ProcessRow, now: float | None = None) -> int:
@@ -24,6 +43,7 @@ def elapsed_ms(row: ProcessRow, now: float | None = None) -> int:
 
 
 def process_dict(row: ProcessRow) -> dict[str, Any]:
+    """The row as `--json` shows it (keys: `PROCESS_FIELDS`)."""
     return {
         "pid": row.pid,
         "ppid": row.ppid,
@@ -44,44 +64,57 @@ def process_dict(row: ProcessRow) -> dict[str, Any]:
     }
 
 
-def render_processes(env: Env, rows: list[ProcessRow], with_project: bool) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    from rnix.ui.render import console
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    columns = [
+def table_lines(rows: Sequence[ProcessRow], *, with_project: bool, truncate: bool) -> list[str]:
+    """The header and one line per row (see the module contract)."""
+    with_run = len({row.run_id for row in rows}) > 1
+    header = [
         "PID",
         "PPID",
         *(["PROJECT"] if with_project else []),
+        *(["RUN"] if with_run else []),
         "AGENT",
         "STATE",
         "TOKENS",
         "ELAPSED",
         "EXIT",
         "SLA",
+        "REASON",
         "INTENT",
     ]
-    for column in columns:
-        table.add_column(
-            column,
-            no_wrap=column != "INTENT",
-            overflow="ellipsis",
-            max_width=60 if column == "INTENT" else None,
-        )
+    table = [header]
     for row in rows:
-        cells: list[str | Text] = [
-            str(row.pid or "-"),
-            str(row.ppid or "-"),
-            *([Text(inert(row.project))] if with_project else []),
-            Text(inert(row.agent)),
-            row.state,
-            f"{tokens(row.tokens_used)}/{tokens(row.budget)}",
-            duration(round(elapsed_ms(row) / 1000, 1)) if row.started_at else "-",
-            "-" if row.exit_code is None else str(row.exit_code),
-            sla_word(row.sla),
-            Text(inert(row.intent or "")),
-        ]
-        table.add_row(*cells)
-    console(env).print(table)
+        table.append(
+            [
+                str(row.pid or "-"),
+                str(row.ppid or "-"),
+                *([inert(row.project)] if with_project else []),
+                *([row.run_id] if with_run else []),
+                inert(row.agent),
+                row.state,
+                f"{tokens(row.tokens_used)}/{tokens(row.budget)}",
+                duration(round(elapsed_ms(row) / 1000, 1)) if row.started_at else "-",
+                "-" if row.exit_code is None else str(row.exit_code),
+                sla_word(row.sla),
+                _cut(inert(row.error or "") or "-", truncate),
+                _cut(inert(row.intent or "") or "-", truncate),
+            ]
+        )
+    return align(table)
+
+
+def pool_lines(runs: Sequence[RunRow]) -> list[str]:
+    """`run 1a2b3c (project team): 48,211 of the 120,000-token pool used`, for runs that had a pool."""
+    lines = []
+    for run in runs:
+        plan = run.plan if isinstance(run.plan, dict) else {}
+        total = (plan.get("budget_pool") or {}).get("total")
+        if total:
+            lines.append(
+                f"run {run.id} (project {inert(run.project)}): "
+                f"{tokens(run.tokens_used)} of the {tokens(total)}-token pool used"
+            )
+    return lines
+
+
+def _cut(text: str, truncate: bool) -> str:
+    return text[: TRUNCATE - 1] + "…" if truncate and len(text) > TRUNCATE else text

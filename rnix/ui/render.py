@@ -33,11 +33,11 @@ def render_plan(env: Env, plan: Plan) -> None:
     out = console(env)
     alloc = plan.allocation
     pool = f"budget pool {tokens(alloc.total)} tokens ({alloc.strategy})" if alloc.total else "no budget pool"
-    count = len(plan.agents)
+    count, layers = len(plan.agents), len(plan.layers)
     head = Text.assemble(
         ("project ", "dim"),
         (inert(plan.project), "bold"),
-        f" · {count} agent{'s' * (count != 1)} in {len(plan.layers)} layers · {pool}",
+        f" · {count} agent{'s' * (count != 1)} in {layers} layer{'s' * (layers != 1)} · {pool}",
     )
     out.print(head)
     table = Table(box=None, pad_edge=False, header_style="bold")

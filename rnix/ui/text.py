@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 # C0/C1 control characters (ESC starts ANSI/OSC sequences); tab and newline are handled by callers.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -36,3 +37,9 @@ def duration(seconds: float) -> str:
 
 def tokens(count: int | None) -> str:
     return "-" if count is None else f"{count:,}"
+
+
+def align(table: Sequence[Sequence[str]], gap: str = "   ") -> list[str]:
+    """Rows of cells as lines, each column padded to its widest cell (docker's plain table layout)."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))] if table else []
+    return [gap.join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table]

@@ -45,7 +45,7 @@ def test_intent_shorthand_and_piped_stdin(tmp_path: Path) -> None:
     assert any(m["content"] == "Input:\nalpha beta gamma\n" for m in task["messages"])
     assert agent["tokens_used"] > 0
     typo = subprocess.run([RNIX, "comopse"], capture_output=True, text=True, env=env, timeout=30)
-    assert typo.returncode == 2 and "No such command 'comopse'" in typo.stderr
+    assert typo.returncode == 2 and "no 'comopse' command (did you mean 'compose'?)" in typo.stderr
 
 
 def test_run_failure_and_budget_exit_1(rnix: RunRnix) -> None:

@@ -233,3 +233,13 @@ def test_the_snapshot_path_does_not_load_textual() -> None:
     code = "import sys, rnix.cli.top, rnix.tui.collect, rnix.tui.rows; print('textual' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_pooled_run_never_shows_more_budget_than_its_pool() -> None:
+    # A pool of 120,000 funds agents as they start, lending each what the earlier ones left: their
+    # budgets add up to 226,000 here, but the run only ever had 120,000.
+    agents = tuple(AgentView(agent_row(n, budget=b), None) for n, b in (("a", 120_000), ("b", 106_000)))
+    pooled = RunView(run_row(plan_json='{"budget_pool": {"total": 120000}}'), proc(100), agents)
+    assert pooled.budget == 120_000
+    assert summary(snap(pooled), T0 + 10)["tokens_budget"] == 120_000
+    assert RunView(run_row(), proc(100), agents).budget == 226_000  # no pool: the agents' own budgets
