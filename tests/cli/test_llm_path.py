@@ -176,23 +176,32 @@ def test_a_key_in_dotenv_reaches_the_provider_only_as_the_authorization_header(
 ) -> None:
     from tests.fakes.openai_server import ToolCall
 
+    opener = tmp_path / "agents" / "opener"
+    opener.mkdir(parents=True)
+    (opener / "agent.yaml").write_text(
+        "name: opener\ndescription: may read secret files\ntools:\n  read_file: {allow_secrets: true}\n"
+    )
+    (opener / "instructions.md").write_text("Read what you are asked to.\n")
     with OpenAIServer() as server:
-        # The model asks to read .env; the next request carries what the tool returned.
-        server.script([ToolCall("read_file", {"path": ".env"}), Reply("done")])
+        # Each agent's model asks to read .env; the next request carries what the tool returned.
+        read_env = ToolCall("read_file", {"path": ".env"})
+        server.script([read_env, Reply("done"), read_env, Reply("done")])
         compose(
             tmp_path,
             server,
             "  snoop: {intent: look around, agent: code-analyst}\n"
-            "  env_dump: {intent: show env, command: [sh, -c, 'env'], depends_on: [snoop]}\n",
+            "  opener: {intent: open it, agent: opener, depends_on: [snoop]}\n"
+            "  env_dump: {intent: show env, command: [sh, -c, 'env'], depends_on: [opener]}\n",
         )
         (tmp_path / ".env").write_text(f"OPENAI_API_KEY={CANARY}\n")
         result = rnix("compose", "up", "--json", env={"OPENAI_API_KEY": ""}, timeout=120)
         requests = list(server.requests)
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert len(requests) == 2
+    assert len(requests) == 4
     assert all(r.headers["authorization"] == f"Bearer {CANARY}" for r in requests)
-    assert all(CANARY not in json.dumps(r.body) for r in requests)  # masked before it left rnix
-    assert "***" in json.dumps(requests[1].body)  # the tool did read it; the value went out masked
+    assert all(CANARY not in json.dumps(r.body) for r in requests)
+    assert "allow_secrets" in json.dumps(requests[1].body)  # code-analyst's read_file was refused
+    assert "OPENAI_API_KEY=***" in json.dumps(requests[3].body)  # allowed: read, and masked on the way out
     assert "OPENAI_API_KEY" not in agents_of(doc)["env_dump"]["result"]  # agents never get it
     assert_no_canary_anywhere(rnix_home, result.stdout, result.stderr)
