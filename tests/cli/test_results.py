@@ -6,6 +6,7 @@ where a script would wait for the run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -156,6 +157,10 @@ def test_wait_reports_a_run_whose_supervisor_died_as_lost(rnix: RunRnix, tmp_pat
     started = rnix("compose", "up", "-d", "--json", cwd=folder, env={"RNIX_TEST_MARKER": marker})
     supervisor = json.loads(started.stdout)["data"]["pid"]
     os.kill(supervisor, signal.SIGKILL)
+    # When this test process is a subreaper (supervisor tests make it one), the killed supervisor is
+    # its zombie: reap it, as init would for a user.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(supervisor, 0)
     waited = rnix("compose", "wait", cwd=folder, timeout=30)
     assert waited.returncode == 1
     assert re.search(r"run \w+ of project lost was lost: its supervisor \(PID \d+\) died", waited.stderr)
