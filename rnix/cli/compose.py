@@ -89,7 +89,8 @@ def check_credentials(env: Env, loaded: Loaded) -> None:
     from rnix.store.compose_file import dotenv_values
 
     set_here = {k: v for k, v in env.environ.items() if v}  # an empty variable is not a key
-    environ = {**dotenv_values(loaded.path.parent), **set_here}
+    files = env_files_of(env, click.get_current_context())
+    environ = {**dotenv_values(loaded.path.parent, files), **set_here}
     problems = models.check(loaded.spec, {}, environ)
     if problems:
         where = "; ".join(f"{p.file}:{p.line}: {p.message}" if p.line else p.message for p in problems)

@@ -222,7 +222,8 @@ def _credentials_from_dotenv(env: Env, directory: Path) -> None:
     from rnix.core.secrets import is_secret_name
     from rnix.store.compose_file import dotenv_values
 
-    for name, value in dotenv_values(directory).items():
+    files = env_files_of(env, click.get_current_context())
+    for name, value in dotenv_values(directory, files).items():
         if is_secret_name(name) and value and not env.environ.get(name):
             os.environ[name] = value  # litellm and the gateway's masking read the process's own
             env.environ = {**env.environ, name: value}

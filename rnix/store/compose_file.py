@@ -217,8 +217,16 @@ def _dotenv_display(display: str) -> str:
     return DOTENV_NAME if str(parent) == "." else str(parent / DOTENV_NAME)
 
 
-def dotenv_values(directory: pathlib.Path) -> dict[str, str]:
-    """The variables of the `.env` in `directory` (none when it is missing or unreadable)."""
+def dotenv_values(
+    directory: pathlib.Path, env_files: tuple[pathlib.Path, ...] | None = None
+) -> dict[str, str]:
+    """The variables of the `.env` in `directory`, or of `env_files` when given (`--env-file`);
+    none when missing or unreadable (loading the compose file reports those problems)."""
+    if env_files is not None:
+        try:
+            return _load_env_files(env_files)[0]
+        except ComposeNotFound:
+            return {}
     return _load_dotenv(directory / DOTENV_NAME, DOTENV_NAME)[0]
 
 

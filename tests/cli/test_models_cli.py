@@ -84,3 +84,10 @@ def test_aliases_from_the_file_and_models_yaml_and_rnix_models(
     (config / "models.yaml").write_text("bad alias!: x\n")
     broken = rnix("models")
     assert broken.returncode == 2 and "models.yaml:1" in broken.stderr and "Traceback" not in broken.stderr
+
+
+def test_a_key_in_an_env_file_given_with_env_file_counts(rnix: RunRnix, tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(ORIGINAL)
+    (tmp_path / "keys.env").write_text("ANTHROPIC_API_KEY=sk-ant-test-0000\n")
+    assert rnix("compose", "plan", env=NO_KEYS).returncode == 2
+    assert rnix("compose", "--env-file", "keys.env", "plan", env=NO_KEYS).returncode == 0
