@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from rnix.core.model import ComposeSpec
-from rnix.core.secrets import mask, secret_values
+from rnix.core.secrets import mask, merge_secrets, secret_values
 from rnix.env import Env
 from rnix.errors import ExitCode
 from rnix.ui import jsonout
@@ -39,6 +40,11 @@ class Loaded:
     spec: ComposeSpec
     project: str
     path: Path  # absolute path of the compose file
+    dotenv: Mapping[str, str] = field(default_factory=dict)  # the `.env` beside it (holds secrets)
+
+    def secrets(self, environ: Mapping[str, str]) -> tuple[str, ...]:
+        """Every secret value to mask in output: the environment's and the `.env`'s."""
+        return merge_secrets(secret_values(environ), secret_values(self.dotenv))
 
 
 def load(env: Env, file: str | None, project: str | None) -> Loaded:
@@ -56,7 +62,8 @@ def load(env: Env, file: str | None, project: str | None) -> Loaded:
         env.warn(warning)
     spec = parse_compose(loaded.data, loaded.lines, loaded.display)
     spec = resolve_definitions(spec, library(env, loaded.path.parent), loaded.lines)
-    return Loaded(spec, resolve_project_name(project, env.environ, spec.name, loaded.path), loaded.path)
+    name = resolve_project_name(project, env.environ, spec.name, loaded.path)
+    return Loaded(spec, name, loaded.path, loaded.dotenv)
 
 
 def library(env: Env, project_dir: Path | None) -> Library:
@@ -95,7 +102,7 @@ def config_cmd(env: Env, file: str | None, project: str | None, as_json: bool, q
     loaded = load(env, file, project)
     if quiet and not as_json:
         return ExitCode.OK
-    data = mask(spec_as_dict(loaded.spec), secret_values(env.environ))
+    data = mask(spec_as_dict(loaded.spec), loaded.secrets(env.environ))
     if as_json:
         payload: dict[str, Any] = {"project": loaded.project, "file": loaded.spec.file}
         payload.update({"valid": True} if quiet else {"config": data})
@@ -129,11 +136,11 @@ def plan_cmd(env: Env, file: str | None, project: str | None, as_json: bool, see
             f"{', '.join(plan.allocation.unfunded)}: they would not start"
         )
     if as_json:
-        jsonout.write_ok(env.stdout, mask(plan_as_dict(plan), secret_values(env.environ)))
+        jsonout.write_ok(env.stdout, mask(plan_as_dict(plan), loaded.secrets(env.environ)))
         return ExitCode.OK
     from rnix.ui.render import render_plan
 
-    render_plan(env, plan)
+    render_plan(env, plan, loaded.secrets(env.environ))
     return ExitCode.OK
 
 

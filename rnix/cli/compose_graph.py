@@ -9,7 +9,6 @@ from __future__ import annotations
 import click
 
 from rnix.cli.compose import compose, file_option, json_option, load, project_option
-from rnix.core.secrets import secret_values
 from rnix.env import Env
 from rnix.errors import ExitCode
 from rnix.ui import jsonout
@@ -37,7 +36,7 @@ def graph_cmd(env: Env, file: str | None, project: str | None, as_json: bool, fm
     intent. With --json: the layers, nodes, edges and critical path as data.
     """
     loaded = load(env, file, project)
-    document = graph_document(loaded.spec, loaded.project, secret_values(env.environ))
+    document = graph_document(loaded.spec, loaded.project, loaded.secrets(env.environ))
     if as_json:
         jsonout.write_ok(env.stdout, document)
     else:

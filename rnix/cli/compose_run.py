@@ -29,8 +29,11 @@ class UpView:
     go through the supervisor, so they are in the fold too.
     """
 
-    def __init__(self, env: Env, plan: Plan, as_json: bool, run_id: str | None = None) -> None:
+    def __init__(
+        self, env: Env, plan: Plan, as_json: bool, run_id: str | None = None, secrets: tuple[str, ...] | None = None
+    ) -> None:
         self.env, self.plan, self.as_json = env, plan, as_json
+        self.secrets = secret_values(env.environ) if secrets is None else secrets
         self.run_id = run_id
         self.layers = len(plan.layers)
         self.printed: set[str] = set()
@@ -62,7 +65,7 @@ class UpView:
 
         self.printed.add(run.name)
         line = agent_line(run, self.layers, time.time())
-        self.env.stdout.write(mask_text(line, secret_values(self.env.environ)) + "\n")
+        self.env.stdout.write(mask_text(line, self.secrets) + "\n")
         self.env.stdout.flush()
 
     def finish(self, outcome: Outcome) -> None:
@@ -71,7 +74,7 @@ class UpView:
         if self.live is not None:
             self.live.stop()
         if self.as_json:
-            data = mask(up_document(self.plan, outcome, self.plan.project), secret_values(self.env.environ))
+            data = mask(up_document(self.plan, outcome, self.plan.project), self.secrets)
             if outcome.exit_code == ExitCode.OK:
                 jsonout.write_ok(self.env.stdout, data)
             else:
@@ -93,7 +96,7 @@ class UpView:
             run = outcome.agents[agent.spec.name]
             if run.name not in self.printed:
                 self.env.stdout.write(
-                    mask_text(agent_line(run, self.layers, now), secret_values(self.env.environ)) + "\n"
+                    mask_text(agent_line(run, self.layers, now), self.secrets) + "\n"
                 )
         self.env.stdout.write(summary_line(outcome) + "\n")
         self.env.stdout.flush()
@@ -170,6 +173,7 @@ def up_cmd(
             run_id=run_id or new_run_id(),
             home=env.home,
             environ=env.environ,
+            dotenv=loaded.dotenv,
             base_dir=loaded.path.parent,
             compose_file=str(loaded.path),
             clock=SystemClock(),
@@ -179,7 +183,7 @@ def up_cmd(
         )
         if resume is not None and resume.worth_saying:
             env.stderr.write(f"rnix: {resume.message()}\n")
-        view = UpView(env, plan, as_json, ctx.run_id)
+        view = UpView(env, plan, as_json, ctx.run_id, loaded.secrets(env.environ))
         try:
             outcome = asyncio.run(supervise(ctx, on_update=view.update))
         finally:

@@ -30,6 +30,17 @@ def secret_values(environ: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(sorted(values, key=len, reverse=True))
 
 
+def dotenv_credentials(dotenv: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:
+    """The secret-named `.env` values the gateway gets: those not already set in the real environment
+    (the real environment wins, as in docker compose). Agents never get them."""
+    return {k: v for k, v in dotenv.items() if is_secret_name(k) and k not in environ}
+
+
+def merge_secrets(*groups: Iterable[str]) -> tuple[str, ...]:
+    """Several sets of secret values as one, longest first."""
+    return tuple(sorted({value for group in groups for value in group}, key=len, reverse=True))
+
+
 def mask_text(text: str, secrets: Iterable[str]) -> str:
     for value in secrets:
         if value in text:

@@ -16,7 +16,7 @@ import pathlib
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from rnix.core.problems import Problem
@@ -42,6 +42,9 @@ class LoadedCompose:
     data: object  # plain tree: dict/list/str/int/float/bool/None, after interpolation
     lines: Mapping[Path, int]  # key path -> 1-based line of the key (or list item); () -> 1
     warnings: tuple[str, ...]
+    # The `.env` beside the file, as read: its secret-named values are provider credentials for the
+    # gateway (never for agents) and are masked in every output (rnix.core.secrets.dotenv_credentials).
+    dotenv: Mapping[str, str] = field(default_factory=dict)
 
 
 def find_compose_file(cwd: pathlib.Path, explicit: str | None) -> tuple[pathlib.Path, str, tuple[str, ...]]:
@@ -82,7 +85,9 @@ def load_compose(path: pathlib.Path, display: str, environ: Mapping[str, str]) -
     problems.extend(dotenv_problems)
     if problems:
         raise InvalidCompose(display, problems)
-    return LoadedCompose(path, display, data, MappingProxyType(dict(tree.lines)), warnings)
+    return LoadedCompose(
+        path, display, data, MappingProxyType(dict(tree.lines)), warnings, MappingProxyType(dotenv_values)
+    )
 
 
 def resolve_project_name(

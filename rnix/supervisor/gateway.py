@@ -25,8 +25,9 @@ answer an agent has seen is durable; a failing `on_journal` is logged and the an
 Failed calls and `complete_internal` (the SLA judge) are neither journalled nor replayed.
 
 The backend call runs in its own task: an agent that disconnects mid-call does not stop it, so its
-usage is still charged and recorded. Everything returned or recorded is masked with the secret
-values of the supervisor's environment. Concurrency is limited per provider (the api_base, else the
+usage is still charged and recorded. Everything sent to a provider, returned or recorded is masked
+with the secret values the supervisor knows (its environment's, which include the `.env` credentials
+during a run, and `secrets`): a tool result that read a key never carries it to the model. Concurrency is limited per provider (the api_base, else the
 model's provider prefix).
 
 on_call data: {attempt (the agent's request number), try (1..max_attempts; 0 for a refusal or a
@@ -52,7 +53,7 @@ from typing import Any
 from rnix.agent import protocol
 from rnix.core import journal
 from rnix.core.journal import JournalEntry, Replay
-from rnix.core.secrets import mask, secret_values
+from rnix.core.secrets import mask, merge_secrets, secret_values
 from rnix.llm import tokens
 from rnix.llm.backend import CALLER, Backend, CallTimeout, Completion, ProviderError, Usage, one_line
 from rnix.llm.retry import call_with_retries, will_retry
@@ -148,14 +149,17 @@ class Gateway:
         max_attempts: int = 4,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         on_journal: OnJournal | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         """`backends` maps a model ("mock?fail=1"), a model name ("mock") or "*" to a Backend; models
         not found there use the built-in MockBackend for `mock` and LiteLLMBackend for the rest.
         `sleep` paces the waits between retries (tests inject a fake one). `on_journal` makes each
-        journal entry durable (see the module docstring); without it nothing is journalled."""
+        journal entry durable (see the module docstring); without it nothing is journalled.
+        `secrets`: secret values masked besides those of `os.environ` (the project's `.env`'s)."""
         self.socket_path = socket_path
         self._on_call = on_call
         self._on_journal = on_journal
+        self._extra_secrets = secrets
         self._backends = dict(backends or {})
         self._builtin: dict[str, Backend] = {}
         self._concurrency = concurrency_per_provider
@@ -274,7 +278,7 @@ class Gateway:
             writer.close()
 
     async def _send(self, writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
-        writer.write(protocol.encode(mask(reply, secret_values(os.environ))))
+        writer.write(protocol.encode(mask(reply, self._secrets())))
         await writer.drain()
 
     async def _handle(self, line: bytes, nonce: str | None) -> tuple[dict[str, Any], str | None, bool]:
@@ -440,7 +444,7 @@ class Gateway:
         entry = JournalEntry(
             kind=kind,
             key=key,
-            response=mask(response, secret_values(os.environ)),
+            response=mask(response, self._secrets()),
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
             total_tokens=int(usage.get("total_tokens", 0)),
@@ -469,6 +473,11 @@ class Gateway:
         backend = self._backend(account.model)
         semaphore = self._semaphore(account)
         tries, cut_off = 0, False
+        # What goes to the provider never holds a known secret value, whatever a tool read (the agent
+        # does not know the values, so it cannot mask them itself); the journal key was computed on
+        # what the agent sent.
+        known = self._secrets()
+        messages, tools = mask(request.messages, known), mask(request.tools, known)
 
         async def attempt() -> Completion:
             nonlocal cut_off
@@ -477,11 +486,11 @@ class Gateway:
                     return await asyncio.wait_for(
                         backend.complete(
                             model=account.model,
-                            messages=request.messages,
+                            messages=messages,
                             max_tokens=max_tokens,
                             api_base=account.api_base,
                             timeout=self._call_timeout,
-                            tools=request.tools,
+                            tools=tools,
                             temperature=request.temperature,
                         ),
                         self._call_timeout + _timeout_slack(self._call_timeout),
@@ -562,9 +571,14 @@ class Gateway:
         if error is not None:
             data["error"] = one_line(error)
         try:
-            self._on_call(agent, mask(data, secret_values(os.environ)))
+            self._on_call(agent, mask(data, self._secrets()))
         except Exception:  # a broken recorder must not lose the reply; it is logged instead
             log.exception("on_call failed for agent %s", agent)
+
+    def _secrets(self) -> tuple[str, ...]:
+        """Every secret value known to the supervisor: its environment's (which holds the `.env`
+        credentials during a run) and the ones it was given."""
+        return merge_secrets(secret_values(os.environ), self._extra_secrets)
 
     def _backend(self, model: str) -> Backend:
         name = model.split("?", 1)[0]

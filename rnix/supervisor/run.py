@@ -21,7 +21,7 @@ from rnix.core.events import InstanceKey, Record
 from rnix.core.fold import RunState
 from rnix.core.lifecycle import AgentState, RunStatus
 from rnix.core.plan import Plan, plan_as_dict
-from rnix.core.secrets import is_secret_name, mask, secret_values
+from rnix.core.secrets import dotenv_credentials, is_secret_name, mask, merge_secrets, secret_values
 from rnix.errors import ExitCode
 from rnix.supervisor.agentenv import agent_environment, base_environment
 from rnix.supervisor.scheduler import AgentView, Clock, Scheduler
@@ -47,6 +47,9 @@ class RunContext:
     stdin_input: str | None = None
     options: Options = field(default_factory=Options)
     resume: Resume | None = None  # what this run takes over from an earlier one
+    # The `.env` beside the compose file: its secret-named values are provider credentials for the
+    # gateway (when `environ` does not set them) and are masked wherever the run's output is.
+    dotenv: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,6 +63,13 @@ class Outcome:
 
 
 async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = lambda view: None) -> Outcome:
+    from rnix.supervisor.credentials import provider_credentials
+
+    with provider_credentials(dotenv_credentials(ctx.dotenv, ctx.environ)):
+        return await _supervise(ctx, on_update)
+
+
+async def _supervise(ctx: RunContext, on_update: Callable[[AgentView], None]) -> Outcome:
     from rnix.store import paths
     from rnix.store.db import Store
     from rnix.supervisor import procinfo
@@ -73,7 +83,7 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
     home = paths.home_dir(ctx.home)
     run_dir = paths.run_dir(home, ctx.run_id)
     socket_path = str(paths.runtime_dir(ctx.environ) / f"{ctx.run_id}.sock")
-    secrets = secret_values(ctx.environ)
+    secrets = merge_secrets(secret_values(ctx.environ), secret_values(ctx.dotenv))
     control = _Control()
     control_server = ControlServer(control_socket_path(home, ctx.run_id, ctx.environ), control)
     await control_server.start()  # before the run is visible: whoever sees it can reach it
@@ -116,7 +126,7 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
             record(Record(ctx.run_id, ctx.clock.time(), call))
 
     journal = _Journal(home, ctx.run_id, secrets)
-    gateway = Gateway(socket_path, on_call=on_call, on_journal=journal.append)
+    gateway = Gateway(socket_path, on_call=on_call, on_journal=journal.append, secrets=secrets)
     spawner = ForkServerSpawner(environ={k: v for k, v in ctx.environ.items() if not is_secret_name(k)})
     interrupted: list[int] = []
     background: list[asyncio.Future[object]] = []

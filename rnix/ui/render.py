@@ -21,11 +21,12 @@ def console(env: Env) -> Console:
     return Console(file=env.stdout, force_terminal=env.stdout_isatty, width=width, highlight=False)
 
 
-def render_plan(env: Env, plan: Plan) -> None:
+def render_plan(env: Env, plan: Plan, secrets: tuple[str, ...] | None = None) -> None:
+    """The plan as a table; `secrets` (default: the environment's) are masked."""
     from rich.table import Table
     from rich.text import Text
 
-    secrets = secret_values(env.environ)
+    secrets = secret_values(env.environ) if secrets is None else secrets
 
     def safe(value: str) -> Text:
         return Text(inert(mask_text(value, secrets)))
