@@ -31,6 +31,7 @@ from rnix.core.spec import build_contract
 from rnix.core.types import (
     EXTENSION_PREFIX,
     INVALID,
+    Bool,
     Checker,
     Duration,
     Field,
@@ -67,15 +68,32 @@ def _max_bytes(most: int) -> Field:
 
 
 _max_entries = Field(Int(minimum=1, maximum=10_000), "Most entries (names, matches) one call returns.")
+_allow_secrets = Field(
+    Bool(),
+    "Let the tool use secret-bearing files (.env*, *.pem, *.key, SSH keys, .netrc, .aws/, ...); "
+    "refused by default.",
+    default=False,
+)
 
 # The same names and ranges as `rnix.agent.tools.policy` (tests/core/test_definition.py checks).
 TOOL_OPTIONS: Mapping[str, Obj] = MappingProxyType(
     {
-        "read_file": Obj({"root": _root(), "max_bytes": _max_bytes(16 * MIB)}),
+        "read_file": Obj(
+            {"root": _root(), "max_bytes": _max_bytes(16 * MIB), "allow_secrets": _allow_secrets}
+        ),
         "list_dir": Obj({"root": _root(), "max_entries": _max_entries}),
         "glob": Obj({"root": _root(), "max_entries": _max_entries}),
-        "grep": Obj({"root": _root(), "max_bytes": _max_bytes(64 * MIB), "max_entries": _max_entries}),
-        "write_file": Obj({"root": _root(), "max_bytes": _max_bytes(64 * MIB)}),
+        "grep": Obj(
+            {
+                "root": _root(),
+                "max_bytes": _max_bytes(64 * MIB),
+                "max_entries": _max_entries,
+                "allow_secrets": _allow_secrets,
+            }
+        ),
+        "write_file": Obj(
+            {"root": _root(), "max_bytes": _max_bytes(64 * MIB), "allow_secrets": _allow_secrets}
+        ),
         "shell": Obj(
             {
                 "allow": Field(
@@ -87,6 +105,7 @@ TOOL_OPTIONS: Mapping[str, Obj] = MappingProxyType(
                 "max_output": Field(
                     Int(minimum=1, maximum=16 * MIB), "Most bytes of output kept per command."
                 ),
+                "allow_secrets": _allow_secrets,
             }
         ),
     }

@@ -190,6 +190,16 @@ class Int(Type):
         return out
 
 
+class Bool(Type):
+    what: str = "true or false"
+
+    def check(self, value: object, path: Path, ck: Checker) -> Any:
+        return value if isinstance(value, bool) else self.wrong(value, path, ck)
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
+
+
 _DURATION_PART = r"(\d+(\.\d+)?(h|ms|m|s))"
 _DURATION_STR = re.compile(rf"^({_DURATION_PART}+|\d+(\.\d+)?)$")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}

@@ -47,7 +47,7 @@ def test_absent_tools_are_disabled(tmp_path: Path) -> None:
 
 def test_tool_options_describe_what_from_json_accepts(tmp_path: Path) -> None:
     assert tuple(TOOL_OPTIONS) == TOOL_NAMES
-    samples: dict[type, Any] = {str: "sub", int: 7, float: 2.5, list: ["ls"]}
+    samples: dict[type, Any] = {str: "sub", int: 7, float: 2.5, list: ["ls"], bool: True}
     for tool, options in TOOL_OPTIONS.items():
         ToolPolicy.from_json({tool: {name: samples[kind] for name, kind in options.items()}}, str(tmp_path))
 

@@ -10,6 +10,10 @@ write_file never writes into an existing file: it writes a new file next to it a
 the old one, so a symlink or hard link at the target is replaced, never written through. It refuses a
 target that is a symlink, and any path with a `.git` component (git's config and hooks can make git
 run programs, which would turn write access into command execution).
+
+Secret-bearing files (rnix.agent.tools.secretfiles: `.env*`, `*.pem`, SSH keys, `.aws/`, ...) are
+refused by read_file and write_file, by the path given and by the path it resolves to, unless the
+tool's `allow_secrets` is set; list_dir shows their names (a name is not a secret).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import os
 import stat
 from typing import Any
 
-from rnix.agent.tools import sandbox
+from rnix.agent.tools import sandbox, secretfiles
 from rnix.agent.tools.policy import PathTool, ToolPolicy
 from rnix.agent.tools.result import Denied, Failed, ToolResult, count, success
 
@@ -36,18 +40,37 @@ def _tool(policy: ToolPolicy, name: str) -> PathTool:
 
 def locate_for_reading(policy: ToolPolicy, name: str, path: str | None) -> tuple[PathTool, sandbox.Location]:
     """The read tool `name`'s options and the resolved, existing `path` (its root if None): the
-    caller enters the Location (it holds the directory fd). Raises Denied/Failed like the tools."""
+    caller enters the Location (it holds the directory fd). Raises Denied/Failed like the tools.
+    read_file and grep refuse a secret-bearing path (as given, or as resolved) unless allowed;
+    list_dir and glob only show names, so they do not."""
     tool = _tool(policy, name)
     parts = sandbox.parse(path or tool.root_text, policy.workspace)
+    guard = name in ("read_file", "grep")
+    if guard:
+        refuse_secret(tool, name, parts)
     ws = sandbox.open_workspace(policy.workspace)
     try:
         location = sandbox.locate_in_root(ws, policy.workspace, tool.root, parts, what="read root")
     finally:
         os.close(ws)
-    if location.stat is None:
+    try:
+        if guard:
+            refuse_secret(tool, name, location.parts)
+        if location.stat is None:
+            raise Failed(f"{path or tool.root_text} does not exist")
+    except BaseException:
         location.__exit__()
-        raise Failed(f"{path or tool.root_text} does not exist")
+        raise
     return tool, location
+
+
+def refuse_secret(tool: PathTool, name: str, parts: tuple[str, ...]) -> None:
+    """Denied when `parts` is a secret-bearing path and tool `name` was not allowed secrets."""
+    if tool.allow_secrets:
+        return
+    reason = secretfiles.secret_reason(parts)
+    if reason is not None:
+        raise Denied(secretfiles.denial(sandbox.show(parts), reason, name))
 
 
 def read_regular(location: sandbox.Location, what: str) -> tuple[int, os.stat_result]:
@@ -172,6 +195,7 @@ def write_file(policy: ToolPolicy, args: dict[str, Any]) -> ToolResult:
         raise Failed("write_file needs a file path, not the workspace root")
     if sandbox.PROTECTED in parts:
         raise Denied("paths inside `.git` are not writable: git's config and hooks can make git run programs")
+    refuse_secret(tool, "write_file", parts)
     ws = sandbox.open_workspace(policy.workspace)
     try:
         location = sandbox.locate_in_root(
@@ -186,6 +210,7 @@ def write_file(policy: ToolPolicy, args: dict[str, Any]) -> ToolResult:
                 f"`{shown}` is inside `.git`, which is not writable: "
                 "git's config and hooks can make git run programs"
             )
+        refuse_secret(tool, "write_file", loc.parts)
         mode = None  # a new file: 0o666 less the umask, as any program would create it
         if loc.stat is not None:
             if loc.name is None or stat.S_ISDIR(loc.stat.st_mode):

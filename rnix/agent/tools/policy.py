@@ -19,6 +19,9 @@ Options per tool (a tool absent from the mapping is disabled):
   write_file  root, max_bytes (largest file written, default 1 MiB)
   shell       allow (required: non-empty list of bare program names), timeout (seconds, default 30),
               max_output (bytes of stdout+stderr returned, default 65,536)
+  allow_secrets (read_file, grep, write_file, shell; default false): use secret-bearing files
+              (`.env*`, `*.pem`, `*.key`, SSH keys, `.netrc`, `.aws/`, ...: rnix.agent.tools.secretfiles),
+              which the tool otherwise refuses
 
 `root` is relative to the workspace, without `..`; every path a tool touches must resolve inside it.
 Shells and programs that run other programs (`sh`, `env`, `xargs`, `sudo`, ...: see
@@ -41,12 +44,12 @@ from rnix.agent.tools.shellrules import NEVER_ALLOWED
 TOOL_NAMES = ("read_file", "list_dir", "glob", "grep", "write_file", "shell")
 
 TOOL_OPTIONS: dict[str, dict[str, type]] = {
-    "read_file": {"root": str, "max_bytes": int},
+    "read_file": {"root": str, "max_bytes": int, "allow_secrets": bool},
     "list_dir": {"root": str, "max_entries": int},
     "glob": {"root": str, "max_entries": int},
-    "grep": {"root": str, "max_bytes": int, "max_entries": int},
-    "write_file": {"root": str, "max_bytes": int},
-    "shell": {"allow": list, "timeout": float, "max_output": int},
+    "grep": {"root": str, "max_bytes": int, "max_entries": int, "allow_secrets": bool},
+    "write_file": {"root": str, "max_bytes": int, "allow_secrets": bool},
+    "shell": {"allow": list, "timeout": float, "max_output": int, "allow_secrets": bool},
 }
 
 MIB = 1 << 20
@@ -68,6 +71,7 @@ class PathTool:
     root: tuple[str, ...] = ()  # components relative to the workspace; () is the workspace itself
     max_bytes: int = MIB
     max_entries: int = DEFAULT_ENTRIES
+    allow_secrets: bool = False  # may use secret-bearing files (rnix.agent.tools.secretfiles)
 
     @property
     def root_text(self) -> str:
@@ -79,6 +83,7 @@ class ShellTool:
     allow: tuple[str, ...]
     timeout: float = DEFAULT_TIMEOUT
     max_output: int = DEFAULT_OUTPUT
+    allow_secrets: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,8 @@ def _path_tool(name: str, options: Mapping[str, Any]) -> PathTool:
     root = _root(name, options.get("root", "."))
     max_bytes = _int(name, "max_bytes", options, _DEFAULT_BYTES.get(name, MIB), _MAX_BYTES.get(name, MIB))
     max_entries = _int(name, "max_entries", options, DEFAULT_ENTRIES, MAX_ENTRIES)
-    return PathTool(root=root, max_bytes=max_bytes, max_entries=max_entries)
+    allow_secrets = _bool(name, "allow_secrets", options)
+    return PathTool(root=root, max_bytes=max_bytes, max_entries=max_entries, allow_secrets=allow_secrets)
 
 
 def _root(name: str, value: object) -> tuple[str, ...]:
@@ -154,6 +160,13 @@ def _int(name: str, option: str, options: Mapping[str, Any], default: int, most:
         raise ValueError(f"tools.{name}.{option}: must be an integer, got {_kind(value)}")
     if not 1 <= value <= most:
         raise ValueError(f"tools.{name}.{option}: must be between 1 and {most:,}, got {value:,}")
+    return value
+
+
+def _bool(name: str, option: str, options: Mapping[str, Any]) -> bool:
+    value = options.get(option, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"tools.{name}.{option}: must be true or false, got {_kind(value)}")
     return value
 
 
@@ -180,7 +193,10 @@ def _shell(options: Mapping[str, Any]) -> ShellTool:
             f"tools.shell.timeout: must be more than 0 and at most {MAX_TIMEOUT:g}, got {timeout}"
         )
     max_output = _int("shell", "max_output", options, DEFAULT_OUTPUT, MAX_OUTPUT)
-    return ShellTool(allow=tuple(names), timeout=float(timeout), max_output=max_output)
+    allow_secrets = _bool("shell", "allow_secrets", options)
+    return ShellTool(
+        allow=tuple(names), timeout=float(timeout), max_output=max_output, allow_secrets=allow_secrets
+    )
 
 
 def _kind(value: object) -> str:

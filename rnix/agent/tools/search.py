@@ -8,7 +8,9 @@ files and directories below the path it was given, so `.git` and `.venv` are not
 asked for. Both stop at the tool's `max_entries` matches, after scanning MAX_SCAN directory entries,
 and (grep) after GREP_SECONDS; the output says where and why it stopped. grep skips symlinks, files
 over `max_bytes`, binary files (a NUL in the first 8 KiB) and files with several hard links, and
-reports how many it skipped. Results are paths relative to the workspace.
+reports how many it skipped. Results are paths relative to the workspace. grep never searches a
+secret-bearing file (rnix.agent.tools.secretfiles; counted as skipped) and refuses a path that is
+one, unless its `allow_secrets` is set; glob lists such names like any other.
 
 The time limit uses SIGALRM (re can be interrupted by a signal handler) when called from the main
 thread and nobody else uses SIGALRM; otherwise only the checks between files apply, and a regular
@@ -28,7 +30,7 @@ from collections.abc import Iterator
 from fnmatch import fnmatchcase
 from typing import Any
 
-from rnix.agent.tools import sandbox
+from rnix.agent.tools import sandbox, secretfiles
 from rnix.agent.tools.files import BINARY_SNIFF, READ_FLAGS, locate_for_reading, read_regular, read_up_to
 from rnix.agent.tools.policy import PathTool, ToolPolicy
 from rnix.agent.tools.result import Failed, ToolResult, count, success
@@ -183,7 +185,12 @@ class _Grep:
         self.regex, self.include, self.tool = regex, include, tool
         self.lines: list[str] = []
         self.files_matched = 0
-        self.skipped = {"larger than the size limit": 0, "binary": 0, "with several hard links": 0}
+        self.skipped = {
+            "larger than the size limit": 0,
+            "binary": 0,
+            "with several hard links": 0,
+            "holding secrets (not searched)": 0,
+        }
         self.walk = _Counter()
         self.deadline = time.monotonic() + GREP_SECONDS
 
@@ -219,6 +226,9 @@ class _Grep:
             if time.monotonic() > self.deadline:
                 raise _TimeUp
             if entry.name.startswith(".") or entry.is_symlink():
+                continue
+            if not self.tool.allow_secrets and secretfiles.secret_reason((*rel, entry.name)):
+                self.skipped["holding secrets (not searched)"] += 1
                 continue
             if _is_dir(entry):
                 with _subdir(fd, entry.name) as sub:

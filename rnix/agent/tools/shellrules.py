@@ -9,7 +9,8 @@ different one: programs that exist to run other programs (shells, `env`, `xargs`
 never be allowed; options that make an allowed program run a command (`find -exec`, `git -c`,
 `tar --to-command`, inline code for interpreters such as `python3 -c`) are refused; so are shell
 syntax the model may expect to work (`|`, `>`, `&&`, `$(...)`, backticks: no shell interprets them)
-and arguments naming paths outside the workspace. These rules catch the obvious moves, not every
+arguments naming paths outside the workspace, and (unless the tool's `allow_secrets` is set)
+arguments naming secret-bearing files such as `.env` (rnix.agent.tools.secretfiles). These rules catch the obvious moves, not every
 possible one: a program's options can be spelt in ways the tables do not know (joined short options
 such as `-o/etc/x` are not parsed), so allowlist only programs you would let the agent run freely
 inside its workspace.
@@ -25,6 +26,8 @@ import os
 import posixpath
 import re
 from collections.abc import Sequence
+
+from rnix.agent.tools.secretfiles import denial, secret_reason
 
 
 def _names(text: str) -> list[str]:
@@ -184,7 +187,9 @@ GIT_ENV = {  # protected configuration: an embedded bare repository cannot bring
 }
 
 
-def check(argv: Sequence[str], allow: Sequence[str], workspace: str) -> str | None:
+def check(
+    argv: Sequence[str], allow: Sequence[str], workspace: str, *, allow_secrets: bool = False
+) -> str | None:
     """Why `argv` may not run, or None when it may (see the module docstring)."""
     if not argv:
         return 'the argv is empty; give the program and its arguments, e.g. ["ls", "-l"]'
@@ -199,7 +204,24 @@ def check(argv: Sequence[str], allow: Sequence[str], workspace: str) -> str | No
         if " " in program:
             return f"`{program}` is not a program name: give the argv as a list, one element per argument"
         return f"`{program}` is not on this agent's allowlist (allowed: {', '.join(allow)})"
-    return _program(program, args) or _syntax(args) or _paths(args, workspace)
+    secrets = None if allow_secrets else _secrets(args, workspace)
+    return _program(program, args) or _syntax(args) or _paths(args, workspace) or secrets
+
+
+def _secrets(args: Sequence[str], workspace: str) -> str | None:
+    """An argument naming a secret-bearing file (as written, or where it resolves to)."""
+    top = workspace.rstrip("/") or "/"
+    for arg in args:
+        value = arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg
+        if not value or (arg.startswith("-") and "=" not in arg):
+            continue
+        full = posixpath.normpath(value if value.startswith("/") else posixpath.join(top, value))
+        for path in (full, os.path.realpath(full)):
+            parts = [part for part in path[len(top) :].split("/") if part] if _inside(path, top) else []
+            reason = secret_reason(parts)
+            if reason:
+                return denial(arg, reason, "shell")
+    return None
 
 
 def _syntax(args: Sequence[str]) -> str | None:
