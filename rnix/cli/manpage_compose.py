@@ -43,7 +43,8 @@ VALUES = (
         "interpolation",
         "String values may use $VAR, ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, "
         "${VAR?message} and $$ for a literal $. Variables come from the environment, then from a .env "
-        "file beside the compose file; the environment wins.",
+        "file beside the compose file; the environment wins. Secret-named .env variables (OPENAI_API_KEY, "
+        "*_TOKEN, ...) are also provider credentials for the gateway, never given to agents, and masked.",
     ),
 )
 ERRORS = (
