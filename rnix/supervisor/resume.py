@@ -114,7 +114,7 @@ def prepare(
             continue
         if old is None or name in rerun or any(dep in dirty for dep in agent.spec.depends_on):
             dirty.add(name)
-            if old is not None and old.ran and name not in rerun:
+            if name not in rerun:  # its paid calls may be in this run or one it resumed
                 replay_names.append(name)
             continue
         if old.state is AgentState.COMPLETED:
@@ -131,8 +131,7 @@ def prepare(
             reused_tokens += old.tokens_used
             continue
         dirty.add(name)
-        if old.ran:
-            replay_names.append(name)
+        replay_names.append(name)
     replays = _replays(store, previous, replay_names)
     to_assess = tuple(
         (by_name[key.node], inst)
@@ -160,11 +159,14 @@ MAX_CHAIN = 1000  # runs followed back through `resumed_from` (a guard, never re
 
 
 def _decisive(store: Store, run: RunRow) -> tuple[RunRow, list[Record]]:
-    """The newest run of the chain that decided anything: a resumed run killed before it reused or
-    started a single agent holds nothing of its own, so the run it resumed stands instead."""
+    """The newest run of the chain that started an agent: a resumed run killed before it started
+    one holds nothing of its own, so the run it resumed stands instead."""
     for _ in range(MAX_CHAIN):
         records = [row.to_record() for row in store.events(run.id)]
-        decided = any(isinstance(r.event, (ev.InstanceReused, ev.InstanceStarted)) for r in records)
+        # Reuse events are durable before a run starts its first agent (Scheduler.run), so a run
+        # that started one holds all its decisions; one that started none holds nothing the run
+        # before it does not (and may hold only part of what it decided to reuse).
+        decided = any(isinstance(r.event, ev.InstanceStarted) for r in records)
         earlier = store.run(run.resumed_from) if run.resumed_from and not decided else None
         if earlier is None:
             return run, records

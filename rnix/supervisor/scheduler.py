@@ -163,6 +163,7 @@ class Scheduler:
             self.emit(_planned_event(agent))
         for reused in self._reused:
             self.emit(reused)
+        await self._flush()  # what this run decided to reuse is durable before anything starts
         try:
             await self._loop()
         finally:
