@@ -43,7 +43,8 @@ class Resume:
     from_run: str
     reused: tuple[ev.InstanceReused, ...] = ()
     replays: dict[str, Any] = field(default_factory=dict)  # instance name -> journal Replay
-    to_assess: tuple[tuple[AgentPlan, Instance], ...] = ()  # previous run's unjudged executions
+    # Executions that ended without a verdict (their supervisor died first), with the run they ran in.
+    to_assess: tuple[tuple[str, AgentPlan, Instance], ...] = ()
     changed: tuple[str, ...] = ()  # agents whose spec changed since the previous run
     recovered: tuple[str, ...] = ()  # completed results read back from exit reports
     reused_tokens: int = 0
@@ -66,13 +67,13 @@ class Resume:
 
     async def assess_previous(self, assessor: Assessor, record: Callable[[Record], None]) -> None:
         """Judge the previous run's executions that ended without a verdict; recorded in that run."""
-        for agent, inst in self.to_assess:
+        for run_id, agent, inst in self.to_assess:
             try:
                 event = await assessor(agent, inst)
             except Exception:  # a verdict that cannot be reached is not recorded
                 continue
             if event is not None:
-                record(Record(self.from_run, time.time(), event))
+                record(Record(run_id, time.time(), event))
 
 
 def previous_run(store: Store, project: str) -> RunRow | None:
@@ -92,13 +93,14 @@ def prepare(
 ) -> Resume:
     """Decide what the new run reuses from `previous` (see the module docstring); records recovered
     exits in the run that executed them."""
+    newest = previous
     previous, records = _decisive(store, previous)
+    newer = _chain(store, newest, stop=previous.id)  # resumed runs that started nothing
     before_end = [r for r in records if not isinstance(r.event, ev.RunFinished)]
     state = fold(before_end, strict=False)
     recovered = _recover(store, previous, state)
     if recovered:
         state = fold(recovered, state, strict=False)
-    by_name = {a.spec.name: a for a in plan.agents}
     rerun = _descendants(plan, from_agent) if from_agent else set()
     dirty: set[str] = set()
     changed: list[str] = []
@@ -133,15 +135,7 @@ def prepare(
         dirty.add(name)
         replay_names.append(name)
     replays = _replays(store, previous, replay_names)
-    to_assess = tuple(
-        (by_name[key.node], inst)
-        for key, inst in state.instances.items()
-        if key.node in by_name
-        and inst.ran
-        and inst.state.terminal
-        and inst.state is not AgentState.CANCELLED
-        and not inst.assessed
-    )
+    to_assess = _unjudged(store, plan, previous, state, newer)
     return Resume(
         from_run=previous.id,
         reused=tuple(reused),
@@ -153,6 +147,39 @@ def prepare(
         journal_calls=sum(getattr(r, "calls", 0) for r in replays.values()),
         journal_tokens=sum(getattr(r, "tokens", 0) for r in replays.values()),
     )
+
+
+def _chain(store: Store, run: RunRow, stop: str | None = None) -> list[RunRow]:
+    """`run` and the runs it resumed, newest first, up to (not including) `stop`."""
+    out: list[RunRow] = []
+    current: RunRow | None = run
+    while current is not None and current.id != stop and len(out) < MAX_CHAIN:
+        out.append(current)
+        current = store.run(current.resumed_from) if current.resumed_from else None
+    return out
+
+
+def _unjudged(
+    store: Store, plan: Plan, base: RunRow, state: RunState, newer: list[RunRow]
+) -> tuple[tuple[str, AgentPlan, Instance], ...]:
+    """Executions in the chain that ended without a verdict: a resume killed before it judged the
+    run before it leaves them to the next one, so every run back to the first is looked at."""
+    by_name = {a.spec.name: a for a in plan.agents}
+    out: list[tuple[str, AgentPlan, Instance]] = []
+    for run in [*newer, *_chain(store, base)]:
+        folded = (
+            state if run.id == base.id else fold((r.to_record() for r in store.events(run.id)), strict=False)
+        )
+        out += [
+            (run.id, by_name[key.node], inst)
+            for key, inst in folded.instances.items()
+            if key.node in by_name
+            and inst.ran
+            and inst.state.terminal
+            and inst.state is not AgentState.CANCELLED
+            and not inst.assessed
+        ]
+    return tuple(out)
 
 
 MAX_CHAIN = 1000  # runs followed back through `resumed_from` (a guard, never reached in practice)

@@ -103,4 +103,6 @@ def test_an_exit_the_dead_supervisor_never_recorded_is_recovered_from_the_exit_r
     assert [(r.key, r.result) for r in decided.reused] == [(A, "A done\n")]
     assert [(e.state, e.recovered, e.result) for e in recorded] == [("completed", True, "A done\n")]
     assert row.state == "completed"  # the run that executed it now says so
-    assert [(agent.spec.name, inst.state.value) for agent, inst in decided.to_assess] == [("a", "completed")]
+    assert [(run, agent.spec.name, inst.state.value) for run, agent, inst in decided.to_assess] == [
+        ("run1", "a", "completed")
+    ]
