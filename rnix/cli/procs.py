@@ -384,9 +384,10 @@ def log_cmd(
     or was stopped (its REASON in `ps`) follows on stderr.
 
     --llm shows the agent's model calls as recorded: per call its number, status, model, tokens,
-    latency and tries, then the response (its text, `-> TOOL ARGUMENTS` for each tool call) and
-    `<- ...` for each tool result the agent sent back to the model. The request messages are not
-    recorded (only a hash of each request, shown by --json as `request_hash`, with `request` null).
+    latency and tries, then the messages the request added, quoted with `> ` (earlier ones are not
+    repeated), then the response (its text, `-> TOOL ARGUMENTS` for each tool call) and `<- ...` for
+    each tool result the agent sent back to the model. Secrets are masked. --json gives each call's
+    `request` as {"from": N, "messages": [...]}: the messages after the first N of the previous call.
 
     \b
     Exit status: 0; 1 when no agent had this PID.
