@@ -70,6 +70,9 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
     from rnix.supervisor.runfiles import RunFiles
     from rnix.supervisor.spawn import ForkServerSpawner
 
+    # The gateway holds the provider keys and agents run as the same user: keep them out of this
+    # process (its /proc environ and memory, ptrace) before the first agent exists.
+    procinfo.make_undumpable()
     home = paths.home_dir(ctx.home)
     run_dir = paths.run_dir(home, ctx.run_id)
     socket_path = str(paths.runtime_dir(ctx.environ) / f"{ctx.run_id}.sock")
