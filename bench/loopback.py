@@ -5,7 +5,8 @@ Runs in its own process (so it never shares a GIL with what is measured), on asy
 keep-alive. Each response is written headers and body at once with TCP_NODELAY set: otherwise
 Nagle's algorithm delays every answer on a reused connection by ~40 ms and distorts both sides.
 Every request waits `--delay` seconds, then gets a fixed answer with usage. It prints its port on
-stdout, then serves until stdin closes or it is killed.
+stdout, then serves until stdin closes or it is killed; with `--arrivals` it also prints
+`arrival <epoch seconds>` as each request has been read.
 
     python bench/loopback.py --delay 0.2        # prints e.g. 40121
 
@@ -21,6 +22,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -31,6 +33,7 @@ REPLY = {
     "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "ok"}}],
     "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13},
 }
+ARRIVALS = "--arrivals" in sys.argv  # print `arrival <epoch seconds>` on stdout per request
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
@@ -47,6 +50,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
                     length = int(line.split(b":", 1)[1])
             if length:
                 await reader.readexactly(length)
+            if ARRIVALS:
+                print(f"arrival {time.time():.6f}", flush=True)
             await asyncio.sleep(delay)
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
@@ -73,8 +78,9 @@ async def serve(delay: float) -> None:
 class Loopback:
     """The server in a child process, for the duration of a `with` block."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, arrivals: bool = False) -> None:
         self.delay = delay
+        self.arrivals = arrivals
         self.port = 0
         self._proc: subprocess.Popen[str] | None = None
 
@@ -84,7 +90,8 @@ class Loopback:
 
     def __enter__(self) -> Loopback:
         self._proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--delay", str(self.delay)],
+            [sys.executable, str(Path(__file__).resolve()), "--delay", str(self.delay)]
+            + (["--arrivals"] if self.arrivals else []),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -92,6 +99,11 @@ class Loopback:
         assert self._proc.stdout is not None
         self.port = int(self._proc.stdout.readline())
         return self
+
+    def next_arrival(self) -> float:
+        """When the next request arrived (epoch seconds); needs `arrivals=True`."""
+        assert self._proc is not None and self._proc.stdout is not None
+        return float(self._proc.stdout.readline().split()[1])
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -110,6 +122,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--delay", type=float, default=0.2, help="seconds before each answer")
+    parser.add_argument("--arrivals", action="store_true", help="print each request's arrival time")
     args = parser.parse_args()
     asyncio.run(serve(args.delay))
     return 0
