@@ -252,11 +252,13 @@ def run_cmd(
     from rnix.core.plan import make_plan
     from rnix.core.secrets import mask, mask_text, secret_values
     from rnix.core.spec import parse_compose
+    from rnix.llm import tokens
     from rnix.store.compose_file import resolve_project_name
     from rnix.store.paths import new_run_id
     from rnix.supervisor.run import RunContext, supervise
     from rnix.ui.runview import up_document
 
+    tokens.preload(model or env.environ.get("RNIX_MODEL") or "mock")  # concurrently with what follows
     body: dict[str, Any] = {"intent": intent}
     for key, value in (
         ("model", model or env.environ.get("RNIX_MODEL")),
