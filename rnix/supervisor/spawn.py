@@ -237,8 +237,9 @@ class ForkServerSpawner:
         for agent in live:
             signals.send_group(agent.pid, signal.SIGKILL)
         await _reap(live)
-        if live or not self._closing:  # otherwise the fork server already ended every stray
-            await _sweep_strays(self._proc.pid)
+        # Always, also after a clean close: an orphan the fork server killed may have handed its own
+        # children to us as it died, and the fork server may have died before it could sweep.
+        await _sweep_strays(self._proc.pid)
 
 
 async def _reap(agents: list[LocalAgentProcess]) -> None:

@@ -265,6 +265,34 @@ def test_close_with_running_agents_kills_them(tmp_path: Path, marker: str) -> No
     assert not alive(agent.pid)
 
 
+@pytest.mark.parametrize("close", ["close", "server killed"])
+def test_a_chain_of_strays_is_swept_before_close_returns(tmp_path: Path, marker: str, close: str) -> None:
+    """Ten strays, each in a session of its own, ignoring SIGTERM, each the parent of the next: every
+    kill orphans the next one. Whether the fork server closes at once (EOF) or dies (the supervisor
+    then sweeps alone), nothing of the chain is alive when close() returns."""
+
+    async def main() -> None:
+        spawner = ForkServerSpawner(environ={**os.environ, MARKER: marker})
+        await spawner.start()
+        argv = agent_argv("setsid_stray", "--depth", "10")
+        agent = await spawner.spawn(request(tmp_path, "c", argv, marked_env(marker)))
+        await wait_for_text(tmp_path / "c.out", "\n")
+        assert len(marked_pids(marker)) >= 12  # leader, agent, ten strays, sleep
+        agent.signal_group(signal.SIGKILL)  # the leader cannot sweep: its orphans go to the fork server
+        await agent.wait()
+        if close == "server killed":
+            assert spawner.server_pid is not None
+            os.kill(spawner.server_pid, signal.SIGKILL)
+        await spawner.close()
+        assert marked_pids(marker) == []
+
+    try:
+        asyncio.run(main())
+    finally:  # a failure must not leave the chain running
+        for pid in marked_pids(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_fork_server_imports_only_the_thin_runtime() -> None:
     code = "import sys, rnix.supervisor.forkserver; print(' '.join(sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
