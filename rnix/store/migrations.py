@@ -215,3 +215,14 @@ def m004_durable_runs(conn: sqlite3.Connection) -> None:
 def m005_ledger_infra(conn: sqlite3.Connection) -> None:
     """Failures that were not the agent's (provider, credentials, network): kept, not scored."""
     _run(conn, "ALTER TABLE ledger ADD COLUMN infra TEXT")
+
+
+@migration
+def m006_start_ticks(conn: sqlite3.Connection) -> None:
+    """Exact start times (clock ticks since boot) of supervisors and agents, for the PID checks of
+    `kill` and `down`; NULL in rows written before, which keep the check to the second."""
+    _run(
+        conn,
+        "ALTER TABLE runs ADD COLUMN supervisor_start_ticks INTEGER",
+        "ALTER TABLE processes ADD COLUMN pid_start_ticks INTEGER",
+    )

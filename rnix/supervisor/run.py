@@ -95,6 +95,7 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
                 cwd=str(ctx.base_dir),
                 supervisor_pid=os.getpid(),
                 supervisor_start_time=procinfo.start_time(os.getpid()),
+                supervisor_start_ticks=procinfo.start_ticks(os.getpid()),
                 detached=ctx.detached,
                 plan=plan_as_dict(ctx.plan),
                 resumed_from=ctx.resume.from_run if ctx.resume else None,

@@ -45,10 +45,18 @@ class SpawnError(RuntimeError):
 class LocalAgentProcess:
     """An agent forked by the fork server (implements api.AgentProcess)."""
 
-    def __init__(self, name: str, pid: int, start_time: float, stdout_path: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        pid: int,
+        start_time: float,
+        stdout_path: str | None = None,
+        start_ticks: int | None = None,
+    ) -> None:
         self.name = name
         self.pid = pid
         self.start_time = start_time
+        self.start_ticks = start_ticks
         self.stdout_path = stdout_path  # where the result is read from when it exits
         self._exit: asyncio.Future[ExitInfo] = asyncio.get_running_loop().create_future()
 
@@ -206,8 +214,9 @@ class ForkServerSpawner:
         name = request.name
         if op == "spawned":
             pid = int(message["pid"])
-            start_time = procinfo.create_time_from_ticks(int(message["start_ticks"]))
-            agent = LocalAgentProcess(name, pid, start_time, request.stdout_path)
+            ticks = int(message["start_ticks"])
+            start_time = procinfo.create_time_from_ticks(ticks)
+            agent = LocalAgentProcess(name, pid, start_time, request.stdout_path, ticks)
             self._agents[pid] = agent
             if future.cancelled():
                 signals.send_group(pid, signal.SIGKILL)  # nobody holds a handle to it

@@ -78,7 +78,8 @@ def test_agent_leads_its_own_session_with_exact_env_cwd_and_fds(tmp_path: Path, 
         await wait_for_text(tmp_path / "s.out", "sleeping")
         assert os.getpgid(agent.pid) == agent.pid == os.getsid(agent.pid)
         assert agent.start_time == pytest.approx(psutil.Process(agent.pid).create_time(), abs=0.02)
-        assert procinfo.is_same_process(agent.pid, agent.start_time)
+        assert procinfo.is_same_process(agent.pid, agent.start_time, agent.start_ticks)
+        assert agent.start_ticks == procinfo.start_ticks(agent.pid)
         (command,) = procinfo.children(agent.pid)
         for pid in (agent.pid, command):
             assert sorted(os.listdir(f"/proc/{pid}/fd")) == ["0", "1", "2"]
