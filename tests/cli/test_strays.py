@@ -85,11 +85,11 @@ def left(marker: str) -> list[str]:
     return described
 
 
-def up_background(tmp_path: Path, marker: str) -> subprocess.Popen[str]:
+def up_background(tmp_path: Path, marker: str, cgroup: str = "1") -> subprocess.Popen[str]:
     return subprocess.Popen(
         [RNIX, "compose", "up"],
         cwd=tmp_path,
-        env={**os.environ, "RNIX_TEST_MARKER": marker},
+        env={**os.environ, "RNIX_TEST_MARKER": marker, "RNIX_CGROUP": cgroup},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -101,45 +101,53 @@ def wait_strays(marker: str, count: int) -> None:
     wait_for(lambda: len(sleepers(marker)) >= count, 20, "the strays' sleeps")
 
 
-def up_times_out(rnix: RunRnix, tmp_path: Path, marker: str, *agents: str) -> None:
+def up_times_out(rnix: RunRnix, tmp_path: Path, marker: str, *agents: str, cgroup: str = "1") -> None:
     compose(tmp_path, *agents)
-    result = rnix("compose", "up", "--json", env={"RNIX_TEST_MARKER": marker})
+    result = rnix("compose", "up", "--json", env={"RNIX_TEST_MARKER": marker, "RNIX_CGROUP": cgroup})
     statuses = {a["name"]: a["status"] for a in json.loads(result.stdout)["data"]["agents"]}
     assert set(statuses.values()) == {"timeout"}, result.stderr
     assert left(marker) == []  # the moment `up` returned
+    assert "escaped" not in result.stderr  # the sweeps caught everything; the cgroup found nothing
 
 
-def up_interrupted(tmp_path: Path, marker: str, *agents: str) -> None:
+def up_interrupted(tmp_path: Path, marker: str, *agents: str, cgroup: str = "1") -> None:
     compose(tmp_path, *agents, timeout="1m")
-    proc = up_background(tmp_path, marker)
+    proc = up_background(tmp_path, marker, cgroup)
     try:
         wait_strays(marker, len(agents))
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
         assert proc.returncode == 130, err
         assert left(marker) == []
+        assert "escaped" not in err
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
 
 
+# "0": without the cgroup backstop (cgroup.py), as on hosts without one: the sweeps must suffice.
+CGROUP = pytest.mark.parametrize("cgroup", ["1", "0"], ids=["cgroup", "sweeps alone"])
+
+
+@CGROUP
 def test_a_stray_with_its_own_session_and_child_at_timeout(
-    rnix: RunRnix, tmp_path: Path, marker: str
+    rnix: RunRnix, tmp_path: Path, marker: str, cgroup: str
 ) -> None:
-    up_times_out(rnix, tmp_path, marker, STRAY, CHAIN)
+    up_times_out(rnix, tmp_path, marker, STRAY, CHAIN, cgroup=cgroup)
 
 
-def test_a_stray_with_its_own_session_and_child_at_ctrl_c(tmp_path: Path, marker: str) -> None:
-    up_interrupted(tmp_path, marker, STRAY, CHAIN)
+@CGROUP
+def test_a_stray_with_its_own_session_and_child_at_ctrl_c(tmp_path: Path, marker: str, cgroup: str) -> None:
+    up_interrupted(tmp_path, marker, STRAY, CHAIN, cgroup=cgroup)
 
 
 def test_strays_under_cpu_load_at_timeout_and_ctrl_c(
     rnix: RunRnix, tmp_path: Path, marker: str, cpu_load: None
 ) -> None:
     for _ in range(3):
-        up_times_out(rnix, tmp_path, marker, STRAY, CHAIN, PLAIN)
-        up_interrupted(tmp_path, marker, STRAY, CHAIN, PLAIN)
+        up_times_out(rnix, tmp_path, marker, STRAY, CHAIN, PLAIN, cgroup="0")
+        up_interrupted(tmp_path, marker, STRAY, CHAIN, PLAIN, cgroup="0")
 
 
 def test_compose_down_leaves_no_stray(rnix: RunRnix, tmp_path: Path, marker: str) -> None:

@@ -266,14 +266,18 @@ def test_close_with_running_agents_kills_them(tmp_path: Path, marker: str) -> No
     assert not alive(agent.pid)
 
 
+@pytest.mark.parametrize("cgroup", ["1", "0"], ids=["cgroup", "sweeps alone"])
 @pytest.mark.parametrize("close", ["close", "server killed"])
-def test_a_chain_of_strays_is_swept_before_close_returns(tmp_path: Path, marker: str, close: str) -> None:
+def test_a_chain_of_strays_is_swept_before_close_returns(
+    tmp_path: Path, marker: str, close: str, cgroup: str
+) -> None:
     """Ten strays, each in a session of its own, ignoring SIGTERM, each the parent of the next: every
     kill orphans the next one. Whether the fork server closes at once (EOF) or dies (the supervisor
-    then sweeps alone), nothing of the chain is alive when close() returns."""
+    then sweeps alone), nothing of the chain is alive when close() returns; and the sweeps alone
+    see to that (the cgroup, where there is one, finds nothing left)."""
 
     async def main() -> None:
-        spawner = ForkServerSpawner(environ={**os.environ, MARKER: marker})
+        spawner = ForkServerSpawner(environ={**os.environ, MARKER: marker, "RNIX_CGROUP": cgroup})
         await spawner.start()
         argv = agent_argv("setsid_stray", "--depth", "10")
         agent = await spawner.spawn(request(tmp_path, "c", argv, marked_env(marker)))
@@ -286,6 +290,7 @@ def test_a_chain_of_strays_is_swept_before_close_returns(tmp_path: Path, marker:
             os.kill(spawner.server_pid, signal.SIGKILL)
         await spawner.close()
         assert marked_pids(marker) == []
+        assert spawner.escaped == []
 
     try:
         asyncio.run(main())
