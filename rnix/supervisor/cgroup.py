@@ -12,6 +12,10 @@ own cgroup (no cgroup2 mount, a cgroup v1-only host, an unprivileged user withou
 subtree) or when RNIX_CGROUP is "0"; rnix then relies on the subreapers alone. It cannot catch
 processes that were never ours: a process that asked another service to start one (systemd-run,
 at, a container engine, ssh) or that was moved to another cgroup by someone allowed to.
+
+A supervisor that was SIGKILLed leaves its cgroup behind. The next `create()` beside it removes it
+when it is empty, and otherwise logs what is still in it (it does not kill processes of a run it
+does not own: `compose down` of the lost run, or the user, decides).
 """
 
 from __future__ import annotations
@@ -19,12 +23,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
+import re
 import signal
 from collections.abc import Mapping
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
 KILL_TIMEOUT = 2.0
+_NAME = re.compile(r"rnix-(\d+)-\d+")
 _names = itertools.count(1)
 
 
@@ -40,6 +49,7 @@ class RunCgroup:
         parent = _own_cgroup_dir()
         if parent is None:
             return None
+        _remove_stale(parent)
         path = parent / f"rnix-{os.getpid()}-{next(_names)}"
         try:
             path.mkdir()
@@ -104,6 +114,22 @@ def _reap(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
+
+
+def _remove_stale(parent: Path) -> None:
+    """Remove the cgroups of supervisors that are gone (rmdir fails on one that has members)."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        match = _NAME.fullmatch(name)
+        if match is None or os.path.exists(f"/proc/{match.group(1)}"):
+            continue
+        stale = RunCgroup(parent / name)
+        stale.remove()
+        if stale.path.exists() and (left := [_describe(pid) for pid in stale.pids()]):
+            log.warning("rnix: processes left by a killed rnix supervisor in cgroup %s: %s", stale.path, left)
 
 
 def _own_cgroup_dir() -> Path | None:

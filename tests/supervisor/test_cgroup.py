@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,20 @@ def test_agents_run_in_it_and_an_escapee_is_killed_and_named_at_close(tmp_path: 
     finally:
         outsider.kill()
         outsider.wait()
+
+
+def test_the_empty_cgroup_of_a_killed_supervisor_is_removed_by_the_next(tmp_path: Path) -> None:
+    group = RunCgroup.create({})
+    assert group is not None
+    dead = int(subprocess.check_output([sys.executable, "-c", "import os; print(os.getpid())"]))
+    stale = group.path.with_name(f"rnix-{dead}-1")
+    stale.mkdir()
+    try:
+        group.remove()
+        again = RunCgroup.create({})
+        assert again is not None
+        again.remove()
+        assert not stale.exists()
+    finally:
+        if stale.exists():
+            stale.rmdir()
