@@ -51,6 +51,11 @@ ENVIRONMENT = (
     ("RNIX_EXPLORE", "Share of candidate choices that explore at random, from 0 to 1 (default 0.1)."),
     ("RNIX_MODEL", "Model of rnix run when --model is not given (default: mock)."),
     (
+        "RNIX_CGROUP",
+        "0 keeps each run's agents out of a cgroup of their own (by default one is used where cgroup v2 "
+        "is writable, to kill what escaped the process tree when the run ends).",
+    ),
+    (
         "RNIX_GATEWAY, RNIX_AGENT_NONCE",
         "Set by rnix in every agent process: the gateway socket and the agent's credential for it. "
         "rnix llm and the built-in agent read them; an rnix run started inside an agent does not pass "

@@ -122,6 +122,7 @@ class RunStarted(Event):
     cwd: str | None = None
     supervisor_pid: int | None = None
     supervisor_start_time: float | None = None
+    supervisor_start_ticks: int | None = None  # /proc/PID/stat field 22: exact, unlike the time
     detached: bool = False
     plan: dict[str, Any] | None = None
     resumed_from: str | None = None  # the run whose results and journal this one reuses
@@ -184,6 +185,7 @@ class InstanceStarted(Event):
     attempt: int = 1
     pid: int | None = None
     pid_start_time: float | None = None
+    pid_start_ticks: int | None = None  # /proc/PID/stat field 22: exact, unlike the time
     budget: int | None = None
     log_path: str | None = None
     out_path: str | None = None

@@ -41,6 +41,7 @@ class Instance:
     budget: int = 0  # what the pool funded when it first started
     pid: int | None = None
     pid_start_time: float | None = None
+    pid_start_ticks: int | None = None
     tokens_used: int = 0
     started_at: float | None = None  # the first attempt's start
     attempt_started_at: float | None = None
@@ -229,6 +230,7 @@ def _started(inst: Instance, e: ev.InstanceStarted, ts: float) -> Instance:
         budget=e.budget if e.budget is not None else inst.budget,
         pid=e.pid,
         pid_start_time=e.pid_start_time,
+        pid_start_ticks=e.pid_start_ticks,
         started_at=inst.started_at if inst.started_at is not None else ts,
         attempt_started_at=ts,
         ended_at=None,

@@ -74,6 +74,7 @@ class RunRow:
     plan_json: str | None
     resumed_from: str | None = None  # the run whose completed agents and journal this one reuses
     control_socket: str | None = None
+    supervisor_start_ticks: int | None = None  # None in runs recorded before rnix stored ticks
 
     @property
     def active(self) -> bool:
@@ -118,6 +119,7 @@ class ProcessRow:
     sla: dict[str, Any] | None = None  # the SLA verdict, once assessed
     reused_from: str | None = None  # completed in that earlier run, not run again
     spec_hash: str | None = None
+    pid_start_ticks: int | None = None  # None in rows recorded before rnix stored ticks
 
     @property
     def terminal(self) -> bool:

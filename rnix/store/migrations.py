@@ -218,6 +218,17 @@ def m005_ledger_infra(conn: sqlite3.Connection) -> None:
 
 
 @migration
-def m006_journal_requests(conn: sqlite3.Connection) -> None:
+def m006_start_ticks(conn: sqlite3.Connection) -> None:
+    """Exact start times (clock ticks since boot) of supervisors and agents, for the PID checks of
+    `kill` and `down`; NULL in rows written before, which keep the check to the second."""
+    _run(
+        conn,
+        "ALTER TABLE runs ADD COLUMN supervisor_start_ticks INTEGER",
+        "ALTER TABLE processes ADD COLUMN pid_start_ticks INTEGER",
+    )
+
+
+@migration
+def m007_journal_requests(conn: sqlite3.Connection) -> None:
     """What each answered call asked (the messages it added, masked), for `rnix log PID --llm`."""
     _run(conn, "ALTER TABLE journal ADD COLUMN request TEXT")

@@ -43,8 +43,8 @@ def append(conn: sqlite3.Connection, records: Sequence[Record]) -> None:
 def _run_started(conn: sqlite3.Connection, r: Record, e: ev.RunStarted) -> None:
     conn.execute(
         "INSERT INTO runs (id, project, compose_file, cwd, status, supervisor_pid, supervisor_start_time,"
-        " detached, started_at, plan_json, resumed_from, control_socket)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        " supervisor_start_ticks, detached, started_at, plan_json, resumed_from, control_socket)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
         (
             r.run_id,
             e.project or "",
@@ -53,6 +53,7 @@ def _run_started(conn: sqlite3.Connection, r: Record, e: ev.RunStarted) -> None:
             RunStatus.RUNNING.value,
             _scalar(e.supervisor_pid),
             _scalar(e.supervisor_start_time),
+            _scalar(e.supervisor_start_ticks),
             int(bool(e.detached)),
             r.ts,
             None if e.plan is None else _json(e.plan),
@@ -103,7 +104,8 @@ def _agent_started(conn: sqlite3.Connection, r: Record, e: ev.InstanceStarted) -
     _update_process(
         conn,
         r,
-        "state = ?, pid = ?, pid_start_time = ?, ppid = (SELECT supervisor_pid FROM runs WHERE id = ?),"
+        "state = ?, pid = ?, pid_start_time = ?, pid_start_ticks = ?,"
+        " ppid = (SELECT supervisor_pid FROM runs WHERE id = ?),"
         " attempt = COALESCE(?, attempt), budget = COALESCE(?, budget), started_at = ?, log_path = ?,"
         " out_path = ?, ended_at = NULL, exit_code = NULL, signal = NULL, error = NULL, result = NULL,"
         " elapsed_ms = NULL, paused_at = NULL, paused_ms = 0",
@@ -111,6 +113,7 @@ def _agent_started(conn: sqlite3.Connection, r: Record, e: ev.InstanceStarted) -
             AgentState.RUNNING.value,
             _scalar(e.pid),
             _scalar(e.pid_start_time),
+            _scalar(e.pid_start_ticks),
             r.run_id,
             _scalar(e.attempt),
             _scalar(e.budget),

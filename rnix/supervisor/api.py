@@ -54,6 +54,7 @@ class ExitInfo:
 class AgentProcess(Protocol):
     pid: int  # also the process group id
     start_time: float  # process creation time, seconds since the epoch (psutil's create_time)
+    start_ticks: int | None  # the exact one: /proc/PID/stat field 22 (None when not known)
 
     async def wait(self) -> ExitInfo: ...
 

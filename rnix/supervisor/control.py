@@ -75,7 +75,7 @@ def start_detached(
 
 def supervisor_alive(run: RunRow) -> bool:
     return run.supervisor_pid is not None and procinfo.is_same_process(
-        run.supervisor_pid, run.supervisor_start_time
+        run.supervisor_pid, run.supervisor_start_time, run.supervisor_start_ticks
     )
 
 
@@ -166,7 +166,7 @@ def stop_orphans(processes: list[ProcessRow], grace: float) -> list[int]:
         for p in processes
         if p.pid is not None
         and AgentState(p.state).signallable
-        and procinfo.is_same_process(p.pid, p.pid_start_time)
+        and procinfo.is_same_process(p.pid, p.pid_start_time, p.pid_start_ticks)
     ]
     for pid in targets:
         send_group(pid, signal.SIGCONT)
@@ -195,7 +195,9 @@ def signal_agent(
     row = store.process_by_pid(pid)
     if row is None:
         raise RnixError(f"no rnix agent has PID {pid}", "`rnix ps` lists the agents and their PIDs")
-    if not AgentState(row.state).signallable or not procinfo.is_same_process(pid, row.pid_start_time):
+    if not AgentState(row.state).signallable or not procinfo.is_same_process(
+        pid, row.pid_start_time, row.pid_start_ticks
+    ):
         raise RnixError(
             f"agent {row.agent} (PID {pid}) is not running ({row.state})",
             "the PID may have been reused by another program; nothing was signalled",

@@ -23,6 +23,10 @@ into its group: a signal to the group from then on reaches the command.
 
 EOF on the channel ends the server. It is a child subreaper: when an agent's leader dies (say by
 SIGKILL), what it had adopted comes to us, and anything that is not a leader is killed and reaped.
+Before it exits (EOF, or SIGTERM: the supervisor's death) it sweeps: kills and reaps adopted
+processes until none is left (at most SWEEP_TIMEOUT seconds), so an orphan whose grandparent we
+just killed is caught here, not handed to the supervisor or init. Leaders still running are left to
+their parent-death signal (and to the supervisor, which SIGKILLs their groups on close).
 """
 
 from __future__ import annotations
@@ -35,12 +39,14 @@ import select
 import signal
 import socket
 import sys
+import time
 from typing import Any, NoReturn
 
 import rnix.agent.runtime  # noqa: F401  (pre-imported so forked built-in agents share it)
 from rnix.supervisor import exitreport, leader, procinfo
 
 _OPEN_OUT = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+SWEEP_TIMEOUT = 2.0  # the longest a sweep before exit keeps killing adopted processes
 
 
 class BadRequest(Exception):
@@ -186,10 +192,37 @@ class ForkServer:
                 returncode, signum = (code, None) if code >= 0 else (None, -code)
                 self.send({"op": "exit", "pid": pid, "returncode": returncode, "signal": signum})
         # Any other child was adopted from a leader that died without cleaning up: end it too.
-        for kid in procinfo.children(self.pid):
-            if kid not in self.leaders:
+        self.kill_adopted()
+
+    def kill_adopted(self) -> list[int]:
+        """SIGKILL every child that is not a leader (an adopted orphan); returns their pids."""
+        adopted = [kid for kid in procinfo.children(self.pid) if kid not in self.leaders]
+        for kid in adopted:
+            with contextlib.suppress(OSError):
+                os.kill(kid, signal.SIGKILL)
+        return adopted
+
+    def sweep(self, report: bool) -> list[int]:
+        """Kill and reap adopted processes until none is left or SWEEP_TIMEOUT passed; the survivors.
+
+        Killing an orphan hands its own children to us, so this repeats until a round finds nobody.
+        `report`: reap leaders too and send their "exit" (only from the serve loop: a signal handler
+        must not write to the channel, it may have interrupted a write)."""
+        deadline = time.monotonic() + SWEEP_TIMEOUT
+        while True:
+            if report:
                 with contextlib.suppress(OSError):
-                    os.kill(kid, signal.SIGKILL)
+                    self.reap()
+            adopted = self.kill_adopted()
+            for kid in adopted:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(kid, os.WNOHANG)
+            if not adopted or time.monotonic() >= deadline:
+                return adopted
+            select.select([self.wake_r], [], [], 0.01)  # SIGCHLD (or 10 ms) before the next round
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self.wake_r, 4096):
+                    pass
 
 
 def _describe(exc: BaseException) -> str:
@@ -218,6 +251,7 @@ def _continue_agents(server: ForkServer) -> None:
 
 def _continue_agents_and_exit(server: ForkServer) -> NoReturn:
     _continue_agents(server)
+    server.sweep(report=False)
     os._exit(0)
 
 
@@ -246,6 +280,8 @@ def main(argv: list[str]) -> int:
             server.serve()
     finally:
         _continue_agents(server)
+        # Reported sweep: a leader that ends meanwhile still gets its "exit" to the supervisor.
+        server.sweep(report=True)
     return 0
 
 

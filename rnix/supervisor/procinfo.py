@@ -1,8 +1,11 @@
 """Facts about processes: start times, children, and the two Linux prctl flags rnix relies on.
 
-`start_time` values are psutil's `create_time()` (seconds since the epoch): the supervisor records
-one per agent and `is_same_process` compares against it before anything signals a stored PID, since
-PIDs are reused. The fork server and agent leaders import this module too, so psutil is imported
+`start_time` values are psutil's `create_time()` (seconds since the epoch) and `start_ticks` values
+are field 22 of /proc/PID/stat (clock ticks from boot to the start): the supervisor records both per
+agent (and for itself) and `is_same_process` compares them before anything signals a stored PID,
+since PIDs are reused. The ticks are exact, so a PID reused within the same second is told apart;
+the time (to START_TIME_TOLERANCE) tells boots apart, and is all a record from before rnix stored
+ticks has. The fork server and agent leaders import this module too, so psutil is imported
 lazily, only by the functions that need it; everything they call reads /proc or uses prctl(2).
 """
 
@@ -113,12 +116,28 @@ def start_time(pid: int) -> float | None:
         return None
 
 
-def is_same_process(pid: int, start_time_: float | None, tolerance: float = START_TIME_TOLERANCE) -> bool:
-    """True when `pid` is alive (or a zombie) and started at `start_time_`, i.e. was not reused.
+def is_same_process(
+    pid: int,
+    start_time_: float | None,
+    start_ticks_: int | None = None,
+    tolerance: float = START_TIME_TOLERANCE,
+) -> bool:
+    """True when `pid` is alive (or a zombie) and started at `start_time_` (and, when it is known,
+    exactly at `start_ticks_`), i.e. was not reused.
 
+    Ticks count from boot, so they alone would match a process of another boot that got the same PID
+    at the same tick: the time, which includes the boot time, must match as well (to `tolerance`,
+    because /proc/stat's btime moves when the wall clock is stepped). Without ticks (a record from an
+    older rnix) only the time is compared, and a PID reused within `tolerance` is not told apart.
     An unknown start time (None) never matches: without it we cannot tell a reused PID apart."""
     if start_time_ is None:
         return False
+    if start_ticks_ is not None:
+        try:
+            if start_ticks(pid) != start_ticks_:
+                return False
+        except (OSError, ValueError, IndexError):
+            return False
     current = start_time(pid)
     return current is not None and abs(current - start_time_) <= tolerance
 

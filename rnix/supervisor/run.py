@@ -2,7 +2,9 @@
 
 Wires the store (through the recorder thread), the gateway, the fork-server spawner and the
 scheduler; turns SIGINT/SIGTERM into graceful stops (a second one kills at once); always records the
-run's end and releases every resource, so an exception never leaves agents or a dangling run.
+run's end and releases every resource, so an exception never leaves agents or a dangling run. The
+end is recorded after the spawner closed, i.e. after every agent and every process descended from
+one was reaped (spawn.py): `compose down`, which waits for the recorded end, returns with none left.
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
                 cwd=str(ctx.base_dir),
                 supervisor_pid=os.getpid(),
                 supervisor_start_time=procinfo.start_time(os.getpid()),
+                supervisor_start_ticks=procinfo.start_ticks(os.getpid()),
                 detached=ctx.detached,
                 plan=plan_as_dict(ctx.plan),
                 resumed_from=ctx.resume.from_run if ctx.resume else None,
@@ -124,6 +127,7 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
         gateway.limit_model(agent.spec.model, agent.spec.max_concurrency, agent.spec.rpm)
     spawner = ForkServerSpawner(environ={k: v for k, v in ctx.environ.items() if not is_secret_name(k)})
     interrupted: list[int] = []
+    failure: list[BaseException] = []
     background: list[asyncio.Future[object]] = []
     loop = asyncio.get_running_loop()
     try:
@@ -211,21 +215,26 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
             loop.add_signal_handler(signum, on_signal, signum)
         agents = await scheduler.run()
     except BaseException as exc:
-        # The run cannot go on (e.g. no socket directory, the fork server would not start): record
-        # its end so that ps/down do not show a run that is not there, then let the error out.
-        _record_failure(record, ctx, started, exc)
-        recorder.close()
+        failure.append(exc)
         raise
     finally:
-        for task in background:
-            if not task.done():
-                task.cancel()  # the import thread itself finishes on its own; nothing waits for it
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        await control_server.close()
-        await spawner.close()
-        await gateway.close()
-        await journal.close()
+        try:
+            for task in background:
+                if not task.done():
+                    task.cancel()  # the import thread itself finishes on its own; nothing waits for it
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+            await control_server.close()
+            await spawner.close()  # returns once every agent and every stray is reaped
+            await gateway.close()
+            await journal.close()
+        finally:
+            if failure:
+                # The run cannot go on (e.g. no socket directory, the fork server would not start):
+                # record its end so that ps/down do not show a run that is not there, then let the
+                # error out. Only now: whoever waits for the end (`down`) may rely on no process left.
+                _record_failure(record, ctx, started, failure[0])
+                recorder.close()
     elapsed_ms = int((ctx.clock.monotonic() - started) * 1000)
     outcome = _outcome(
         ctx.run_id, scheduler.state, agents, elapsed_ms, interrupted[0] if interrupted else None

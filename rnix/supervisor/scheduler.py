@@ -394,6 +394,7 @@ class Scheduler:
                 attempt=attempt,
                 pid=process.pid,
                 pid_start_time=process.start_time,
+                pid_start_ticks=process.start_ticks,
                 budget=budget,
                 log_path=str(paths.log),
                 out_path=str(paths.out),

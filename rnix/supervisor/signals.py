@@ -69,9 +69,9 @@ def send(pid: int, signum: int) -> bool:
     return True
 
 
-def send_verified(pid: int, start_time: float, signum: int) -> bool:
-    """Signal `pid` only if it is still the process that started at `start_time`."""
-    return procinfo.is_same_process(pid, start_time) and send(pid, signum)
+def send_verified(pid: int, start_time: float, signum: int, start_ticks: int | None = None) -> bool:
+    """Signal `pid` only if it is still the process that started at `start_time` (and `start_ticks`)."""
+    return procinfo.is_same_process(pid, start_time, start_ticks) and send(pid, signum)
 
 
 class Stoppable(Protocol):

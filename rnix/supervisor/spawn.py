@@ -14,6 +14,13 @@ raise RuntimeError, and children of the supervisor in foreign sessions (escaped 
 the supervisor's own subprocesses share its session, unless started with start_new_session: keep
 such a subprocess out of a supervisor whose fork server may die) are killed and reaped. So `close()`
 with agents still running kills them: stop them first (`stop(grace)`) for a graceful end.
+
+When `close()` returns no process descended from an agent is alive. Subreapers die last: a leader
+ends its own subtree before it exits; an orphan of a leader that was killed goes to the fork server,
+which kills it, and sweeps until none is left before it exits; what it could not catch comes to us,
+and we sweep (`_sweep_strays`) after it is gone, until a round finds nobody. Each sweep is bounded
+(2 s). Where a cgroup v2 is writable (cgroup.py) the fork server runs in a cgroup of its own, and
+whatever is still in it after the sweeps is killed there and named in `escaped` (and logged).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import signal
 import socket
@@ -33,6 +41,9 @@ from typing import Any
 
 from rnix.supervisor import exitreport, procinfo, signals
 from rnix.supervisor.api import ExitInfo, SpawnRequest
+from rnix.supervisor.cgroup import RunCgroup
+
+log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 30.0  # a cold start on a loaded machine imports the runtime in well under a second
 REAP_TIMEOUT = 2.0
@@ -45,10 +56,18 @@ class SpawnError(RuntimeError):
 class LocalAgentProcess:
     """An agent forked by the fork server (implements api.AgentProcess)."""
 
-    def __init__(self, name: str, pid: int, start_time: float, stdout_path: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        pid: int,
+        start_time: float,
+        stdout_path: str | None = None,
+        start_ticks: int | None = None,
+    ) -> None:
         self.name = name
         self.pid = pid
         self.start_time = start_time
+        self.start_ticks = start_ticks
         self.stdout_path = stdout_path  # where the result is read from when it exits
         self._exit: asyncio.Future[ExitInfo] = asyncio.get_running_loop().create_future()
 
@@ -100,6 +119,8 @@ class ForkServerSpawner:
         self._next_id = 0
         self._running = False
         self._closing = False
+        self._cgroup: RunCgroup | None = None
+        self.escaped: list[str] = []  # "PID command" of what the cgroup caught after the sweeps
 
     @property
     def server_pid(self) -> int | None:
@@ -131,6 +152,11 @@ class ForkServerSpawner:
             )
         finally:
             theirs.close()
+        # Before it can fork anything: every agent and all it starts stay in this cgroup.
+        self._cgroup = RunCgroup.create(self._environ)
+        if self._cgroup is not None and not self._cgroup.add(self._proc.pid):
+            self._cgroup.remove()
+            self._cgroup = None
         self._reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)
         try:
             line = await asyncio.wait_for(self._reader.readline(), READY_TIMEOUT)
@@ -142,6 +168,8 @@ class ForkServerSpawner:
                 self._proc.kill()
             status = await self._proc.wait()
             self._writer.close()
+            if self._cgroup is not None:
+                self._cgroup.remove()
             raise RuntimeError(f"the rnix fork server did not start (exit status {status})")
         self._running = True
         self._reader_task = asyncio.create_task(self._read_loop())
@@ -206,8 +234,9 @@ class ForkServerSpawner:
         name = request.name
         if op == "spawned":
             pid = int(message["pid"])
-            start_time = procinfo.create_time_from_ticks(int(message["start_ticks"]))
-            agent = LocalAgentProcess(name, pid, start_time, request.stdout_path)
+            ticks = int(message["start_ticks"])
+            start_time = procinfo.create_time_from_ticks(ticks)
+            agent = LocalAgentProcess(name, pid, start_time, request.stdout_path, ticks)
             self._agents[pid] = agent
             if future.cancelled():
                 signals.send_group(pid, signal.SIGKILL)  # nobody holds a handle to it
@@ -237,8 +266,14 @@ class ForkServerSpawner:
         for agent in live:
             signals.send_group(agent.pid, signal.SIGKILL)
         await _reap(live)
-        if live or not self._closing:  # otherwise the fork server already ended every stray
-            await _sweep_strays(self._proc.pid)
+        # Always, also after a clean close: an orphan the fork server killed may have handed its own
+        # children to us as it died, and the fork server may have died before it could sweep.
+        await _sweep_strays(self._proc.pid)
+        if self._cgroup is not None:  # the backstop: whatever is left escaped the process tree
+            self.escaped = await self._cgroup.kill_all()
+            self._cgroup.remove()
+            if self.escaped:
+                log.warning("rnix: killed processes that escaped the agents' process tree: %s", self.escaped)
 
 
 async def _reap(agents: list[LocalAgentProcess]) -> None:

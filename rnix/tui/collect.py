@@ -97,22 +97,24 @@ class Collector:
     def _run_view(self, run: RunRow, rows: list[ProcessRow]) -> RunView:
         supervisor = None
         if run.active and run.supervisor_pid is not None:
-            supervisor = self._alive(run.supervisor_pid, run.supervisor_start_time)
+            supervisor = self._alive(
+                run.supervisor_pid, run.supervisor_start_time, run.supervisor_start_ticks
+            )
         agents = tuple(self._agent_view(row) for row in rows)
         return RunView(run, supervisor, agents)
 
     def _agent_view(self, row: ProcessRow) -> AgentView:
         if row.state not in _LIVE or row.pid is None:
             return AgentView(row, None)
-        proc = self._alive(row.pid, row.pid_start_time)
+        proc = self._alive(row.pid, row.pid_start_time, row.pid_start_ticks)
         if proc is None:
             return AgentView(row, None)
         children, unlisted = self._descendants(proc)
         return AgentView(row, proc, children, unlisted)
 
-    def _alive(self, pid: int, start_time: float | None) -> ProcInfo | None:
+    def _alive(self, pid: int, start_time: float | None, start_ticks: int | None) -> ProcInfo | None:
         info = self.reader.read(pid)
-        return info if info is not None and info.started_at(start_time) else None
+        return info if info is not None and info.started_at(start_time, start_ticks) else None
 
     def _descendants(self, root: ProcInfo) -> tuple[tuple[ChildView, ...], int]:
         found: list[ChildView] = []

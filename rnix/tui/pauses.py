@@ -56,7 +56,8 @@ class PausedHere:
                     if row is None or row.agent != agent:
                         continue
                     info = reader.read(pid)
-                    stopped = info is not None and info.started_at(row.pid_start_time) and info.state == "T"
+                    started = info is not None and info.started_at(row.pid_start_time, row.pid_start_ticks)
+                    stopped = started and info is not None and info.state == "T"
                     if row.state != "paused" and not stopped:
                         continue
                     try:

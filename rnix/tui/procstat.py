@@ -55,8 +55,11 @@ class ProcInfo(NamedTuple):  # a tuple: a refresh makes one per process, hundred
     def state_word(self) -> str:
         return STATE_WORDS.get(self.state, self.state)
 
-    def started_at(self, recorded: float | None) -> bool:
-        """Whether this is the process that started at `recorded` (False when it is unknown)."""
+    def started_at(self, recorded: float | None, recorded_ticks: int | None = None) -> bool:
+        """Whether this is the process that started at `recorded` (False when it is unknown) and,
+        when they were recorded, at exactly `recorded_ticks` (see procinfo.is_same_process)."""
+        if recorded_ticks is not None and recorded_ticks != self.start_ticks:
+            return False
         return recorded is not None and abs(self.start_time - recorded) <= procinfo.START_TIME_TOLERANCE
 
 

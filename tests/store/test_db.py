@@ -54,6 +54,7 @@ def started_run(run_id: str = RUN, project: str = "demo", ts: float = T0, **extr
         "cwd": "/p",
         "supervisor_pid": 4242,
         "supervisor_start_time": T0 - 1,
+        "supervisor_start_ticks": 1234,
         "detached": True,
         "plan": {"layers": [["writer"], ["reviewer"]]},
     }
@@ -68,7 +69,8 @@ def planned(agent: str, layer: int = 0, run_id: str = RUN, **extra: Any) -> Even
 
 
 def agent_started(agent: str, ts: float = T0 + 1, run_id: str = RUN, **extra: Any) -> Event:
-    data: dict[str, Any] = {"attempt": 0, "pid": 5000, "pid_start_time": ts, "budget": 1000}
+    data: dict[str, Any] = {"attempt": 0, "pid": 5000, "pid_start_time": ts, "pid_start_ticks": 5678}
+    data["budget"] = 1000
     data.update(extra)
     return event(K.AGENT_STARTED, agent, ts, run_id, **data)
 
@@ -109,6 +111,7 @@ def test_run_started_inserts_a_running_run(store: Store) -> None:
     assert (run.id, run.project, run.compose_file, run.cwd) == (RUN, "demo", "/p/rnix-compose.yaml", "/p")
     assert (run.status, run.active, run.started_at, run.ended_at) == ("running", True, T0, None)
     assert (run.supervisor_pid, run.supervisor_start_time, run.detached) == (4242, T0 - 1, True)
+    assert run.supervisor_start_ticks == 1234
     assert (run.tokens_used, run.exit_code, run.stop_requested_at) == (0, None, None)
     assert run.plan == {"layers": [["writer"], ["reviewer"]]}
 
@@ -143,6 +146,7 @@ def test_agent_started_runs_the_process_under_the_supervisor(store: Store) -> No
     )
     row = process(store, "writer")
     assert (row.state, row.pid, row.pid_start_time, row.ppid) == ("running", 5000, T0 + 1, 4242)
+    assert row.pid_start_ticks == 5678
     assert (row.attempt, row.budget, row.started_at) == (0, 800, T0 + 1)
     assert (row.log_path, row.out_path) == ("/r/w.err", "/r/w.out")
 

@@ -64,6 +64,31 @@ def test_a_new_migration_is_applied_once(rnix_home: Path, monkeypatch: pytest.Mo
     assert [name for name, _ in _applied(rnix_home / DB_NAME)] == [*ALL, "m999_notes"]
 
 
+def test_rows_from_before_start_ticks_keep_their_start_times(
+    rnix_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """m006 adds the exact start ticks; rows written before have none (the PID check then falls
+    back to the start time, to the second) and keep everything else."""
+    with monkeypatch.context() as patch:
+        patch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:5])
+        Store.open(rnix_home).close()
+    with sqlite3.connect(rnix_home / DB_NAME) as conn:
+        conn.execute(
+            "INSERT INTO runs (id, project, status, supervisor_pid, supervisor_start_time, started_at)"
+            " VALUES ('r1', 'p', 'running', 4242, 100.5, 100.0)"
+        )
+        conn.execute(
+            "INSERT INTO processes (run_id, agent, project, state, pid, pid_start_time)"
+            " VALUES ('r1', 'a', 'p', 'running', 5000, 101.25)"
+        )
+    with Store.open(rnix_home) as store:
+        run, row = store.run("r1"), store.process_by_pid(5000)
+    assert run is not None and row is not None
+    assert (run.supervisor_start_time, run.supervisor_start_ticks) == (100.5, None)
+    assert (row.pid_start_time, row.pid_start_ticks) == (101.25, None)
+    assert [name for name, _ in _applied(rnix_home / DB_NAME)] == ALL
+
+
 def test_migrations_are_named_and_ordered() -> None:
     assert ALL[:3] == ["m001_initial", "m002_ledger", "m003_journal"]
     assert sorted(ALL) == ALL

@@ -42,9 +42,15 @@ def proc_state(pid: int) -> str:
 
 
 class Setup:
-    """One recorded run: a fake supervisor (in `mode`) and one running agent process."""
+    """One recorded run: a fake supervisor (in `mode`) and one running agent process.
 
-    def __init__(self, home: Path, tmp_path: Path, mode: str, agent: str = "nap") -> None:
+    `ticks`: the agent's recorded start in clock ticks is its real one ("exact"), absent as in rows
+    from before rnix stored ticks ("none"), or one tick later ("next": another process that got
+    the same PID in the same second, as far as the recorded time can tell)."""
+
+    def __init__(
+        self, home: Path, tmp_path: Path, mode: str, agent: str = "nap", ticks: str = "exact"
+    ) -> None:
         self.home, self.run_id, self.agent = home, new_run_id(), agent
         self.record = tmp_path / f"{self.run_id}.record"
         self.record.touch()
@@ -60,6 +66,9 @@ class Setup:
         )
         self.pid = self.agent_proc.pid
         sup_start, agent_start = procinfo.start_time(self.supervisor.pid), procinfo.start_time(self.pid)
+        agent_ticks = {"exact": 0, "next": 1}.get(ticks)
+        if agent_ticks is not None:
+            agent_ticks += procinfo.start_ticks(self.pid)
         now = time.time()
         run_data = {
             "project": PROJECT,
@@ -67,11 +76,18 @@ class Setup:
             "cwd": str(tmp_path),
             "supervisor_pid": self.supervisor.pid,
             "supervisor_start_time": sup_start,
+            "supervisor_start_ticks": procinfo.start_ticks(self.supervisor.pid),
             "detached": True,
             "plan": {"agents": [{"name": agent, "stop_grace_period_s": 1.0}]},
         }
         planned = {"layer": 0, "depends_on": [], "model": "mock", "budget": 1000}
-        started = {"attempt": 1, "pid": self.pid, "pid_start_time": agent_start, "budget": 1000}
+        started = {
+            "attempt": 1,
+            "pid": self.pid,
+            "pid_start_time": agent_start,
+            "pid_start_ticks": agent_ticks,
+            "budget": 1000,
+        }
         with Store.open(home) as store:
             store.append(
                 [
@@ -108,8 +124,8 @@ class Setup:
 def setup(rnix_home: Path, tmp_path: Path) -> Iterator[Callable[..., Setup]]:
     made: list[Setup] = []
 
-    def make(mode: str = "serve", agent: str = "nap") -> Setup:
-        made.append(Setup(rnix_home, tmp_path, mode, agent))
+    def make(mode: str = "serve", agent: str = "nap", ticks: str = "exact") -> Setup:
+        made.append(Setup(rnix_home, tmp_path, mode, agent, ticks))
         return made[-1]
 
     yield make
@@ -255,3 +271,27 @@ def test_a_wedged_supervisor_is_reported_and_down_still_works(
         outcome = control.stop_run(store, run_row(s), 1.0)
     assert (outcome.action, outcome.status) == ("stopped", "cancelled")
     assert s.received() == [{"op": "SIGTERM"}]
+
+
+def test_a_pid_reused_in_the_same_second_is_not_signalled(setup: Callable[..., Setup], rnix: RunRnix) -> None:
+    """The recorded agent started one clock tick before the process that holds its PID now: the
+    same second, so a check to the second took one for the other. `kill` and `down` must not."""
+    s = setup(ticks="next")
+    s.kill_supervisor()  # the direct path, where rnix itself decides whom to signal
+    result = rnix("kill", "-s", "STOP", str(s.pid))
+    assert result.returncode != 0 and "nothing was signalled" in result.stderr
+    down = rnix("compose", "-p", PROJECT, "down", "-t", "0.2", "--json")
+    assert down.returncode == 0, down.stderr
+    assert run_row(s).status == "lost"
+    time.sleep(0.3)  # past the grace: a TERM, STOP or KILL would show by now
+    assert proc_state(s.pid) == "S" and s.agent_proc.poll() is None
+    assert s.events(ev.InstanceSignalled.KIND) == []
+
+
+def test_records_without_ticks_keep_the_check_to_the_second(
+    setup: Callable[..., Setup], rnix: RunRnix
+) -> None:
+    s = setup(ticks="none")  # a row written before rnix recorded ticks
+    s.kill_supervisor()
+    assert rnix("kill", "-s", "TERM", str(s.pid)).returncode == 0
+    assert s.agent_proc.wait(5) == -signal.SIGTERM

@@ -35,6 +35,7 @@ class FakeProcess:
     request: SpawnRequest
     behaviour: Behaviour
     start_time: float = 0.0
+    start_ticks: int | None = None
     signals: list[int] = field(default_factory=list)
     exited: asyncio.Future[ExitInfo] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()

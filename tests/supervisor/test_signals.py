@@ -68,6 +68,47 @@ def test_start_time_guards_against_reuse() -> None:
     assert procinfo.create_time_from_ticks(procinfo.start_ticks(me)) == pytest.approx(start, abs=0.02)
 
 
+def test_start_ticks_are_compared_exactly() -> None:
+    me = os.getpid()
+    start, ticks = procinfo.start_time(me), procinfo.start_ticks(me)
+    assert start is not None
+    assert procinfo.is_same_process(me, start, ticks)
+    assert not procinfo.is_same_process(me, start, ticks + 1)  # a tick apart: another process
+    assert not procinfo.is_same_process(me, start - 100, ticks)  # same tick, another boot
+    assert not procinfo.is_same_process(dead_pid(), start, ticks)
+    assert signals.send_verified(me, start, signal.SIGTERM, ticks + 1) is False
+
+
+@pytest.mark.skipif(not os.access("/proc/sys/kernel/ns_last_pid", os.W_OK), reason="needs ns_last_pid")
+def test_a_pid_reused_within_the_same_second_is_told_apart() -> None:
+    """A real reuse: the kernel is told which PID to hand out next (ns_last_pid, root only)."""
+    first = subprocess.Popen(["sleep", "30"])
+    recorded = procinfo.start_time(first.pid), procinfo.start_ticks(first.pid)
+    first.kill()
+    first.wait()
+    time.sleep(0.03)  # a few ticks: within one tick (10 ms) the two cannot be told apart
+    second = None
+    for _ in range(50):  # other processes on the machine may take the PID first: try again
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(first.pid - 1))
+        second = subprocess.Popen(["sleep", "30"])
+        if second.pid == first.pid:
+            break
+        second.kill()
+        second.wait()
+    else:
+        pytest.skip("another process kept taking the PID")
+    assert second is not None
+    try:
+        now = procinfo.start_time(second.pid)
+        assert now is not None and abs(now - (recorded[0] or 0)) < procinfo.START_TIME_TOLERANCE
+        assert procinfo.is_same_process(first.pid, recorded[0])  # the time alone takes one for the other
+        assert not procinfo.is_same_process(first.pid, *recorded)  # the ticks do not
+    finally:
+        second.kill()
+        second.wait()
+
+
 def test_children_lists_direct_children() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:

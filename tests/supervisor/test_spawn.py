@@ -78,7 +78,8 @@ def test_agent_leads_its_own_session_with_exact_env_cwd_and_fds(tmp_path: Path, 
         await wait_for_text(tmp_path / "s.out", "sleeping")
         assert os.getpgid(agent.pid) == agent.pid == os.getsid(agent.pid)
         assert agent.start_time == pytest.approx(psutil.Process(agent.pid).create_time(), abs=0.02)
-        assert procinfo.is_same_process(agent.pid, agent.start_time)
+        assert procinfo.is_same_process(agent.pid, agent.start_time, agent.start_ticks)
+        assert agent.start_ticks == procinfo.start_ticks(agent.pid)
         (command,) = procinfo.children(agent.pid)
         for pid in (agent.pid, command):
             assert sorted(os.listdir(f"/proc/{pid}/fd")) == ["0", "1", "2"]
@@ -263,6 +264,39 @@ def test_close_with_running_agents_kills_them(tmp_path: Path, marker: str) -> No
 
     agent = asyncio.run(main())
     assert not alive(agent.pid)
+
+
+@pytest.mark.parametrize("cgroup", ["1", "0"], ids=["cgroup", "sweeps alone"])
+@pytest.mark.parametrize("close", ["close", "server killed"])
+def test_a_chain_of_strays_is_swept_before_close_returns(
+    tmp_path: Path, marker: str, close: str, cgroup: str
+) -> None:
+    """Ten strays, each in a session of its own, ignoring SIGTERM, each the parent of the next: every
+    kill orphans the next one. Whether the fork server closes at once (EOF) or dies (the supervisor
+    then sweeps alone), nothing of the chain is alive when close() returns; and the sweeps alone
+    see to that (the cgroup, where there is one, finds nothing left)."""
+
+    async def main() -> None:
+        spawner = ForkServerSpawner(environ={**os.environ, MARKER: marker, "RNIX_CGROUP": cgroup})
+        await spawner.start()
+        argv = agent_argv("setsid_stray", "--depth", "10")
+        agent = await spawner.spawn(request(tmp_path, "c", argv, marked_env(marker)))
+        await wait_for_text(tmp_path / "c.out", "\n")
+        assert len(marked_pids(marker)) >= 12  # leader, agent, ten strays, sleep
+        agent.signal_group(signal.SIGKILL)  # the leader cannot sweep: its orphans go to the fork server
+        await agent.wait()
+        if close == "server killed":
+            assert spawner.server_pid is not None
+            os.kill(spawner.server_pid, signal.SIGKILL)
+        await spawner.close()
+        assert marked_pids(marker) == []
+        assert spawner.escaped == []
+
+    try:
+        asyncio.run(main())
+    finally:  # a failure must not leave the chain running
+        for pid in marked_pids(marker):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_fork_server_imports_only_the_thin_runtime() -> None:
