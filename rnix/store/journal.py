@@ -3,7 +3,8 @@
 Contract:
 - `append_entries(store, run_id, instance, attempt, entries)` writes the entries in one
   `BEGIN IMMEDIATE` transaction: when it returns they are durable (WAL), so the gateway may send the
-  answer they hold to the agent. `instance` is the gateway account name (the agent's name).
+  answer they hold to the agent. `append_batch` does the same for entries of several agents.
+  `instance` is the gateway account name (the agent's name).
 - `latest_attempt_entries(store, run_id, instance)` is the journal a new attempt of that instance
   replays: the entries of its latest attempt that has any, in `seq` order, followed by the entries of
   earlier attempts that later attempts did not replay (`rnix.core.journal.carry_forward`), so a
@@ -47,6 +48,18 @@ def append_entries(
     ts: float | None = None,
 ) -> None:
     """Store `entries` of one attempt in one transaction (`ts` defaults to now)."""
+    append_batch(store, run_id, [(instance, attempt, e) for e in entries], ts=ts)
+
+
+def append_batch(
+    store: Store,
+    run_id: str,
+    items: Iterable[tuple[str, int, JournalEntry]],
+    *,
+    ts: float | None = None,
+) -> None:
+    """Store (instance, attempt, entry) items of any agents in one transaction: the gateway's calls
+    that were answered while the previous commit was under way are committed together."""
     now = time.time() if ts is None else ts
     rows = [
         (
@@ -56,19 +69,23 @@ def append_entries(
             e.seq,
             e.kind,
             e.key,
-            json.dumps(e.response, ensure_ascii=False, separators=(",", ":")),
+            _json(e.response),
             e.prompt_tokens,
             e.completion_tokens,
             e.total_tokens,
             int(e.replayed),
             now,
-            None if e.request is None else json.dumps(e.request, ensure_ascii=False, separators=(",", ":")),
+            None if e.request is None else _json(e.request),
         )
-        for e in entries
+        for instance, attempt, e in items
     ]
     if rows:
         with store.transaction() as conn:
             conn.executemany(_INSERT, rows)
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def latest_attempt_entries(store: Store, run_id: str, instance: str) -> list[JournalEntry]:
