@@ -8,16 +8,20 @@ after a SIGCONT to every agent group so a paused agent can act on what follows),
 stop their own groups (their PDEATHSIG SIGTERM; see leader.py).
 
 Control channel, JSON lines (supervisor -> server, then server -> supervisor):
+    {"op":"base_env","env":{...}}  (no reply: the environment most agents of the run share)
     {"op":"spawn","id":N,"name","argv":[...]|null,"env":{...},"cwd","stdin_path","stdout_path",
-     "stderr_path","grace","exit_path"|null}
+     "stderr_path","grace","exit_path"|null[,"env_base":true,"env_unset":[...]]}
                                ->  {"op":"spawned","id":N,"pid":P,"start_ticks":T}
                                or  {"op":"error","id":N,"message":"..."}
     at any time                    {"op":"exit","pid":P,"returncode":R|null,"signal":S|null}
     at start                       {"op":"ready","pid":<server pid>}
-`start_ticks` is /proc/P/stat's start time, read before the child can be reaped. The files and the
-working directory are opened here, before the fork, so a bad path is an "error" reply, not a dead
-agent; likewise `exit_path` must be absolute and in an existing directory, and a report left there
-by an earlier agent is removed before the fork (the leader writes the new one, see exitreport.py).
+With "env_base", "env" holds only what differs from the base environment and "env_unset" the base
+variables the agent does not get: a spawn message stays small however large the user's
+environment is. `start_ticks` is /proc/P/stat's start time, read before the child can be reaped.
+The files and the working directory are opened here, before the fork, so a bad path is an "error"
+reply, not a dead agent; likewise `exit_path` must be absolute and in an existing directory, and a
+report left there by an earlier agent is removed before the fork (the leader writes the new one,
+see exitreport.py).
 "spawned" is sent once the child leads its session and, for a command agent, has exec'd the command
 into its group: a signal to the group from then on reaches the command.
 
@@ -60,6 +64,7 @@ class ForkServer:
         self.pid = os.getpid()
         self.supervisor_pid = supervisor_pid
         self.leaders: set[int] = set()
+        self.base_env: dict[str, str] = {}  # the run's shared environment ("base_env")
         # Children forked but not yet announced (see leader._announce): ready fd -> reply, and pid -> fd.
         self.unannounced: dict[int, dict[str, Any]] = {}
         self.ready_fds: dict[int, int] = {}
@@ -104,6 +109,9 @@ class ForkServer:
             if not isinstance(request, dict):
                 raise BadRequest("a request must be a JSON object")
             request_id = request.get("id")
+            if request.get("op") == "base_env":
+                self.base_env = _env(request.get("env"))
+                return
             if request.get("op") != "spawn":
                 raise BadRequest(f"unknown op: {request.get('op')!r}")
             pid, ready_fd = self.spawn(request)
@@ -132,9 +140,10 @@ class ForkServer:
             not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv)
         ):
             raise BadRequest("argv must be null or a non-empty list of strings")
-        env = request.get("env")
-        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-            raise BadRequest("env must be an object of strings")
+        env = _env(request.get("env"))
+        if request.get("env_base"):  # only what differs from the run's shared environment
+            unset = request.get("env_unset") or []
+            env = {k: v for k, v in {**self.base_env, **env}.items() if k not in unset}
         exit_path = request.get("exit_path")
         if exit_path is not None:
             if not isinstance(exit_path, str) or not os.path.isabs(exit_path):
@@ -223,6 +232,12 @@ class ForkServer:
             with contextlib.suppress(BlockingIOError):
                 while os.read(self.wake_r, 4096):
                     pass
+
+
+def _env(value: object) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise BadRequest("env must be an object of strings")
+    return value
 
 
 def _describe(exc: BaseException) -> str:

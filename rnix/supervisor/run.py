@@ -158,6 +158,7 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
         )
 
         base_env = base_environment(ctx.environ)  # once per run, not once per agent
+        spawner.set_base_env(base_env)  # and sent to the fork server once
 
         def env_for(agent: object, nonce: str, attempt: int) -> Mapping[str, str]:
             spec = agent.spec  # type: ignore[attr-defined]

@@ -119,6 +119,8 @@ class ForkServerSpawner:
         self._next_id = 0
         self._running = False
         self._closing = False
+        self._base_env: dict[str, str] | None = None
+        self._outbox: list[bytes] = []
         self._cgroup: RunCgroup | None = None
         self.escaped: list[str] = []  # "PID command" of what the cgroup caught after the sweeps
 
@@ -189,9 +191,9 @@ class ForkServerSpawner:
         future: asyncio.Future[LocalAgentProcess] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = (request, future)
         fields = {field.name: getattr(request, field.name) for field in dataclasses.fields(request)}
-        message = {**fields, "op": "spawn", "id": request_id, "env": dict(request.env)}
+        message = {**fields, "op": "spawn", "id": request_id, **self._env_fields(request.env)}
         try:
-            self._writer.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+            self._send(message)
             await self._writer.drain()
             return await future
         except asyncio.CancelledError:
@@ -200,12 +202,41 @@ class ForkServerSpawner:
                 future.result().signal_group(signal.SIGKILL)
             raise
 
+    def set_base_env(self, env: Mapping[str, str]) -> None:
+        """The environment most agents of the run share: sent once, then each spawn sends only
+        how its environment differs from it."""
+        if not self._running:
+            raise RuntimeError("the rnix fork server is not running (not started, closed, or it died)")
+        self._base_env = dict(env)
+        self._send({"op": "base_env", "env": self._base_env})
+
+    def _env_fields(self, env: Mapping[str, str]) -> dict[str, Any]:
+        base = self._base_env
+        if base is None:
+            return {"env": dict(env)}
+        delta = {k: v for k, v in env.items() if base.get(k) != v}
+        return {"env": delta, "env_base": True, "env_unset": [k for k in base if k not in env]}
+
+    def _send(self, message: dict[str, Any]) -> None:
+        """Queue a request; the requests of one turn of the loop go out in one write (a layer of
+        500 agents is a few socket writes, not 500)."""
+        self._outbox.append(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+        if len(self._outbox) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_outbox)
+
+    def _flush_outbox(self) -> None:
+        data, self._outbox = b"".join(self._outbox), []
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(data)
+
     async def close(self) -> None:
         if self._proc is None:
             return
         self._closing = True
         if self._running and self._writer is not None:
             with contextlib.suppress(OSError):
+                if self._outbox:
+                    self._flush_outbox()
                 self._writer.write_eof()  # half-close: exit messages already sent still arrive
         if self._reader_task is not None:
             await self._reader_task
