@@ -151,6 +151,7 @@ class Gateway:
         concurrency_per_provider: int = 1024,
         call_timeout: float = 120.0,
         max_attempts: int = 4,
+        max_retry_after: float = 30.0,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         on_journal: OnJournal | None = None,
     ) -> None:
@@ -166,6 +167,7 @@ class Gateway:
         self._concurrency = concurrency_per_provider
         self._call_timeout = call_timeout
         self._max_attempts = max_attempts
+        self._max_retry_after = max_retry_after
         self._sleep = sleep
         self._accounts: dict[str, Account] = {}
         self._nonces: dict[str, str] = {}  # live nonce -> agent
@@ -525,7 +527,11 @@ class Gateway:
 
         try:
             completion = await call_with_retries(
-                attempt, max_attempts=self._max_attempts, sleep=self._sleep, on_attempt=on_attempt
+                attempt,
+                max_attempts=self._max_attempts,
+                max_retry_after=self._max_retry_after,
+                sleep=self._sleep,
+                on_attempt=on_attempt,
             )
         except ProviderError as exc:
             account.infra_error = exc.message if _not_the_agents(exc) else None

@@ -23,6 +23,7 @@ from rnix.core.lifecycle import AgentState, RunStatus
 from rnix.core.plan import Plan, plan_as_dict
 from rnix.core.secrets import is_secret_name, mask, secret_values
 from rnix.errors import ExitCode
+from rnix.llm import retry
 from rnix.supervisor.agentenv import agent_environment, base_environment
 from rnix.supervisor.scheduler import AgentView, Clock, Scheduler
 
@@ -116,7 +117,14 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
             record(Record(ctx.run_id, ctx.clock.time(), call))
 
     journal = _Journal(home, ctx.run_id, secrets)
-    gateway = Gateway(socket_path, on_call=on_call, on_journal=journal.append)
+    retries = retry.Settings.from_environ(os.environ)
+    gateway = Gateway(
+        socket_path,
+        on_call=on_call,
+        on_journal=journal.append,
+        max_attempts=retries.max_attempts,
+        max_retry_after=retries.max_retry_after,
+    )
     for agent in ctx.plan.agents:
         gateway.limit_model(agent.spec.model, agent.spec.max_concurrency, agent.spec.rpm)
     spawner = ForkServerSpawner(environ={k: v for k, v in ctx.environ.items() if not is_secret_name(k)})
