@@ -23,7 +23,7 @@ from rnix.core.lifecycle import AgentState, RunStatus
 from rnix.core.plan import Plan, plan_as_dict
 from rnix.core.secrets import is_secret_name, mask, secret_values
 from rnix.errors import ExitCode
-from rnix.llm import retry
+from rnix.llm import retry, routing
 from rnix.supervisor.agentenv import agent_environment, base_environment
 from rnix.supervisor.scheduler import AgentView, Clock, Scheduler
 
@@ -133,17 +133,23 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
     loop = asyncio.get_running_loop()
     try:
         # Slow loads begin at once in the background, so agents start without waiting for them: a
-        # tokenizer encoding takes ~0.3 s, `import litellm` several seconds. The first LLM call
-        # waits for what it needs; everything else (command agents, spawning) goes on meanwhile.
+        # tokenizer encoding takes ~0.3 s, `import aiohttp` ~0.3 s, `import litellm` several seconds.
+        # The first LLM call waits for what it needs; everything else (command agents, spawning) goes
+        # on meanwhile.
         from rnix.llm import tokens
 
         models = {agent.spec.model for agent in ctx.plan.agents}
         background.extend(asyncio.ensure_future(asyncio.to_thread(tokens.get_encoding, m)) for m in models)
         await asyncio.gather(gateway.start(), spawner.start())
-        if any(not model.startswith("mock") for model in models):
+        clients = {routing.client_for(model, os.environ) for model in models}
+        if routing.LITELLM in clients:  # only then: a run of OpenAI-protocol models never imports it
             from rnix.llm.litellm_backend import load_litellm
 
             background.append(asyncio.ensure_future(load_litellm()))
+        if routing.LEAN in clients:
+            from rnix.llm.openai_http import load_aiohttp
+
+            background.append(asyncio.ensure_future(load_aiohttp()))
         files = RunFiles(
             run_dir,
             run_id=ctx.run_id,
