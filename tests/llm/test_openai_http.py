@@ -86,3 +86,14 @@ def test_a_self_hosted_model_without_api_base_fails_without_a_request(server: Op
 
     asyncio.run(main())
     assert server.requests == []
+
+
+def test_proxies_come_from_the_environment_once_per_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1,.internal")
+    backend = OpenAIHTTPBackend()
+    assert backend._proxy_for("https://api.openai.com/v1/chat/completions") == "http://proxy.example:3128"
+    assert backend._proxy_for("http://127.0.0.1:8000/v1/chat/completions") is None
+    assert backend._proxy_for("https://gpu.internal/v1/chat/completions") is None
+    monkeypatch.delenv("HTTPS_PROXY")
+    assert backend._proxy_for("https://api.openai.com/v1/chat/completions") == "http://proxy.example:3128"
