@@ -11,10 +11,10 @@ rnix.llm.limits), and usage counted by rnix when the provider reports none.
 The API key is read from the environment at each call and goes only into the Authorization header.
 One aiohttp.ClientSession per backend and event loop, created at the first call (inside the running
 loop, as aiohttp requires) and closed by `aclose()`, which the gateway calls when it closes. Its
-connection pool holds up to `max_connections` connections (the gateway's per-provider concurrency),
-not aiohttp's default 100, so hundreds of agents calling at once do not queue inside the client
-while their timeouts run. HTTP(S)_PROXY and NO_PROXY are honoured, looked up once per URL. aiohttp
-itself is imported at the first call, in a worker thread.
+connection pool holds up to `max_connections` connections per host (the gateway's per-provider
+concurrency), not aiohttp's default of 100 in all, so hundreds of agents calling at once do not queue
+inside the client while their timeouts run. HTTP(S)_PROXY and NO_PROXY are honoured, looked up once
+per URL. aiohttp itself is imported at the first call, in a worker thread.
 """
 
 from __future__ import annotations
@@ -99,6 +99,8 @@ def to_completion(
     data: Any, model: str, messages: list[dict[str, Any]], tools: list[Any] | None
 ) -> Completion:
     """A Completion from a decoded response; KeyError/TypeError/IndexError when it is not one."""
+    if isinstance(data, dict) and "choices" not in data and data.get("error"):
+        raise ValueError(f"an error with status 200: {_error_text(json.dumps(data).encode())}")
     choice = data["choices"][0]
     message = choice["message"]
     content = message.get("content") or ""
@@ -136,7 +138,8 @@ class OpenAIHTTPBackend:
         if self._session is not None and not self._session.closed and self._loop is loop:
             return self._session  # another call created it while this one waited for the import
         http = self._aiohttp
-        connector = http.TCPConnector(limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300)
+        # Per host, like the gateway's per-provider semaphore; no total cap across providers.
+        connector = http.TCPConnector(limit=0, limit_per_host=self._max_connections, ttl_dns_cache=300)
         # Not trust_env=True: it looks the proxy up again at every request (~0.5 ms of CPU, half of
         # a call's); _proxy_for looks it up once per URL.
         session: aiohttp.ClientSession = http.ClientSession(connector=connector)

@@ -12,7 +12,7 @@ import pytest
 
 from rnix.llm.backend import Completion, ProviderError
 from rnix.llm.openai_http import OpenAIHTTPBackend
-from tests.fakes.openai_server import OpenAIServer, Reply, Slow
+from tests.fakes.openai_server import OpenAIServer, Raw, Reply, Slow
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -34,7 +34,7 @@ def test_one_session_for_all_calls_closed_by_aclose(server: OpenAIServer) -> Non
         await asyncio.gather(*(call(backend, server.base_url) for _ in range(5)))
         session = backend._session
         assert session is not None and session.connector is not None
-        assert session.connector.limit == 300  # not aiohttp's default of 100
+        assert session.connector.limit_per_host == 300 and session.connector.limit == 0  # not 100 in all
         await call(backend, server.base_url)
         assert backend._session is session
         await backend.aclose()
@@ -97,3 +97,17 @@ def test_proxies_come_from_the_environment_once_per_url(monkeypatch: pytest.Monk
     assert backend._proxy_for("https://gpu.internal/v1/chat/completions") is None
     monkeypatch.delenv("HTTPS_PROXY")
     assert backend._proxy_for("https://api.openai.com/v1/chat/completions") == "http://proxy.example:3128"
+
+
+def test_an_error_object_answered_with_200_shows_its_message(server: OpenAIServer) -> None:
+    server.script([Raw(200, '{"error": {"message": "model is loading"}}', "application/json")])
+
+    async def main() -> None:
+        backend = OpenAIHTTPBackend()
+        with pytest.raises(ProviderError) as caught:
+            await call(backend, server.base_url)
+        await backend.aclose()
+        assert caught.value.status == 502 and caught.value.retryable
+        assert caught.value.message.endswith(": an error with status 200: model is loading")
+
+    asyncio.run(main())
