@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -497,13 +498,20 @@ def test_a_real_client_through_the_gateway(
                 gateway.register("a", model="openai/test-model", api_base=server.base_url, budget=1000)
                 client = await connect(sock_path, gateway.issue_nonce("a"))
                 reply = await complete(client, max_tokens=64, temperature=0)
+                capped = await complete(client, messages=[{"role": "user", "content": f"key {CANARY}"}])
                 client.close()
         assert reply["content"] == "from the server" and reply["used"] == 25
-        assert statuses(records) == ["retry", "ok"]
+        assert statuses(records) == ["retry", "ok", "ok"]
         assert CANARY not in json.dumps(records) and "***" in records[0][1]["error"]
-        assert [r.headers["authorization"] for r in server.requests] == [f"Bearer {CANARY}"] * 2
+        assert re.search(r"; retry 2 of 4 in [0-9.]+s$", records[0][1]["error"])
+        assert [r.headers["authorization"] for r in server.requests] == [f"Bearer {CANARY}"] * 3
         assert server.requests[1].body["max_tokens"] == 64
-        assert len(sleep.delays) == 1
+        # no max_tokens asked: the budget left after the prompt; the key went out masked
+        last = server.requests[2].body
+        assert last["messages"] == [{"role": "user", "content": "key ***"}]
+        asked = [{"role": "user", "content": f"key {CANARY}"}]
+        assert last["max_tokens"] == 1000 - 25 - tokens.count_messages(asked, "openai/test-model")
+        assert capped["ok"] and len(sleep.delays) == 1
 
     asyncio.run(main())
 
