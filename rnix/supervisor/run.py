@@ -147,9 +147,10 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
 
             background.append(asyncio.ensure_future(load_litellm()))
         if routing.LEAN in clients:
+            from rnix.llm import limits
             from rnix.llm.openai_http import load_aiohttp
 
-            background.append(asyncio.ensure_future(load_aiohttp()))
+            background.extend(asyncio.ensure_future(load) for load in (load_aiohttp(), limits.load()))
         files = RunFiles(
             run_dir,
             run_id=ctx.run_id,
