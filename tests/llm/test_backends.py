@@ -27,6 +27,9 @@ from rnix.llm.openai_http import OpenAIHTTPBackend
 from rnix.llm.retry import call_with_retries
 from tests.fakes.openai_server import Behaviour, Drop, OpenAIServer, Raw, Reply, Slow, Status, ToolCall
 
+# litellm's own pydantic models warn when first built (a third-party detail, not rnix's).
+pytestmark = pytest.mark.filterwarnings("ignore:.*`ReadOnly` qualifier:UserWarning")
+
 CANARY = "sk-canary-3f9a1c7e5b2d4f60"
 MODEL = "openai/test-model"
 MESSAGES = [{"role": "user", "content": "Your task: say hi"}]

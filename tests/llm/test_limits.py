@@ -6,10 +6,15 @@ import asyncio
 import subprocess
 import sys
 
+import pytest
+
 from rnix.core.models import PROVIDERS
 from rnix.llm import limits
 from rnix.llm.litellm_backend import load_litellm
 from rnix.llm.routing import OPENAI_PROTOCOL
+
+# litellm's own pydantic models warn when first built (a third-party detail, not rnix's).
+pytestmark = pytest.mark.filterwarnings("ignore:.*`ReadOnly` qualifier:UserWarning")
 
 
 def test_the_same_limit_as_litellm_for_every_chat_model_of_the_lean_providers() -> None:
