@@ -55,8 +55,10 @@ def _diagnose(message: str) -> None:
 def run() -> int:
     """Do the agent's work; returns the exit status (never raises for expected failures)."""
     try:
-        task = read_task()
+        # Connected first: an agent forked early (rnix.supervisor.early) has said hello by the time
+        # its task arrives on stdin, so only the task is on the critical path.
         with GatewayClient.from_environ() as client:
+            task = read_task()
             if task.get("tools"):
                 content = _loop(client, task)
             else:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from rnix.cli.habits import COMPOSE_HABITS, HabitGroup
 from rnix.core.model import ComposeSpec
+from rnix.core.problems import Problem
 from rnix.core.secrets import mask, secret_values
 from rnix.env import Env
-from rnix.errors import ExitCode, UsageError
+from rnix.errors import ExitCode, InvalidCompose, UsageError
 from rnix.ui import jsonout
 
 if TYPE_CHECKING:
@@ -52,26 +54,62 @@ def load(env: Env, file: str | None, project: str | None) -> Loaded:
         load_compose,
         resolve_project_name,
     )
-    from rnix.store.definitions import resolve_definitions
+    from rnix.store.definitions import DEFINITIONS_HINT, find_definitions, named_in, resolve_definitions
 
     ctx = click.get_current_context()
     file = file or ctx.meta.get("rnix.compose.file") or compose_file_from_env(env.environ)
     project = project or ctx.meta.get("rnix.compose.project")
     path, display, warnings = find_compose_file(env.cwd, file)
     env_files = env_files_of(env, ctx)
-    loaded = load_compose(path, display, env.environ, env_files)
+    loaded = load_compose(path, display, env.environ, env_files, collect=True)
     for warning in (*warnings, *loaded.warnings):
         env.warn(warning)
-    spec = parse_compose(loaded.data, loaded.lines, loaded.display)
-    spec = resolve_definitions(spec, library(env, loaded.path.parent), loaded.lines)
-    spec = resolve_models(env, spec)
+    # Every problem at once: the variables', the file's, its definitions' and its models'.
+    problems = list(loaded.problems)
+    definitions = library(env, loaded.path.parent)
+    spec = collecting(problems, parse_compose, loaded.data, loaded.lines, loaded.display)
+    checked = len(problems)
+    if spec is None:  # the file did not validate: its definitions are still worth checking now
+        problems += find_definitions(named_in(loaded.data), definitions, loaded.lines, display)[1]
+    else:
+        spec = collecting(problems, resolve_definitions, spec, definitions, loaded.lines)
+    hint = DEFINITIONS_HINT if len(problems) > checked else None
+    if spec is not None:
+        spec = collecting(problems, resolve_models, env, spec)
+    if spec is None or problems:
+        raise InvalidCompose(display, once(problems, loaded.problems, display), hint)
     return Loaded(spec, resolve_project_name(project, env.environ, spec.name, loaded.path), loaded.path)
+
+
+T = TypeVar("T")
+
+
+def collecting(problems: list[Problem], step: Callable[..., T], *args: Any) -> T | None:
+    """`step(*args)`, or None with its problems added to `problems` when it raises `InvalidCompose`."""
+    try:
+        return step(*args)
+    except InvalidCompose as exc:
+        problems.extend(exc.problems)
+        return None
+
+
+def once(problems: list[Problem], first: tuple[Problem, ...], display: str) -> list[Problem]:
+    """`problems` without repeats, and without a later complaint about a value whose variable could not
+    be interpolated (`budget: ${B:?}` is one problem, not also "must be a number"); the compose
+    file's own in line order, then the definitions' files' as found."""
+    interpolated = {(p.file, p.key) for p in first}
+    out: list[Problem] = []
+    for problem in problems:
+        repeat = problem in out or (problem not in first and (problem.file, problem.key) in interpolated)
+        if not repeat:
+            out.append(problem)
+    own = sorted((p for p in out if p.file == display), key=lambda p: (p.line or 0, p.key))
+    return own + [p for p in out if p.file != display]
 
 
 def resolve_models(env: Env, spec: ComposeSpec) -> ComposeSpec:
     """Aliases replaced by their models; an unknown alias or provider is an error at its line."""
     from rnix.core import models
-    from rnix.errors import InvalidCompose
     from rnix.store.models_file import user_aliases
 
     aliases = models.aliases_by_name(user_aliases(env.config_home), spec.models)

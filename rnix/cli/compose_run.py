@@ -25,6 +25,19 @@ from rnix.env import Env, SystemClock
 from rnix.errors import ExitCode, RnixError, UsageError
 from rnix.ui import jsonout
 
+
+def _preload_tokenizer(env: Env) -> None:
+    """Start loading the encoding most runs count with (the mock's and most models'), concurrently
+    with reading the file; the supervisor loads any other one it needs (rnix.llm.tokens.preload)."""
+    from rnix.llm import tokens
+
+    tokens.preload(env.environ.get("RNIX_MODEL") or "mock")
+
+
+# At most this many built-in agents are forked ahead of their release, while their dependencies run
+# (rnix.supervisor.early): their start-up then costs nothing on the critical path.
+EARLY_SPAWN = 64
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -161,6 +174,8 @@ def up_cmd(
     from rnix.store.projectlock import try_lock
     from rnix.supervisor.run import RunContext, supervise
 
+    if not detach:
+        _preload_tokenizer(env)
     loaded = load(env, file, project)
     check_credentials(env, loaded)
     plan = plan_with_ledger(env, _only(loaded, agents), loaded.project, seed)
@@ -196,7 +211,7 @@ def up_cmd(
             compose_file=str(loaded.path),
             clock=SystemClock(),
             detached=run_id is not None,
-            options=Options(abort_on_failure=abort_on_failure),
+            options=Options(abort_on_failure=abort_on_failure, early_spawn=EARLY_SPAWN),
             resume=resume,
         )
         if resume is not None and resume.worth_saying:

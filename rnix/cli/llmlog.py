@@ -3,10 +3,12 @@
 Contract: reads the store read-only (an agent reused by a resumed run has no PID there: the PID it
 ran with, in the earlier run, shows its calls). Per call it prints a header line
 `--- call N: STATUS, MODEL, T tokens (P prompt + C completion), L ms[, K tries] ---`, then the
-response's content lines, `-> NAME ARGUMENTS` for each tool call in it and `<- NAME: SUMMARY` for
-each tool result the agent sent back. Request messages are not recorded (only their hash), so they
-are not shown. Everything printed is masked with the secret values of this environment; lines an
-agent controls are made inert (no control characters).
+messages the request added to the conversation, quoted with `> ` (`> [ROLE]` then its lines; the
+messages sent before are not repeated: `> (N earlier messages)`), then the response's content lines,
+`-> NAME ARGUMENTS` for each tool call in it and `<- NAME: SUMMARY` for each tool result the agent sent
+back. A call answered before rnix recorded requests shows no `> ` lines. Everything printed is masked
+with the secret values of this environment; lines an agent controls are made inert (no control
+characters).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def render(call: ModelCall) -> list[str]:
     lines = [f"--- call {call.number}: {', '.join(parts)} ---"]
     if call.error:
         lines.append(f"error: {call.error}")
+    lines.extend(_request(call.request))
     response = call.response or {}
     content = response.get("content")
     if isinstance(content, str) and content:
@@ -91,3 +94,34 @@ def _tool_result(result: Mapping[str, Any]) -> str:
     state = "denied" if result.get("denied") else "ok" if result.get("ok") else "error"
     summary = str(result.get("summary") or "")
     return f"{state}: {summary}" if summary else state
+
+
+def _request(request: Mapping[str, Any] | None) -> list[str]:
+    """The quoted messages a request added (see the module docstring)."""
+    if not request:
+        return []
+    earlier = request.get("from")
+    lines = [f"> ({earlier} earlier messages)"] if isinstance(earlier, int) and earlier > 0 else []
+    messages = request.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        if not isinstance(message, Mapping):
+            continue
+        label = str(message.get("role") or "?")
+        if message.get("name"):
+            label += f" {message['name']}"
+        lines.append(f"> [{label}]")
+        lines.extend(f"> {line}" for line in _text(message.get("content")).splitlines())
+        for tool_call in message.get("tool_calls") or []:
+            name, arguments = _tool_call(tool_call)
+            lines.append(f"> -> {name} {arguments}")
+    return lines
+
+
+def _text(content: Any) -> str:
+    """A message's content: a string, or the text parts of a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text") for p in content if isinstance(p, Mapping)]
+        return "\n".join(p for p in parts if isinstance(p, str))
+    return ""

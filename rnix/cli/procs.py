@@ -252,11 +252,13 @@ def run_cmd(
     from rnix.core.plan import make_plan
     from rnix.core.secrets import mask, mask_text, secret_values
     from rnix.core.spec import parse_compose
+    from rnix.llm import tokens
     from rnix.store.compose_file import resolve_project_name
     from rnix.store.paths import new_run_id
     from rnix.supervisor.run import RunContext, supervise
     from rnix.ui.runview import up_document
 
+    tokens.preload(model or env.environ.get("RNIX_MODEL") or "mock")  # concurrently with what follows
     body: dict[str, Any] = {"intent": intent}
     for key, value in (
         ("model", model or env.environ.get("RNIX_MODEL")),
@@ -384,9 +386,10 @@ def log_cmd(
     or was stopped (its REASON in `ps`) follows on stderr.
 
     --llm shows the agent's model calls as recorded: per call its number, status, model, tokens,
-    latency and tries, then the response (its text, `-> TOOL ARGUMENTS` for each tool call) and
-    `<- ...` for each tool result the agent sent back to the model. The request messages are not
-    recorded (only a hash of each request, shown by --json as `request_hash`, with `request` null).
+    latency and tries, then the messages the request added, quoted with `> ` (earlier ones are not
+    repeated), then the response (its text, `-> TOOL ARGUMENTS` for each tool call) and `<- ...` for
+    each tool result the agent sent back to the model. Secrets are masked. --json gives each call's
+    `request` as {"from": N, "messages": [...]}: the messages after the first N of the previous call.
 
     \b
     Exit status: 0; 1 when no agent had this PID.

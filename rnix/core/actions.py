@@ -36,6 +36,9 @@ class Options:
     abort_on_failure: bool = False
     retry_base_delay: float = 1.0  # seconds before the first retry; doubles each time
     retry_max_delay: float = 30.0
+    # Early spawn: at most this many built-in agents are forked ahead of their release, while
+    # their dependencies run, and wait for their task (0: never; see `Hold`).
+    early_spawn: int = 0
 
 
 DEFAULT_OPTIONS = Options()
@@ -75,7 +78,17 @@ class Assess:
     key: InstanceKey
 
 
-Action = Start | Skip | Cancel | Stop | StopRun | Assess
+@dataclass(frozen=True)
+class Hold:
+    """Fork this pending built-in agent now, to wait for its task: its dependencies are running or
+    completed, so it will most likely start, and its start-up (fork, gateway handshake) then costs
+    nothing on the critical path. Its Start releases it; its Skip or Cancel stops the process.
+    Nothing is recorded for a hold: the instance stays pending until released."""
+
+    key: InstanceKey
+
+
+Action = Start | Skip | Cancel | Stop | StopRun | Assess | Hold
 
 
 @dataclass(frozen=True)
@@ -87,11 +100,19 @@ class Decision:
 _BAD_ENDS = frozenset({AgentState.FAILED, AgentState.TIMEOUT, AgentState.BUDGET_EXCEEDED})
 
 
-def next_actions(state: RunState, plan: Plan, now: float, options: Options = DEFAULT_OPTIONS) -> Decision:
+def next_actions(
+    state: RunState,
+    plan: Plan,
+    now: float,
+    options: Options = DEFAULT_OPTIONS,
+    held: frozenset[InstanceKey] = frozenset(),
+) -> Decision:
+    """What to do now. `held`: the instances forked early and waiting for their task (`Hold`)."""
     specs = {a.spec.name: a.spec for a in plan.agents}
     actions: list[Action] = []
     wake: list[float] = []
     stopping = state.stopping
+    room = options.early_spawn - len(held)
     for key, inst in state.instances.items():
         spec = specs.get(key.node)
         if spec is None:
@@ -109,7 +130,10 @@ def next_actions(state: RunState, plan: Plan, now: float, options: Options = DEF
                 actions.append(Stop(key, stopping, grace))
             continue
         if inst.state is AgentState.PENDING:
-            actions.extend(_pending(state, inst))
+            decided = _pending(state, inst)
+            if not decided and room > 0 and key not in held and _holdable(state, inst, spec.command):
+                decided, room = [Hold(key)], room - 1
+            actions.extend(decided)
         elif inst.state is AgentState.BACKOFF:
             due = inst.retry_at if inst.retry_at is not None else now
             if due <= now:
@@ -139,6 +163,18 @@ def _pending(state: RunState, inst: Instance) -> list[Action]:
     if all(dep is not None and dep.state is AgentState.COMPLETED for dep in deps):
         return [Start(inst.key)]
     return []
+
+
+_UNDER_WAY = frozenset({AgentState.RUNNING, AgentState.PAUSED, AgentState.COMPLETED})
+
+
+def _holdable(state: RunState, inst: Instance, command: object) -> bool:
+    """A first attempt of a built-in agent (a command cannot wait for its task: it may ignore
+    stdin) whose dependencies are all running or completed, one at least still running."""
+    if command is not None or inst.attempt > 0 or not inst.depends_on:
+        return False
+    deps = [state.instances.get(InstanceKey(dep)) for dep in inst.depends_on]
+    return all(d is not None and d.state in _UNDER_WAY for d in deps)
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,11 @@ TOOL_OPTIONS: Mapping[str, Obj] = MappingProxyType(
                 "max_output": Field(
                     Int(minimum=1, maximum=16 * MIB), "Most bytes of output kept per command."
                 ),
+                "allow_secrets": Field(
+                    Bool(),
+                    "May name secret-bearing files (.env*, *.pem, .ssh/, ...) in arguments; off by default.",
+                    default=False,
+                ),
             }
         ),
     }

@@ -80,6 +80,9 @@ class JournalEntry:
     total_tokens: int = 0
     replayed: bool = False
     seq: int = 0
+    # For showing only (`rnix log --llm`), never for replay: the messages this request added to the
+    # conversation since the attempt's previous one (`new_messages`), as sent (masked).
+    request: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,7 +109,18 @@ class JournalEntry:
         replayed = data.get("replayed", False)
         if not isinstance(replayed, bool):
             raise ValueError("journal entry replayed must be a boolean")
-        return cls(kind=kind, key=key, response=response, replayed=replayed, **numbers)
+        request = data.get("request")
+        if request is not None and not isinstance(request, dict):
+            raise ValueError("journal entry request must be an object or null")
+        return cls(kind=kind, key=key, response=response, replayed=replayed, request=request, **numbers)
+
+
+def new_messages(previous: list[Any], messages: list[Any]) -> dict[str, Any]:
+    """What `messages` adds to the conversation `previous`: `{"from": k, "messages": messages[k:]}`
+    where the first k messages are the same (a conversation that was edited starts again at 0).
+    Stored instead of whole requests, so a long conversation costs its length, not its square."""
+    k = len(previous) if messages[: len(previous)] == previous else 0
+    return {"from": k, "messages": messages[k:]}
 
 
 class Replay:

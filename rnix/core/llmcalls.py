@@ -4,8 +4,9 @@ What is recorded (and so what `rnix log PID --llm` can show):
 - every try of every call is an `llm_call` event: the agent's request number, the try, the model,
   status, tokens and latency (also failed tries, refusals and replays);
 - every call that was answered is a journal entry (kind "llm", rnix.core.journal) holding the
-  response (content, tool calls, finish reason, usage) under the hash of the request; the request's
-  messages themselves are not stored;
+  response (content, tool calls, finish reason, usage) under the hash of the request, with the
+  messages the request added to the conversation since the previous one (`request`:
+  `{"from": k, "messages": [...]}`, masked; None in journals written before rnix recorded it);
 - every tool result the built-in agent sent back to the model is a journal entry (kind "tool").
 
 Contract of `join(calls, entries)`:
@@ -43,6 +44,7 @@ class Entry:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    request: Mapping[str, Any] | None = None  # rnix.core.journal.new_messages, when recorded
 
 
 @dataclass
@@ -59,6 +61,7 @@ class ModelCall:
     request_hash: str | None = None
     response: Mapping[str, Any] | None = None
     tool_results: list[Mapping[str, Any]] = field(default_factory=list)
+    request: Mapping[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -72,7 +75,7 @@ class ModelCall:
             "latency_ms": round(self.latency_ms, 1),
             "error": self.error,
             "request_hash": self.request_hash,
-            "request": None,  # not recorded: only its hash is
+            "request": dict(self.request) if self.request is not None else None,
             "response": dict(self.response) if self.response is not None else None,
             "tool_results": [dict(r) for r in self.tool_results],
         }
@@ -114,6 +117,7 @@ def join(calls: Sequence[Mapping[str, Any]], entries: Sequence[Entry]) -> list[M
                 )
                 ordered.append(current)
             current.request_hash, current.response = entry.key, entry.response
+            current.request = entry.request
         elif entry.kind == "tool" and current is not None:
             current.tool_results.append(entry.response)
     return ordered

@@ -45,6 +45,9 @@ class LoadedCompose:
     data: object  # plain tree: dict/list/str/int/float/bool/None, after interpolation
     lines: Mapping[Path, int]  # key path -> 1-based line of the key (or list item); () -> 1
     warnings: tuple[str, ...]
+    # With `collect=True`: interpolation and .env problems, left for the caller to report together
+    # with the validation's (a value that failed to interpolate keeps its text as written).
+    problems: tuple[Problem, ...] = ()
 
 
 def find_compose_file(cwd: pathlib.Path, explicit: str | None) -> tuple[pathlib.Path, str, tuple[str, ...]]:
@@ -93,12 +96,15 @@ def load_compose(
     display: str,
     environ: Mapping[str, str],
     env_files: tuple[pathlib.Path, ...] | None = None,
+    *,
+    collect: bool = False,
 ) -> LoadedCompose:
     """Read, parse and interpolate the compose file at `path`; raises `InvalidCompose` with every problem.
 
     Variables come from `environ` first, then from the `.env` file beside the compose file, or from
     `env_files` instead when given (`--env-file`, as in docker: later files win; a missing one is
-    `ComposeNotFound`).
+    `ComposeNotFound`). With `collect`, only a file that is not YAML raises: the other problems are
+    returned in `problems`, so that one report can list them with the validation's.
     """
     tree = load_yaml(_read_compose(path, display), display)
     if env_files is None:
@@ -115,9 +121,10 @@ def load_compose(
         problems.extend(result.problems)
     problems.sort(key=lambda problem: problem.line or 0)
     problems.extend(dotenv_problems)
-    if problems:
+    if problems and (not collect or tree.data is None or tree.problems):
         raise InvalidCompose(display, problems)
-    return LoadedCompose(path, display, data, MappingProxyType(dict(tree.lines)), warnings)
+    lines = MappingProxyType(dict(tree.lines))
+    return LoadedCompose(path, display, data, lines, warnings, tuple(problems))
 
 
 def resolve_project_name(

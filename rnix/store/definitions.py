@@ -166,7 +166,21 @@ def resolve_definitions(spec: ComposeSpec, library: Library, lines: Mapping[KeyP
     names = wanted(spec)
     if not names:
         return spec
-    ck = Checker(spec.file, lines)
+    found, problems = find_definitions(names, library, lines, spec.file)
+    if problems:
+        raise InvalidCompose(spec.file, problems, DEFINITIONS_HINT)
+    return apply_definitions(spec, found)
+
+
+DEFINITIONS_HINT = "fix the lines above; `rnix agents` lists the definitions and where they are"
+
+
+def find_definitions(
+    names: list[tuple[str, KeyPath]], library: Library, lines: Mapping[KeyPath, int], file: str
+) -> tuple[dict[str, AgentDefinition], list[Problem]]:
+    """The valid definitions among `names`, and the problems: the naming lines first (in line order),
+    then each invalid definition's own problems."""
+    ck = Checker(file, lines)
     found: dict[str, AgentDefinition] = {}
     broken: dict[str, Entry] = {}
     known: set[str] | None = None
@@ -182,13 +196,26 @@ def resolve_definitions(spec: ComposeSpec, library: Library, lines: Mapping[KeyP
             broken[name] = entry
         else:
             found[name] = entry.definition
-    if ck.problems:
-        problems = sorted(ck.problems, key=lambda p: (p.line or 0, p.key))
-        problems += [p for entry in broken.values() for p in entry.problems]
-        raise InvalidCompose(
-            spec.file, problems, "fix the lines above; `rnix agents` lists the definitions and where they are"
-        )
-    return apply_definitions(spec, found)
+    problems = sorted(ck.problems, key=lambda p: (p.line or 0, p.key))
+    problems += [p for entry in broken.values() for p in entry.problems]
+    return found, problems
+
+
+def named_in(data: object) -> list[tuple[str, KeyPath]]:
+    """The definitions a compose tree that did not validate names (`agent:` and `candidates:`), so
+    their problems can be reported with the file's own."""
+    agents = data.get("agents") if isinstance(data, dict) else None
+    out: list[tuple[str, KeyPath]] = []
+    for name, body in agents.items() if isinstance(agents, dict) else ():
+        if not isinstance(name, str) or not isinstance(body, dict):
+            continue
+        if isinstance(body.get("agent"), str) and body["agent"]:
+            out.append((body["agent"], ("agents", name, "agent")))
+        candidates = body.get("candidates")
+        for i, candidate in enumerate(candidates if isinstance(candidates, list) else ()):
+            if isinstance(candidate, str) and candidate:
+                out.append((candidate, ("agents", name, "candidates", i)))
+    return out
 
 
 def _checked_tools(data: object, shown: str) -> dict[str, Any] | None:

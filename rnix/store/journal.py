@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from rnix.core.journal import JournalEntry, carry_forward
 from rnix.core.llmcalls import Entry
@@ -26,11 +27,12 @@ from rnix.store.db import Store
 
 _INSERT = """
     INSERT INTO journal (run_id, instance, attempt, seq, kind, key, response, prompt_tokens,
-                         completion_tokens, total_tokens, replayed, ts)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         completion_tokens, total_tokens, replayed, ts, request)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _SELECT = """
-    SELECT attempt, seq, kind, key, response, prompt_tokens, completion_tokens, total_tokens, replayed
+    SELECT attempt, seq, kind, key, response, prompt_tokens, completion_tokens, total_tokens, replayed,
+           request
     FROM journal WHERE run_id = ? AND instance = ? ORDER BY attempt, seq, id
 """
 
@@ -60,6 +62,7 @@ def append_entries(
             e.total_tokens,
             int(e.replayed),
             now,
+            None if e.request is None else json.dumps(e.request, ensure_ascii=False, separators=(",", ":")),
         )
         for e in entries
     ]
@@ -83,6 +86,7 @@ def latest_attempt_entries(store: Store, run_id: str, instance: str) -> list[Jou
                     "total_tokens": row["total_tokens"],
                     "replayed": bool(row["replayed"]),
                     "seq": row["seq"],
+                    "request": _request(row["request"]),
                 }
             )
         except ValueError:  # also a JSONDecodeError
@@ -106,6 +110,7 @@ def recorded_entries(store: Store, run_id: str, instance: str) -> list[Entry]:
             continue
         found.append(
             Entry(
+                request=_request(row["request"]),
                 kind=row["kind"],
                 key=row["key"],
                 response=response,
@@ -117,3 +122,12 @@ def recorded_entries(store: Store, run_id: str, instance: str) -> list[Entry]:
             )
         )
     return found
+
+
+def _request(text: str | None) -> dict[str, Any] | None:
+    """A stored request (`rnix.core.journal.new_messages`), None when absent or unreadable."""
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

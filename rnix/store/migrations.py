@@ -215,3 +215,9 @@ def m004_durable_runs(conn: sqlite3.Connection) -> None:
 def m005_ledger_infra(conn: sqlite3.Connection) -> None:
     """Failures that were not the agent's (provider, credentials, network): kept, not scored."""
     _run(conn, "ALTER TABLE ledger ADD COLUMN infra TEXT")
+
+
+@migration
+def m006_journal_requests(conn: sqlite3.Connection) -> None:
+    """What each answered call asked (the messages it added, masked), for `rnix log PID --llm`."""
+    _run(conn, "ALTER TABLE journal ADD COLUMN request TEXT")

@@ -46,7 +46,7 @@ import os
 import secrets
 import stat
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rnix.agent import protocol
@@ -82,6 +82,7 @@ class Account:
     attempt: int = 1  # the attempt its journal entries belong to
     replay: Replay | None = None  # the journal of an earlier attempt, answered from before the provider
     journalled: int = 0  # the seq of its attempt's last journal entry
+    sent: list[dict[str, Any]] = field(default_factory=list)  # the last request's messages (masked)
     # Why its last call failed when the failure was the provider's or the setup's, not the agent's
     # (unreachable, no or bad credentials, rate limited, 5xx, no answer): such a failure must never
     # lower its definition's reputation. None after a call that succeeded.
@@ -238,6 +239,7 @@ class Gateway:
         numbered from 1 again, and its calls are answered from `replay` (None: none are)."""
         account = self._accounts[agent]
         account.attempt, account.replay, account.journalled = attempt, replay, 0
+        account.sent = []
 
     def account(self, agent: str) -> Account:
         return self._accounts[agent]
@@ -362,6 +364,7 @@ class Gateway:
         if key is not None and account.replay is not None:
             entry = account.replay.take(journal.LLM, key)
             if entry is not None:
+                account.sent = mask(request.messages, secret_values(os.environ))
                 return await self._replayed(account, number, entry, request_id, key)
         prompt = await _count_prompt(request, account.model)
         available = account.available
@@ -410,7 +413,12 @@ class Gateway:
         if key is None or not reply["ok"]:
             return reply
         response = {name: reply[name] for name in journal.LLM_FIELDS}
-        await self._journal(account, journal.LLM, key, response, reply["usage"], replayed=False)
+        sent = mask(request.messages, secret_values(os.environ))
+        shown = journal.new_messages(account.sent, sent)
+        account.sent = sent
+        await self._journal(
+            account, journal.LLM, key, response, reply["usage"], replayed=False, request=shown
+        )
         return {**reply, "request_hash": key}
 
     async def _replayed(
@@ -455,6 +463,7 @@ class Gateway:
         usage: Mapping[str, int] | None,
         *,
         replayed: bool,
+        request: dict[str, Any] | None = None,
     ) -> None:
         usage = usage or {}
         entry = JournalEntry(
@@ -465,6 +474,7 @@ class Gateway:
             completion_tokens=int(usage.get("completion_tokens", 0)),
             total_tokens=int(usage.get("total_tokens", 0)),
             replayed=replayed,
+            request=request,
         )
         await self._write_journal(account, entry)
 

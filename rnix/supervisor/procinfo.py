@@ -15,6 +15,8 @@ import resource
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 
 # psutil compares creation times to 1/CLK_TCK; /proc/stat's btime may move by a second when the wall
@@ -37,6 +39,20 @@ def _prctl(option: int, arg: int) -> None:
 def set_pdeathsig(signum: int) -> None:
     """Ask for `signum` when the parent *thread* exits (call it from the main thread's children)."""
     _prctl(PR_SET_PDEATHSIG, signum)
+
+
+def make_undumpable() -> None:
+    """Keep other processes of this user out of this one, as ssh-agent does: with the dumpable flag
+    cleared, /proc/<pid>/environ, mem, maps and fd become root's, ptrace needs CAP_SYS_PTRACE and no
+    core is dumped. The flag is reset by execve, so exec'ed children (agents) are not affected."""
+    _prctl(PR_SET_DUMPABLE, 0)
+
+
+def is_dumpable() -> bool:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return bool(_libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))
 
 
 def become_subreaper() -> None:

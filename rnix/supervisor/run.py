@@ -71,6 +71,9 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
     from rnix.supervisor.runfiles import RunFiles
     from rnix.supervisor.spawn import ForkServerSpawner
 
+    # The gateway holds the provider keys and agents run as the same user: keep them out of this
+    # process (its /proc environ and memory, ptrace) before the first agent exists.
+    procinfo.make_undumpable()
     home = paths.home_dir(ctx.home)
     run_dir = paths.run_dir(home, ctx.run_id)
     socket_path = str(paths.runtime_dir(ctx.environ) / f"{ctx.run_id}.sock")
@@ -132,15 +135,14 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
     background: list[asyncio.Future[object]] = []
     loop = asyncio.get_running_loop()
     try:
-        # Slow loads begin at once in the background, so agents start without waiting for them: a
-        # tokenizer encoding takes ~0.3 s, `import aiohttp` ~0.3 s, `import litellm` several seconds.
-        # The first LLM call waits for what it needs; everything else (command agents, spawning) goes
-        # on meanwhile.
+        # Slow loads begin at once: a tokenizer encoding takes ~0.3 s (the CLI began the likely one
+        # as it started), `import aiohttp` ~0.3 s, `import litellm` several seconds (the first call
+        # through a client waits for it; command agents and spawning go on meanwhile).
         from rnix.llm import tokens
 
         models = {agent.spec.model for agent in ctx.plan.agents}
-        background.extend(asyncio.ensure_future(asyncio.to_thread(tokens.get_encoding, m)) for m in models)
-        await asyncio.gather(gateway.start(), spawner.start())
+        for model in models:
+            tokens.preload(model)
         clients = {routing.client_for(model, os.environ) for model in models}
         if routing.LITELLM in clients:  # only then: a run of OpenAI-protocol models never imports it
             from rnix.llm.litellm_backend import load_litellm
@@ -151,6 +153,11 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
             from rnix.llm.openai_http import load_aiohttp
 
             background.extend(asyncio.ensure_future(load) for load in (load_aiohttp(), limits.load()))
+        await asyncio.gather(gateway.start(), spawner.start())
+        # Built-in agents count tokens at their first call: their encodings are loaded before any
+        # agent is spawned, so tiktoken's GIL-holding constructor never stalls the loop mid-run.
+        counted = {a.spec.model for a in ctx.plan.agents if not a.spec.command}
+        await asyncio.to_thread(tokens.wait_loaded, counted)
         files = RunFiles(
             run_dir,
             run_id=ctx.run_id,
@@ -379,6 +386,9 @@ class _Accounts:
 
     def used(self, agent: str) -> int:
         return self.gateway.account(agent).used
+
+    def fund(self, agent: str, budget: int) -> None:
+        self.gateway.account(agent).budget = budget
 
 
 def _outcome(

@@ -1,12 +1,14 @@
 """The files of one run under `RNIX_HOME/runs/<run_id>/`: each agent's task, stdout and stderr.
 
-`<agent>.task.json` is the agent's stdin; `<agent>.out` its stdout (truncated at each attempt, so it
+`<agent>.task.json` is the agent's stdin (an agent forked early reads the same document from a FIFO,
+`task_channel`); `<agent>.out` its stdout (truncated at each attempt, so it
 holds the final attempt's result); `<agent>.log` its stderr, appended across attempts after a header
 line. Secret values are masked in the task before it is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -51,6 +53,17 @@ class RunFiles:
             self.directory / f"{agent}.log",
             self.directory / f"{agent}.exit.json",
         )
+
+    def task_channel(self, agent: str) -> tuple[str, int]:
+        """A FIFO for the task of an agent forked before its release (early spawn), and our end of
+        it, opened read-write and non-blocking: with a writer always present, the agent's read
+        blocks until we have written the task and closed this fd. The caller unlinks the path once
+        the agent has opened it (its fd 0)."""
+        path = self.directory / f"{agent}.task.fifo"
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        os.mkfifo(path, 0o600)
+        return str(path), os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
 
     def prepare(
         self, spec: AgentSpec, attempt: int, budget: int, upstream: dict[str, str], stdin_input: str | None

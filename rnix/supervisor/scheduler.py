@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal as signals
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from rnix.core.lifecycle import AgentState
 from rnix.core.plan import AgentPlan, Plan
 from rnix.core.pool import Pool
 from rnix.supervisor.api import AgentProcess, ExitInfo, Spawner, SpawnRequest
+from rnix.supervisor.early import Held
 from rnix.supervisor.runfiles import RunFiles
 
 __all__ = ["AgentView", "Options", "Scheduler"]
@@ -52,6 +54,10 @@ class Accounts(Protocol):
     def revoke(self, agent: str) -> None: ...
 
     def used(self, agent: str) -> int: ...
+
+    def fund(self, agent: str, budget: int) -> None:
+        """Set the budget of an agent registered before it was funded (early spawn)."""
+        ...
 
 
 class Clock(Protocol):
@@ -140,6 +146,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._kill_now = asyncio.Event()
         self._unflushed = False
+        self._held: dict[InstanceKey, Held] = {}  # forked early, waiting for their task (early.py)
+        self._registered: set[InstanceKey] = set()  # accounts opened by a hold, funded at release
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -167,6 +175,9 @@ class Scheduler:
         try:
             await self._loop()
         finally:
+            for held in self._held.values():
+                held.discard()
+            self._held.clear()
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -216,7 +227,8 @@ class Scheduler:
     async def _loop(self) -> None:
         while True:
             self._wake.clear()
-            decision = act.next_actions(self.state, self.plan, self.clock.time(), self.options)
+            held = frozenset(self._held)
+            decision = act.next_actions(self.state, self.plan, self.clock.time(), self.options, held)
             await self._perform(decision.actions)
             if self._wake.is_set():
                 continue  # something changed: decide again at once
@@ -238,6 +250,13 @@ class Scheduler:
                 self._start_assessment(action.key)
             elif isinstance(action, act.StopRun):
                 self.request_stop(action.reason)
+            elif isinstance(action, act.Hold):
+                if action.key not in self._busy:
+                    self._spawn_task(self._hold(action.key), action.key)
+            elif action.key in self._held:  # a held process that will never be released
+                self._held.pop(action.key).discard()
+                event = ev.InstanceSkipped if isinstance(action, act.Skip) else ev.InstanceCancelled
+                self.emit(event(key=action.key, reason=action.reason))
             elif action.key in self._busy:
                 continue  # being spawned: decided again once it runs
             elif isinstance(action, act.Skip):
@@ -268,10 +287,54 @@ class Scheduler:
         return True
 
     def _launch(self, key: InstanceKey) -> None:
+        self._spawn_task(self._drive(key), key)
+
+    def _spawn_task(self, work: Awaitable[None], key: InstanceKey) -> None:
         self._busy.add(key)
-        task = asyncio.create_task(self._drive(key), name=f"agent:{key}")
+        task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+
+    async def _hold(self, key: InstanceKey) -> None:
+        """Fork `key` early (actions.Hold); it waits for its task until `_attempt` releases it."""
+        try:
+            agent = self._plans[key.node]
+            spec, name = agent.spec, str(key)
+            if key not in self._registered:
+                replay = self._replays.get(name)
+                self.accounts.register(
+                    name, model=spec.model, api_base=spec.api_base, budget=0, replay=replay
+                )
+                self._registered.add(key)
+            paths = self.files.paths(name)
+            fifo, fd = self.files.task_channel(name)
+            try:
+                process = await self.spawner.spawn(
+                    SpawnRequest(
+                        name=name,
+                        argv=None,
+                        env=self.env_for(agent, self.accounts.issue_nonce(name), 1),
+                        cwd=self.files.cwd_for(spec),
+                        stdin_path=fifo,
+                        stdout_path=str(paths.out),
+                        stderr_path=str(paths.log),
+                        grace=spec.stop_grace_period_s,
+                        exit_path=str(paths.exit),
+                    )
+                )
+            except BaseException:
+                os.close(fd)
+                raise
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(fifo)
+            self._held[key] = Held(process, fd)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # an early spawn is only an optimisation: the agent starts normally later
+            return
+        finally:
+            self._busy.discard(key)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -303,30 +366,27 @@ class Scheduler:
         attempt = inst.attempt + 1
         name = str(key)
         replay = self._replays.get(name) if attempt == 1 else None
+        held = self._held.pop(key, None)
         if attempt == 1:
             budget = self._budgets[key]
-            self.accounts.register(
-                name, model=spec.model, api_base=spec.api_base, budget=budget, replay=replay
-            )
+            if key in self._registered:  # opened by a hold: its journal replay came with it
+                self.accounts.fund(name, budget)
+            else:
+                self.accounts.register(
+                    name, model=spec.model, api_base=spec.api_base, budget=budget, replay=replay
+                )
         else:
             budget = inst.budget
             self.accounts.begin_attempt(name, attempt)
         upstream = {dep: self.state.instances[InstanceKey(dep)].result or "" for dep in spec.depends_on}
         paths = self.files.prepare(spec, attempt, budget, upstream, self.stdin_input)
-        nonce = self.accounts.issue_nonce(name)
-        request = SpawnRequest(
-            name=name,
-            argv=spec.command,
-            env=self.env_for(agent, nonce, attempt),
-            cwd=self.files.cwd_for(spec),
-            stdin_path=str(paths.task),
-            stdout_path=str(paths.out),
-            stderr_path=str(paths.log),
-            grace=spec.stop_grace_period_s,
-            exit_path=str(paths.exit),
-        )
-        requested = self.clock.time()  # the agent's clock starts with the spawn, not its reply
-        process = await self.spawner.spawn(request)
+        requested = self.clock.time()  # the agent's clock starts with the spawn (or release)
+        if held is not None and await held.release(paths.task.read_bytes()):
+            process = held.process
+        else:
+            if held is not None:
+                held.discard()
+            process = await self._spawn(key, agent, attempt, paths)
         self._processes[key] = process
         self.emit(
             ev.InstanceStarted(
@@ -362,6 +422,21 @@ class Scheduler:
             )
         )
         self._unflushed = True
+
+    async def _spawn(self, key: InstanceKey, agent: AgentPlan, attempt: int, paths: Any) -> AgentProcess:
+        spec, name = agent.spec, str(key)
+        request = SpawnRequest(
+            name=name,
+            argv=spec.command,
+            env=self.env_for(agent, self.accounts.issue_nonce(name), attempt),
+            cwd=self.files.cwd_for(spec),
+            stdin_path=str(paths.task),
+            stdout_path=str(paths.out),
+            stderr_path=str(paths.log),
+            grace=spec.stop_grace_period_s,
+            exit_path=str(paths.exit),
+        )
+        return await self.spawner.spawn(request)
 
     def _stop(self, action: act.Stop) -> None:
         process = self._processes.get(action.key)

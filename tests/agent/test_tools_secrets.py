@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,27 @@ def test_a_tool_can_opt_in(tmp_path: Path) -> None:
     assert not opened.denied and "DEBUG=1" in opened.output
     with pytest.raises(ValueError, match="allow_secrets: must be true or false"):
         policy(tmp_path, allow_secrets="yes")
+
+
+def shell_policy(workspace: Path, **options: object) -> ToolPolicy:
+    return ToolPolicy.from_json({"shell": {"allow": ["cat", "wc"], **options}}, str(workspace))
+
+
+@pytest.mark.parametrize(
+    "argv", [["cat", ".env"], ["cat", "./sub/../.env.local"], ["wc", "--files0-from=.env"], ["cat", "link"]]
+)
+def test_shell_refuses_arguments_naming_secret_files(tmp_path: Path, argv: list[str]) -> None:
+    (tmp_path / ".env").write_text("OPENAI_API_KEY=sk-live-123\n")
+    (tmp_path / ".env.local").write_text("OPENAI_API_KEY=sk-live-123\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / ".env")  # an innocent name that resolves to the key
+    ran = tools.execute(shell_policy(tmp_path), "shell", json.dumps({"argv": argv}))
+    assert ran.denied and "sk-live" not in ran.output and "allow_secrets" in ran.output
+
+
+def test_shell_runs_ordinary_arguments_and_opts_in(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("DEBUG=1\n")
+    (tmp_path / "notes.txt").write_text("hello\n")
+    assert "hello" in tools.execute(shell_policy(tmp_path), "shell", '{"argv": ["cat", "notes.txt"]}').output
+    opened = tools.execute(shell_policy(tmp_path, allow_secrets=True), "shell", '{"argv": ["cat", ".env"]}')
+    assert not opened.denied and "DEBUG=1" in opened.output

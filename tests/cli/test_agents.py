@@ -208,3 +208,29 @@ def test_every_shipped_agent_is_used_by_an_example_and_those_examples_run_offlin
         agents = json.loads(result.stdout)["data"]["agents"]
         assert {a["status"] for a in agents} == {"completed"}, example
     assert_nothing_left(marker)
+
+
+def test_one_check_lists_every_problem_of_the_file_its_variables_and_definitions(
+    rnix: RunRnix, tmp_path: Path
+) -> None:
+    """Variables, the file's own keys and broken definitions: one `config -q` names them all."""
+    broken = tmp_path / "agents" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "agent.yaml").write_text("name: broken\ndescription: d\nmodel: mock\nbogus: 1\n")
+    (broken / "instructions.md").write_text("# Broken\n")
+    (tmp_path / "compose.yaml").write_text(
+        "agents:\n"
+        "  one:\n    agent: broken\n    intent: 'x ${NOPE:?set NOPE}'\n    budget: ${B:?}\n"
+        "  two:\n    intent: y\n    depends_on: [onee]\n"
+    )
+    result = rnix("compose", "config", "-q", env={"NOPE": "", "B": ""})
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[:-2] == [
+        "compose.yaml:3: agents.one.agent: agent definition 'broken' (agents/broken/agent.yaml) is invalid",
+        "compose.yaml:4: agents.one.intent: required variable NOPE is not set: set NOPE",
+        "compose.yaml:5: agents.one.budget: required variable B is missing a value",
+        "compose.yaml:8: agents.two.depends_on[0]: unknown agent 'onee' (did you mean 'one'?)",
+        "agents/broken/agent.yaml:4: bogus: unknown key (known keys: name, description, role, "
+        "capabilities, model, tools, max_steps, budget, contract)",
+    ]
+    assert "(5 problems)" in result.stderr and "Traceback" not in result.stderr

@@ -52,13 +52,21 @@ def test_log_llm_shows_each_call_its_usage_response_and_tool_results(rnix: RunRn
     assert '-> list_dir {"path": "."}' in shown.stdout
     assert "<- ok: list_dir . -> " in shown.stdout
     assert "mock answer to 'look around the workspace'" in shown.stdout
+    # what was asked: the first call's messages, then only what each later call added
+    assert "> [user]" in shown.stdout and "look around the workspace" in shown.stdout
+    assert re.search(r"^> \(\d+ earlier messages\)$", shown.stdout, re.MULTILINE)
+    assert "> [tool]" in shown.stdout
 
     doc = json.loads(rnix("log", str(pid), "--llm", "--json").stdout)
     calls = doc["data"]["calls"]
     assert doc["ok"] is True and doc["data"]["agent"] == "scout"
     assert [c["number"] for c in calls] == list(range(1, len(calls) + 1))
     first = calls[0]
-    assert (first["status"], first["tries"], first["request"]) == ("ok", 2, None)
+    assert (first["status"], first["tries"], first["request"]["from"]) == ("ok", 2, 0)
+    roles = [m["role"] for m in first["request"]["messages"]]
+    assert roles[-1] == "user" and "look around the workspace" in first["request"]["messages"][-1]["content"]
+    second = calls[1]["request"]
+    assert second["from"] == len(roles) and [m["role"] for m in second["messages"]] == ["assistant", "tool"]
     assert first["total_tokens"] == first["prompt_tokens"] + first["completion_tokens"] > 0
     assert len(first["request_hash"]) == 64
     assert first["response"]["tool_calls"][0]["function"]["name"] == "list_dir"

@@ -151,6 +151,34 @@ def test_a_failure_skips_dependents_and_a_verdict_is_asked_for_what_ran() -> Non
     )
 
 
+def test_built_in_dependents_of_running_agents_are_held_within_the_limit() -> None:
+    plan = plan_of(
+        {
+            "a": {"intent": "x"},
+            "b": {"intent": "y", "depends_on": ["a"]},
+            "c": {"intent": "z", "depends_on": ["a"]},
+            "cmd": {"intent": "w", "command": ["true"], "depends_on": ["a"]},  # may ignore stdin
+            "d": {"intent": "v", "depends_on": ["b"]},  # b is only pending
+        }
+    )
+    b, c = InstanceKey("b"), InstanceKey("c")
+    early = act.Options(early_spawn=2)
+    state = planned(plan)
+    assert act.next_actions(state, plan, 0.0, early).actions == (act.Start(A),)  # nothing runs yet
+    state = step(state, 1.0, ev.InstanceStarted(key=A, attempt=1))
+    assert act.next_actions(state, plan, 1.0).actions == ()  # off by default
+    assert act.next_actions(state, plan, 1.0, early).actions == (act.Hold(b), act.Hold(c))
+    assert act.next_actions(state, plan, 1.0, early, frozenset({b})).actions == (act.Hold(c),)
+    assert act.next_actions(state, plan, 1.0, act.Options(early_spawn=1), frozenset({b})).actions == ()
+    # Released by the usual Start once `a` completed; skipped like any pending agent if it failed.
+    done = step(state, 2.0, ev.InstanceExited(key=A, state="completed", outcome="completed"))
+    assert act.Start(b) in act.next_actions(done, plan, 2.0, early, frozenset({b})).actions
+    failed = step(state, 2.0, ev.InstanceExited(key=A, state="failed", outcome="failed"))
+    assert act.Skip(b, "dependency 'a' failed") in act.next_actions(failed, plan, 2.0, early).actions
+    stopping = step(state, 2.0, ev.RunStopRequested(reason="compose down"))
+    assert act.Hold(b) not in act.next_actions(stopping, plan, 2.0, early).actions
+
+
 def test_a_reused_instance_counts_as_completed_but_not_as_spent() -> None:
     plan = plan_of({"a": {"intent": "x"}, "b": {"intent": "y", "depends_on": ["a"]}})
     state = step(planned(plan), 1.0, ev.InstanceReused(key=A, from_run="old", result="A", tokens_used=40))

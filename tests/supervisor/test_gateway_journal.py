@@ -93,7 +93,9 @@ def test_a_live_call_is_journalled_under_the_hash_of_what_the_agent_asked(sock_p
         assert reply["request_hash"] == key and "replayed" not in reply
         response: dict[str, Any] = {"content": "hi", "tool_calls": TOOL_CALLS, "finish_reason": "tool_calls"}
         response["usage"] = {"prompt_tokens": 30, "completion_tokens": 7, "total_tokens": 37}
-        assert journal == [("a", 3, JournalEntry(LLM, key, response, 30, 7, 37, replayed=False, seq=1))]
+        asked = {"from": 0, "messages": MESSAGES}  # for `log --llm`: what this call added, all of it
+        expected = JournalEntry(LLM, key, response, 30, 7, 37, replayed=False, seq=1, request=asked)
+        assert journal == [("a", 3, expected)]
         assert {k: reply[k] for k in response} == response
         assert statuses(records) == ["ok"]
 

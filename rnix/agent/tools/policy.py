@@ -46,7 +46,7 @@ TOOL_OPTIONS: dict[str, dict[str, type]] = {
     "glob": {"root": str, "max_entries": int},
     "grep": {"root": str, "max_bytes": int, "max_entries": int, "allow_secrets": bool},
     "write_file": {"root": str, "max_bytes": int, "allow_secrets": bool},
-    "shell": {"allow": list, "timeout": float, "max_output": int},
+    "shell": {"allow": list, "timeout": float, "max_output": int, "allow_secrets": bool},
 }
 
 MIB = 1 << 20
@@ -80,6 +80,7 @@ class ShellTool:
     allow: tuple[str, ...]
     timeout: float = DEFAULT_TIMEOUT
     max_output: int = DEFAULT_OUTPUT
+    allow_secrets: bool = False  # may name secret-bearing files in its arguments
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,12 @@ def _shell(options: Mapping[str, Any]) -> ShellTool:
             f"tools.shell.timeout: must be more than 0 and at most {MAX_TIMEOUT:g}, got {timeout}"
         )
     max_output = _int("shell", "max_output", options, DEFAULT_OUTPUT, MAX_OUTPUT)
-    return ShellTool(allow=tuple(names), timeout=float(timeout), max_output=max_output)
+    allow_secrets = options.get("allow_secrets", False)
+    if not isinstance(allow_secrets, bool):
+        raise ValueError(f"tools.shell.allow_secrets: must be true or false, got {_kind(allow_secrets)}")
+    return ShellTool(
+        allow=tuple(names), timeout=float(timeout), max_output=max_output, allow_secrets=allow_secrets
+    )
 
 
 def _kind(value: object) -> str:

@@ -75,7 +75,7 @@ def shell(policy: ToolPolicy, args: dict[str, Any]) -> ToolResult:
     argv = split_argv(args["argv"])
     if not argv:
         raise Failed('argv is empty; give the program and its arguments, e.g. ["ls", "-l"]')
-    reason = shellrules.check(argv, tool.allow, policy.workspace)
+    reason = shellrules.check(argv, tool.allow, policy.workspace, allow_secrets=tool.allow_secrets)
     if reason:
         raise Denied(reason)
     executable = which(argv[0])

@@ -8,11 +8,12 @@ Everything else here is defence in depth against well-known ways to turn an allo
 different one: programs that exist to run other programs (shells, `env`, `xargs`, `sudo`, ...) can
 never be allowed; options that make an allowed program run a command (`find -exec`, `git -c`,
 `tar --to-command`, inline code for interpreters such as `python3 -c`) are refused; so are shell
-syntax the model may expect to work (`|`, `>`, `&&`, `$(...)`, backticks: no shell interprets them)
-and arguments naming paths outside the workspace. These rules catch the obvious moves, not every
-possible one: a program's options can be spelt in ways the tables do not know (joined short options
-such as `-o/etc/x` are not parsed), so allowlist only programs you would let the agent run freely
-inside its workspace.
+syntax the model may expect to work (`|`, `>`, `&&`, `$(...)`, backticks: no shell interprets them),
+arguments naming paths outside the workspace, and (unless the tool's `allow_secrets` is set)
+arguments naming secret-bearing files such as `.env` (rnix.agent.tools.secretfiles). These rules
+catch the obvious moves, not every possible one: a program's options can be spelt in ways the
+tables do not know (joined short options such as `-o/etc/x` are not parsed), so allowlist only
+programs you would let the agent run freely inside its workspace.
 
 `check(argv, allow, workspace)` returns the reason for refusing, or None; `prepare(argv)` adds the
 options always forced on a program (`sed --sandbox`); `extra_env(program)` is what a program gets on
@@ -25,6 +26,8 @@ import os
 import posixpath
 import re
 from collections.abc import Sequence
+
+from rnix.agent.tools import secretfiles
 
 
 def _names(text: str) -> list[str]:
@@ -184,7 +187,9 @@ GIT_ENV = {  # protected configuration: an embedded bare repository cannot bring
 }
 
 
-def check(argv: Sequence[str], allow: Sequence[str], workspace: str) -> str | None:
+def check(
+    argv: Sequence[str], allow: Sequence[str], workspace: str, *, allow_secrets: bool = False
+) -> str | None:
     """Why `argv` may not run, or None when it may (see the module docstring)."""
     if not argv:
         return 'the argv is empty; give the program and its arguments, e.g. ["ls", "-l"]'
@@ -199,7 +204,28 @@ def check(argv: Sequence[str], allow: Sequence[str], workspace: str) -> str | No
         if " " in program:
             return f"`{program}` is not a program name: give the argv as a list, one element per argument"
         return f"`{program}` is not on this agent's allowlist (allowed: {', '.join(allow)})"
-    return _program(program, args) or _syntax(args) or _paths(args, workspace)
+    found = _program(program, args) or _syntax(args) or _paths(args, workspace)
+    return found or (None if allow_secrets else _secrets(args, workspace))
+
+
+def _secrets(args: Sequence[str], workspace: str) -> str | None:
+    """An argument (or `--opt=value` value) naming a secret-bearing file, as written or resolved.
+
+    Runs after `_paths`, so every path-like argument is inside the workspace. A word that is not a
+    path (`-n`, `5`) is harmless here: it names a secret only if it looks like one (`.env`).
+    """
+    top = workspace.rstrip("/") or "/"
+    for arg in args:
+        if arg.startswith("-") and "=" not in arg:
+            continue
+        value = arg.split("=", 1)[1] if arg.startswith("-") else arg
+        if not value or value in SAFE_ABSOLUTE:
+            continue
+        full = posixpath.normpath(value if value.startswith("/") else posixpath.join(top, value))
+        for path in (full, os.path.realpath(full)):
+            if _inside(path, top) and secretfiles.is_secret([p for p in path[len(top) :].split("/") if p]):
+                return f"`{arg}` names a file that {secretfiles.HINT}"
+    return None
 
 
 def _syntax(args: Sequence[str]) -> str | None:
