@@ -4,10 +4,11 @@ The gateway caps max_tokens by the budget only; a budget of a million tokens wou
 gpt-4o for a million-token answer, which the provider refuses with a 400. LiteLLMBackend asks
 `litellm.get_model_info`; the lean client reads the same file litellm reads offline
 (`model_prices_and_context_window_backup.json`, ~3 MB, ~50 ms to parse: once, in a worker thread,
-keeping ~1 MB: each key's limit and provider) and looks a model up as litellm does: the full string (`openrouter/openai/gpt-4o`), else the name
-without its provider (`gpt-4o`) when the entry is that provider's. Compared with
-`litellm.get_model_info` for every chat model of the lean client's providers in litellm 1.106.2:
-the same limit for all 240. Unknown models, and a missing file, have no limit.
+keeping ~1 MB: each key's limit and provider) and looks a model up as litellm does: the full
+string (`openrouter/openai/gpt-4o`), else the name without its provider (`gpt-4o`) when the entry
+is that provider's. tests/llm/test_limits.py compares it with `litellm.get_model_info` for every
+chat model of the lean client's providers (all 240 agree in litellm 1.106.2). Unknown models, and a
+missing file, have no limit.
 """
 
 from __future__ import annotations
