@@ -203,7 +203,7 @@ class OpenAIHTTPBackend:
             raise failures.unreachable(str(exc.os_error) or str(exc), model, api_base) from None
         except (http.ClientError, OSError) as exc:
             raise failures.unreachable(str(exc) or type(exc).__name__, model, api_base) from None
-        if status >= 400:
+        if status >= 300:
             raise failures.http_error(status, _error_text(body), model, api_base, answer_headers) from None
         text = body.decode("utf-8", "replace")
         try:

@@ -303,3 +303,12 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
     assert parse_retry_after({"retry-after": "soon"}) is None
     assert parse_retry_after({}) is None and parse_retry_after(None) is None
+
+
+def test_redirects_are_followed_alike(client: str, server: OpenAIServer) -> None:
+    """A 308 (an http -> https move, say) is followed with the same POST by both clients."""
+    moved = (("Location", f"{server.base_url}/chat/completions"),)
+    server.script([Raw(308, "", "text/plain", moved), Reply("after the move")])
+    assert complete(client, server.base_url).content == "after the move"
+    assert [r.path for r in server.requests] == ["/v1/chat/completions"] * 2
+    assert server.requests[1].body == server.requests[0].body
