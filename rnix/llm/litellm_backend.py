@@ -229,10 +229,9 @@ def to_completion(
         total = int(getattr(usage, "total_tokens", 0) or 0) or prompt + completion
         return Completion(content, Usage(prompt, completion, total), choice.finish_reason, tool_calls)
     # litellm reports a missing usage object as zeros; no real prompt costs 0 tokens.
-    counted_completion = tokens.count_text(content, model)
-    if tool_calls:
-        counted_completion += tokens.count_text(json.dumps(tool_calls, default=str), model)
-    counted = Usage.of(tokens.count_prompt(messages, model, tools), counted_completion)
+    counted = Usage.of(
+        tokens.count_prompt(messages, model, tools), tokens.count_answer(content, tool_calls, model)
+    )
     return Completion(content, counted, choice.finish_reason, tool_calls, usage_counted=True)
 
 

@@ -114,10 +114,9 @@ def to_completion(
     if prompt or completion:
         total = int(usage.get("total_tokens") or 0) or prompt + completion
         return Completion(content, Usage(prompt, completion, total), finish, calls)
-    counted_completion = tokens.count_text(content, model)
-    if calls:
-        counted_completion += tokens.count_text(json.dumps(calls, default=str), model)
-    counted = Usage.of(tokens.count_prompt(messages, model, tools), counted_completion)
+    counted = Usage.of(
+        tokens.count_prompt(messages, model, tools), tokens.count_answer(content, calls, model)
+    )
     return Completion(content, counted, finish, calls, usage_counted=True)
 
 
