@@ -69,9 +69,24 @@ ENVIRONMENT = (
     ),
     (
         "*_API_KEY, *_TOKEN, *_SECRET, *_PASSWORD, ...",
-        "Provider credentials (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...), read by the gateway through "
-        "litellm. rnix masks their values as *** in all output and never passes them to agents unless "
-        "the compose file lists them under environment.",
+        "Provider credentials (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...), read by the gateway, which "
+        "sends them only to the provider. rnix masks their values as *** in all output and never "
+        "passes them to agents unless the compose file lists them under environment.",
+    ),
+    (
+        "OPENAI_BASE_URL, *_API_BASE",
+        "A provider's URL when the model gives no api_base (OPENAI_BASE_URL or OPENAI_API_BASE, "
+        "GROQ_API_BASE, OLLAMA_API_BASE, HOSTED_VLLM_API_BASE, ...), as litellm reads them.",
+    ),
+    (
+        "RNIX_LLM_CLIENT",
+        "litellm: send every model through litellm, also those of OpenAI-protocol providers, which "
+        "otherwise use rnix's own lean client; auto (the default) picks per provider.",
+    ),
+    (
+        "RNIX_LLM_MAX_ATTEMPTS, RNIX_LLM_MAX_RETRY_AFTER",
+        "Attempts per model call (default 4) and the longest Retry-After the gateway waits, in "
+        "seconds (default 30).",
     ),
     (
         "TIKTOKEN_CACHE_DIR",

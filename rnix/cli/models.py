@@ -26,7 +26,9 @@ def models_cmd(env: Env, file: str | None, as_json: bool) -> int:
     """List the model aliases (built-in, $RNIX_CONFIG_HOME/models.yaml, the compose file's `models:`)
     and whether the key each one needs is set (in the environment or the .env beside the file).
 
-    A later source wins over an earlier one. KEY is `set`, `missing VARIABLE`, or `-` when none is
+    A later source wins over an earlier one. CLIENT is the one that calls the model: `openai` (rnix's
+    lean client, for providers that speak OpenAI's protocol), `litellm` (the others, or every model
+    with RNIX_LLM_CLIENT=litellm) or `mock`. KEY is `set`, `missing VARIABLE`, or `-` when none is
     needed (a local server, an alias with an api_base, or the mock model).
     """
     from rnix.core import models
@@ -53,6 +55,7 @@ def models_cmd(env: Env, file: str | None, as_json: bool) -> int:
 
 def _row(alias: Any, environ: dict[str, str]) -> dict[str, Any]:
     from rnix.core.models import CREDENTIALS, provider_of
+    from rnix.llm.routing import client_for
 
     provider = provider_of(alias.model)
     variable = CREDENTIALS.get(provider or "") if alias.api_base is None else None
@@ -62,6 +65,7 @@ def _row(alias: Any, environ: dict[str, str]) -> dict[str, Any]:
         "api_base": alias.api_base,
         "source": alias.source,
         "provider": provider,
+        "client": client_for(alias.model, environ),
         "key": variable,
         "key_set": None if variable is None else bool(environ.get(variable)),
         "max_concurrency": alias.max_concurrency,
@@ -75,11 +79,17 @@ def _print(env: Env, rows: list[dict[str, Any]]) -> None:
             return "-"
         return "set" if row["key_set"] else f"missing {row['key']}"
 
-    table = [("ALIAS", "MODEL", "SOURCE", "KEY")] + [
-        (r["alias"], r["model"] + (f" @ {r['api_base']}" if r["api_base"] else ""), r["source"], key(r))
+    table = [("ALIAS", "MODEL", "SOURCE", "CLIENT", "KEY")] + [
+        (
+            r["alias"],
+            r["model"] + (f" @ {r['api_base']}" if r["api_base"] else ""),
+            r["source"],
+            r["client"],
+            key(r),
+        )
         for r in rows
     ]
-    widths = [max(len(line[i]) for line in table) for i in range(3)]
+    widths = [max(len(line[i]) for line in table) for i in range(4)]
     for line in table:
-        cells = [cell.ljust(width) for cell, width in zip(line[:3], widths, strict=True)]
-        env.stdout.write("  ".join([*cells, line[3]]) + "\n")
+        cells = [cell.ljust(width) for cell, width in zip(line[:4], widths, strict=True)]
+        env.stdout.write("  ".join([*cells, line[4]]) + "\n")

@@ -1,5 +1,6 @@
-"""LLM access for the supervisor's gateway: backends (mock, litellm), offline token counting, retries.
+"""LLM access for the supervisor's gateway: backends (mock, the lean OpenAI-protocol client, litellm),
+routing between them, offline token counting, retries.
 
-Nothing here is imported by agent processes, and importing this package imports neither litellm nor
-tiktoken: they load on first use.
+Nothing here is imported by agent processes, and importing this package imports neither litellm,
+aiohttp nor tiktoken: they load on first use.
 """

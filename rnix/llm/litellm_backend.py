@@ -9,28 +9,29 @@ loopback server: an HTTP error is an `APIStatusError` subclass with `status_code
 is rebuilt *without* the provider's headers, which survive only as `litellm_response_headers`
 (that is where Retry-After is read). Connection refused or reset arrives as `InternalServerError`
 with status 500 and an `openai.APIConnectionError` in its cause chain, so the chain decides (a
-connection failure has no HTTP status). A timeout is `litellm.Timeout` (status 408). A missing
-`usage` object comes back as zeros, which is treated as "not reported" and counted here.
+connection failure has no HTTP status). A timeout is `litellm.Timeout` (status 408). A 200 that
+litellm cannot use also arrives as a status 500, but without the `httpx.HTTPStatusError` a real
+HTTP error has in its chain: a body that is not JSON ("Empty or invalid response from LLM
+endpoint", or a JSONDecodeError) and JSON that is not a completion are reported as what they are. A
+missing `usage` object comes back as zeros, which is treated as "not reported" and counted here.
+The wording of every error is `rnix.llm.failures`', shared with the lean client (openai_http).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import importlib
 import json
 import logging
 import os
 import re
 import threading
-import time
-from collections.abc import Mapping
 from typing import Any
 
 from rnix.core.secrets import mask_text, secret_values
-from rnix.llm import tokens
-from rnix.llm.backend import CallTimeout, Completion, ProviderError, Usage
+from rnix.llm import failures, tokens
+from rnix.llm.backend import Completion, ProviderError, Usage
 
 _OFFLINE_DEFAULTS = {
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # else litellm fetches a price map over the network
@@ -98,26 +99,6 @@ async def load_litellm() -> Any:
     return await asyncio.shield(_loading[1])
 
 
-def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds from `retry-after-ms` or `retry-after` (seconds or an HTTP date); None if absent."""
-    if not headers:
-        return None
-    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
-    try:
-        if "retry-after-ms" in lowered:
-            return max(0.0, float(lowered["retry-after-ms"]) / 1000)
-        value = lowered.get("retry-after")
-        if value is None:
-            return None
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            when = email.utils.parsedate_to_datetime(value)
-            return max(0.0, when.timestamp() - time.time())
-    except (ValueError, TypeError, OverflowError):
-        return None
-
-
 def _chain(exc: BaseException) -> list[BaseException]:
     seen: list[BaseException] = []
     current: BaseException | None = exc
@@ -148,12 +129,6 @@ _BOILERPLATE = (
     re.compile(r"\s*Pass model as E\.g\..*?(?=$|\s{2}|\n)", re.S),
     re.compile(r"\s*(?:Received Model Group|Available Model Group Fallbacks|LiteLLM Retried)[^\n]*"),
 )
-_HINTS = {
-    401: " (check the provider's API key: `rnix models` shows which variable it comes from)",
-    403: " (the key is not allowed to use this model)",
-    404: " (check the model name and api_base: `rnix models` lists the aliases)",
-    429: " (rate limited: lower max_concurrency or rpm for this model, or retry later)",
-}
 
 
 def plain(text: str) -> str:
@@ -163,30 +138,55 @@ def plain(text: str) -> str:
     return " ".join(text.split()).strip(" :-")
 
 
-def to_provider_error(exc: BaseException, model: str, api_base: str | None) -> ProviderError:
-    """Map a litellm exception to a masked one-line ProviderError."""
-    secrets = secret_values(os.environ)
-    where = f"{model}" + (f" at {api_base}" if api_base else "")
+_NOT_JSON = "Empty or invalid response from LLM endpoint"  # litellm's words for a 200 it cannot parse
+
+
+def _answered_with_an_error(chain: list[BaseException]) -> bool:
+    """Whether the provider answered with an HTTP error status (the OpenAI SDK and litellm's own
+    HTTP handler raise from an `httpx.HTTPStatusError`), as opposed to a status 500 litellm made up
+    because it could not use a 200 answer."""
+    import httpx
+
+    return any(isinstance(item, httpx.HTTPStatusError) for item in chain)
+
+
+def _unparsable(chain: list[BaseException]) -> str | None:
+    """The body (or the parser's complaint) when the 200 answer was not JSON at all."""
+    for item in chain:
+        text = str(item)
+        if isinstance(item, json.JSONDecodeError):
+            return text
+        if text.startswith(_NOT_JSON):
+            received = re.search(r"Received: '(.*)'", text, re.S)
+            return received.group(1) if received else text
+    return None
+
+
+def to_provider_error(
+    exc: BaseException, model: str, api_base: str | None, timeout: float | None = None
+) -> ProviderError:
+    """Map a litellm exception to a masked one-line ProviderError (worded by rnix.llm.failures)."""
     chain = _chain(exc)
     lm = _litellm
     if (lm is not None and isinstance(exc, lm.Timeout)) or isinstance(exc, asyncio.TimeoutError):
-        return CallTimeout(mask_text(f"{where}: no answer within the timeout", secrets))
+        return failures.no_answer(model, api_base, timeout)
     if _is_connection_error(chain):
         root = chain[-1]
-        detail = str(root) or type(root).__name__
-        return ProviderError(mask_text(f"cannot connect to {where}: {detail}", secrets), status=None)
+        return failures.unreachable(str(root) or type(root).__name__, model, api_base)
     status = getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
-    headers = getattr(exc, "litellm_response_headers", None) or getattr(exc, "headers", None)
-    retry_after = parse_retry_after(headers) if status is not None else None
     text = plain(str(exc)) or type(exc).__name__
-    text += _HINTS.get(status or 0, "")
-    prefix = f"HTTP {status} from {where}" if status is not None else f"{type(exc).__name__} from {where}"
+    if status == 500 and not _answered_with_an_error(chain):  # a 200 litellm could not use
+        body = _unparsable(chain)
+        if body is not None:
+            return failures.not_json(body, model, api_base)
+        return failures.malformed(re.sub(r"^LiteLLM:\s*", "", text), model, api_base)
+    if status is not None:
+        headers = getattr(exc, "litellm_response_headers", None) or getattr(exc, "headers", None)
+        return failures.http_error(status, text, model, api_base, headers)
     # Unknown exception types (a bug, an unsupported parameter) are not worth repeating.
-    retryable = None if status is not None else False
-    return ProviderError(
-        mask_text(f"{prefix}: {text}", secrets), status=status, retry_after=retry_after, retryable=retryable
-    )
+    message = f"{type(exc).__name__} from {failures.where(model, api_base)}: {text}"
+    return ProviderError(mask_text(message, secret_values(os.environ)), retryable=False)
 
 
 _output_limits: dict[str, int | None] = {}
@@ -229,10 +229,9 @@ def to_completion(
         total = int(getattr(usage, "total_tokens", 0) or 0) or prompt + completion
         return Completion(content, Usage(prompt, completion, total), choice.finish_reason, tool_calls)
     # litellm reports a missing usage object as zeros; no real prompt costs 0 tokens.
-    counted_completion = tokens.count_text(content, model)
-    if tool_calls:
-        counted_completion += tokens.count_text(json.dumps(tool_calls, default=str), model)
-    counted = Usage.of(tokens.count_prompt(messages, model, tools), counted_completion)
+    counted = Usage.of(
+        tokens.count_prompt(messages, model, tools), tokens.count_answer(content, tool_calls, model)
+    )
     return Completion(content, counted, choice.finish_reason, tool_calls, usage_counted=True)
 
 
@@ -271,9 +270,8 @@ class LiteLLMBackend:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            raise to_provider_error(exc, model, api_base) from None
+            raise to_provider_error(exc, model, api_base, timeout) from None
         try:
             return to_completion(response, model, messages, tools)
         except (AttributeError, IndexError, TypeError, ValueError) as exc:
-            message = mask_text(f"{model}: malformed response: {exc}", secret_values(os.environ))
-            raise ProviderError(message, status=502) from None
+            raise failures.malformed(str(exc), model, api_base) from None

@@ -221,3 +221,11 @@ def count_prompt(messages: list[dict[str, Any]], model: str, tools: list[Any] | 
     if tools:
         total += count_text(json.dumps(tools, ensure_ascii=False, default=str), model)
     return total
+
+
+def count_answer(content: str, tool_calls: list[dict[str, Any]] | None, model: str) -> int:
+    """An answer's tokens when the provider reported none: its text plus its tool calls as JSON."""
+    counted = count_text(content, model)
+    if tool_calls:
+        counted += count_text(json.dumps(tool_calls, default=str), model)
+    return counted

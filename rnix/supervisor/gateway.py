@@ -53,7 +53,7 @@ from rnix.agent import protocol
 from rnix.core import journal
 from rnix.core.journal import JournalEntry, Replay
 from rnix.core.secrets import mask, secret_values
-from rnix.llm import tokens
+from rnix.llm import routing, tokens
 from rnix.llm.backend import CALLER, Backend, CallTimeout, Completion, ProviderError, Usage, one_line
 from rnix.llm.retry import call_with_retries, will_retry
 from rnix.supervisor.ratelimit import ModelGate
@@ -152,11 +152,14 @@ class Gateway:
         concurrency_per_provider: int = 1024,
         call_timeout: float = 120.0,
         max_attempts: int = 4,
+        max_retry_after: float = 30.0,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         on_journal: OnJournal | None = None,
     ) -> None:
         """`backends` maps a model ("mock?fail=1"), a model name ("mock") or "*" to a Backend; models
-        not found there use the built-in MockBackend for `mock` and LiteLLMBackend for the rest.
+        not found there use the built-in one rnix.llm.routing picks: MockBackend for `mock`, the lean
+        OpenAIHTTPBackend for OpenAI-protocol providers, LiteLLMBackend for the rest. The built-in
+        ones are closed with the gateway.
         `sleep` paces the waits between retries (tests inject a fake one). `on_journal` makes each
         journal entry durable (see the module docstring); without it nothing is journalled."""
         self.socket_path = socket_path
@@ -167,6 +170,7 @@ class Gateway:
         self._concurrency = concurrency_per_provider
         self._call_timeout = call_timeout
         self._max_attempts = max_attempts
+        self._max_retry_after = max_retry_after
         self._sleep = sleep
         self._accounts: dict[str, Account] = {}
         self._nonces: dict[str, str] = {}  # live nonce -> agent
@@ -196,6 +200,11 @@ class Gateway:
         for writer in list(self._writers):
             writer.close()
         await asyncio.gather(*pending, return_exceptions=True)
+        for backend in self._builtin.values():
+            aclose = getattr(backend, "aclose", None)  # the lean client's connection pool
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -535,7 +544,11 @@ class Gateway:
 
         try:
             completion = await call_with_retries(
-                attempt, max_attempts=self._max_attempts, sleep=self._sleep, on_attempt=on_attempt
+                attempt,
+                max_attempts=self._max_attempts,
+                max_retry_after=self._max_retry_after,
+                sleep=self._sleep,
+                on_attempt=on_attempt,
             )
         except ProviderError as exc:
             account.infra_error = exc.message if _not_the_agents(exc) else None
@@ -598,13 +611,17 @@ class Gateway:
         for key in (model, name, "*"):
             if key in self._backends:
                 return self._backends[key]
-        kind = "mock" if name == "mock" else "litellm"
+        kind = routing.client_for(model, os.environ)
         if kind not in self._builtin:
-            # Imported here so that a run using only `mock` never imports litellm.
-            if kind == "mock":
+            # Imported here so that a run never imports the client it does not use (litellm above all).
+            if kind == routing.MOCK:
                 from rnix.llm.mock import MockBackend
 
                 self._builtin[kind] = MockBackend()
+            elif kind == routing.LEAN:
+                from rnix.llm.openai_http import OpenAIHTTPBackend
+
+                self._builtin[kind] = OpenAIHTTPBackend(max_connections=self._concurrency)
             else:
                 from rnix.llm.litellm_backend import LiteLLMBackend
 

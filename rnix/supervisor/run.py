@@ -25,6 +25,7 @@ from rnix.core.lifecycle import AgentState, RunStatus
 from rnix.core.plan import Plan, plan_as_dict
 from rnix.core.secrets import is_secret_name, mask, secret_values
 from rnix.errors import ExitCode
+from rnix.llm import retry, routing
 from rnix.supervisor.agentenv import agent_environment, base_environment
 from rnix.supervisor.scheduler import AgentView, Clock, Scheduler
 
@@ -122,7 +123,14 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
             record(Record(ctx.run_id, ctx.clock.time(), call))
 
     journal = _Journal(home, ctx.run_id, secrets)
-    gateway = Gateway(socket_path, on_call=on_call, on_journal=journal.append)
+    retries = retry.Settings.from_environ(os.environ)
+    gateway = Gateway(
+        socket_path,
+        on_call=on_call,
+        on_journal=journal.append,
+        max_attempts=retries.max_attempts,
+        max_retry_after=retries.max_retry_after,
+    )
     for agent in ctx.plan.agents:
         gateway.limit_model(agent.spec.model, agent.spec.max_concurrency, agent.spec.rpm)
     spawner = ForkServerSpawner(environ={k: v for k, v in ctx.environ.items() if not is_secret_name(k)})
@@ -132,17 +140,23 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
     loop = asyncio.get_running_loop()
     try:
         # Slow loads begin at once: a tokenizer encoding takes ~0.3 s (the CLI began the likely one
-        # as it started), `import litellm` several seconds (the first call through litellm waits
-        # for it; command agents and spawning go on meanwhile).
+        # as it started), `import aiohttp` ~0.3 s, `import litellm` several seconds (the first call
+        # through a client waits for it; command agents and spawning go on meanwhile).
         from rnix.llm import tokens
 
         models = {agent.spec.model for agent in ctx.plan.agents}
         for model in models:
             tokens.preload(model)
-        if any(not model.startswith("mock") for model in models):
+        clients = {routing.client_for(model, os.environ) for model in models}
+        if routing.LITELLM in clients:  # only then: a run of OpenAI-protocol models never imports it
             from rnix.llm.litellm_backend import load_litellm
 
             background.append(asyncio.ensure_future(load_litellm()))
+        if routing.LEAN in clients:
+            from rnix.llm import limits
+            from rnix.llm.openai_http import load_aiohttp
+
+            background.extend(asyncio.ensure_future(load) for load in (load_aiohttp(), limits.load()))
         await asyncio.gather(gateway.start(), spawner.start())
         # Built-in agents count tokens at their first call: their encodings are loaded before any
         # agent is spawned, so tiktoken's GIL-holding constructor never stalls the loop mid-run.

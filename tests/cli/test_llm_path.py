@@ -1,7 +1,10 @@
-"""The real LLM path: `compose up` -> gateway -> litellm -> an OpenAI-compatible server on 127.0.0.1.
+"""The real LLM path: `compose up` -> gateway -> the lean client (or litellm) -> an OpenAI-compatible
+server on 127.0.0.1.
 
-A canary API key is set in rnix's environment; it must reach the server (the real HTTP path) and
-nowhere else: not stdout, stderr, --json, logs, task files, the database, or any agent's environment.
+`openai/*` models go through the lean client; tests marked with the `client` fixture run once more
+with RNIX_LLM_CLIENT=litellm. A canary API key is set in rnix's environment; it must reach the server
+(the real HTTP path) and nowhere else: not stdout, stderr, --json, logs, task files, the database, or
+any agent's environment.
 """
 
 from __future__ import annotations
@@ -11,10 +14,18 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import RunRnix
-from tests.fakes.openai_server import OpenAIServer, Reply, Slow, Status
+from tests.fakes.openai_server import OpenAIServer, Raw, Reply, Slow, Status
 
 CANARY = "sk-canary-7f3a9c21e4b8d605"
+
+
+@pytest.fixture(params=["openai", "litellm"])
+def client(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment that picks a client: the lean one (the default), or litellm."""
+    return {"RNIX_LLM_CLIENT": "auto" if request.param == "openai" else "litellm"}
 
 
 def compose(tmp_path: Path, server: OpenAIServer, agents: str) -> None:
@@ -23,8 +34,9 @@ def compose(tmp_path: Path, server: OpenAIServer, agents: str) -> None:
     )
 
 
-def up(rnix: RunRnix, *args: str) -> tuple[int, dict[str, Any], str, str]:
-    result = rnix("compose", "up", "--json", *args, env={"OPENAI_API_KEY": CANARY}, timeout=120)
+def up(rnix: RunRnix, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], str, str]:
+    environ = {"OPENAI_API_KEY": CANARY, **(env or {})}
+    result = rnix("compose", "up", "--json", *args, env=environ, timeout=120)
     return result.returncode, json.loads(result.stdout), result.stdout, result.stderr
 
 
@@ -46,7 +58,9 @@ def assert_no_canary_anywhere(home: Path, *texts: str) -> None:
             assert CANARY.encode() not in path.read_bytes(), path
 
 
-def test_success_usage_canary_and_agent_environment(rnix: RunRnix, tmp_path: Path, rnix_home: Path) -> None:
+def test_success_usage_canary_and_agent_environment(
+    rnix: RunRnix, tmp_path: Path, rnix_home: Path, client: dict[str, str]
+) -> None:
     with OpenAIServer() as server:
         server.script([Reply("the provider's answer", prompt_tokens=11, completion_tokens=7)])
         compose(
@@ -56,7 +70,7 @@ def test_success_usage_canary_and_agent_environment(rnix: RunRnix, tmp_path: Pat
             "  env_dump: {intent: show env, command: [sh, -c, 'env; rnix llm \"hi from a command agent\"'],"
             " depends_on: [writer]}\n",
         )
-        code, doc, stdout, stderr = up(rnix)
+        code, doc, stdout, stderr = up(rnix, env=client)
         requests = list(server.requests)
     assert code == 0, stderr
     agents = agents_of(doc)
@@ -77,11 +91,13 @@ def test_success_usage_canary_and_agent_environment(rnix: RunRnix, tmp_path: Pat
     assert CANARY not in log.stdout + log.stderr
 
 
-def test_429_with_retry_after_then_success(rnix: RunRnix, tmp_path: Path, rnix_home: Path) -> None:
+def test_429_with_retry_after_then_success(
+    rnix: RunRnix, tmp_path: Path, rnix_home: Path, client: dict[str, str]
+) -> None:
     with OpenAIServer() as server:
         server.script([Status(429, retry_after=1), Reply("after the rate limit")])
         compose(tmp_path, server, "  a: {intent: x}\n")
-        code, doc, _, stderr = up(rnix)
+        code, doc, _, stderr = up(rnix, env=client)
         arrivals = [r.at for r in server.requests]
     assert code == 0, stderr
     assert agents_of(doc)["a"]["result"] == "after the rate limit\n"
@@ -205,3 +221,61 @@ def test_a_key_in_dotenv_reaches_the_provider_only_as_the_authorization_header(
     assert "OPENAI_API_KEY=***" in json.dumps(requests[3].body)  # allowed: read, and masked on the way out
     assert "OPENAI_API_KEY" not in agents_of(doc)["env_dump"]["result"]  # agents never get it
     assert_no_canary_anywhere(rnix_home, result.stdout, result.stderr)
+
+
+def test_a_long_retry_after_shows_its_cap_and_the_attempts_everywhere(
+    rnix: RunRnix, tmp_path: Path, rnix_home: Path, client: dict[str, str]
+) -> None:
+    limits = {"RNIX_LLM_MAX_ATTEMPTS": "3", "RNIX_LLM_MAX_RETRY_AFTER": "0.2", **client}
+    with OpenAIServer() as server:
+        server.script([Status(429, retry_after=600)] * 3)
+        compose(tmp_path, server, "  a: {intent: x}\n")
+        code, doc, _, stderr = up(rnix, env=limits)
+        arrivals = [r.at for r in server.requests]
+    assert code == 1, stderr
+    assert len(arrivals) == 3 and arrivals[-1] - arrivals[0] < 5  # waited 0.2 s, not 600
+    said = "; gave up after 3 attempts, Retry-After 600s capped at 0.2s"
+    a = agents_of(doc)["a"]
+    assert a["error"].startswith("exit status 1: rnix-agent: provider_error: HTTP 429 from openai/test-model")
+    assert a["error"].endswith(said)
+    log = rnix("log", str(a["pid"]))
+    assert said in log.stdout + log.stderr
+    calls = json.loads(rnix("log", str(a["pid"]), "--llm", "--json").stdout)["data"]["calls"]
+    assert [(c["tries"], c["status"]) for c in calls] == [(3, "provider_error")]
+    assert calls[0]["error"].endswith(said)
+    tries = [c["error"] for c in llm_calls(rnix_home, "a")]
+    assert tries[0].endswith("; retry 2 of 3 in 0.2s, Retry-After 600s capped at 0.2s")
+
+
+def test_a_200_that_is_not_json_is_reported_as_such(
+    rnix: RunRnix, tmp_path: Path, rnix_home: Path, client: dict[str, str]
+) -> None:
+    with OpenAIServer() as server:
+        server.script([Raw(200, "<html><title>Open WebUI</title></html>", "text/html")] * 4)
+        compose(tmp_path, server, "  a: {intent: x}\n")
+        code, doc, _, stderr = up(rnix, env=client)
+        sent = len(server.requests)
+    error = agents_of(doc)["a"]["error"]
+    assert code == 1 and sent == 1, stderr  # the same URL would give the same page: not retried
+    assert f"HTTP 200 from openai/test-model at {server.base_url} but the body is not JSON" in error
+    assert "Open WebUI" in error and "HTTP 500" not in error and error.endswith("; not retried")
+
+
+def test_a_run_of_openai_protocol_models_never_imports_litellm(
+    rnix: RunRnix, tmp_path: Path, client: dict[str, str]
+) -> None:
+    """The supervisor (and so the gateway) runs in the `rnix compose up` process: its -X importtime
+    report on stderr lists every module it imported."""
+    with OpenAIServer() as server:
+        compose(tmp_path, server, "  a: {intent: x}\n  b: {intent: y, depends_on: [a]}\n")
+        code, doc, _, stderr = up(rnix, env={"PYTHONPROFILEIMPORTTIME": "1", **client})
+    assert code == 0 and agents_of(doc)["b"]["result"].startswith("echo: ")
+    imported = {
+        line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")
+    }
+    packages = {name.split(".")[0] for name in imported}
+    assert "rnix.supervisor.gateway" in imported
+    if client["RNIX_LLM_CLIENT"] == "litellm":
+        assert "litellm" in packages
+    else:
+        assert "aiohttp" in packages and not {"litellm", "openai", "httpx"} & packages

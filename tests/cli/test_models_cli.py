@@ -79,8 +79,13 @@ def test_aliases_from_the_file_and_models_yaml_and_rnix_models(
     assert rows["haiku"]["source"] == "user" and rows["haiku"]["model"] == "anthropic/claude-3-5-haiku-latest"
     assert rows["local"]["source"] == "compose" and rows["local"]["key"] is None
     assert rows["mine"]["key_set"] is True and rows["sonnet"]["key_set"] is False
+    clients = {name: rows[name]["client"] for name in ("local", "mine", "haiku", "gpt-4o")}
+    assert clients == {"local": "openai", "mine": "openai", "haiku": "litellm", "gpt-4o": "openai"}
+    forced = json.loads(rnix("models", "--json", env={**NO_KEYS, "RNIX_LLM_CLIENT": "litellm"}).stdout)
+    assert {r["client"] for r in forced["data"]["models"]} == {"litellm"}
     human = rnix("models", env=NO_KEYS).stdout
     assert "missing ANTHROPIC_API_KEY" in human and human.startswith("ALIAS")
+    assert human.splitlines()[0].split() == ["ALIAS", "MODEL", "SOURCE", "CLIENT", "KEY"]
     (config / "models.yaml").write_text("bad alias!: x\n")
     broken = rnix("models")
     assert broken.returncode == 2 and "models.yaml:1" in broken.stderr and "Traceback" not in broken.stderr

@@ -25,4 +25,4 @@ def test_core_imports_only_the_standard_library() -> None:
 
 def test_cli_start_does_not_import_heavy_libraries() -> None:
     modules = loaded_after("import rnix.cli.main")
-    assert modules.isdisjoint({"litellm", "tiktoken", "textual", "rich"}), modules
+    assert modules.isdisjoint({"litellm", "aiohttp", "tiktoken", "textual", "rich"}), modules

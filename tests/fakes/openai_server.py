@@ -9,11 +9,15 @@
 script is used up it answers like `Echo()`. Every request is recorded (path, lower-cased headers, JSON
 body, arrival time) before it is answered. Leaving the `with` block (or the `openai_server` fixture)
 stops the server and releases any handler still sleeping in `Slow`.
+
+Each answer goes out in one write on a TCP_NODELAY socket: headers and body written separately would
+meet Nagle's algorithm and the client's delayed ACK, adding ~40 ms to every call a client measures.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import threading
 import time
@@ -58,7 +62,7 @@ class Slow:
     """Wait `seconds` (or until the server stops), then behave like `then`."""
 
     seconds: float
-    then: Reply | Echo | Status | ToolCall = field(default_factory=Echo)
+    then: Reply | Echo | Status | ToolCall | Raw = field(default_factory=Echo)
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,17 @@ class Drop:
     """Close the connection without answering."""
 
 
-Behaviour = Reply | Echo | Status | Slow | ToolCall | Drop
+@dataclass(frozen=True)
+class Raw:
+    """Any status and body, as given (a proxy's HTML page answered with 200, say)."""
+
+    code: int = 200
+    body: str = "<html><body>Welcome to nginx!</body></html>"
+    content_type: str = "text/html"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+Behaviour = Reply | Echo | Status | Slow | ToolCall | Drop | Raw
 
 
 @dataclass(frozen=True)
@@ -194,6 +208,10 @@ def _handler_class(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
             pass
 
+        def setup(self) -> None:
+            super().setup()
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             raw = self.rfile.read(length)
@@ -225,6 +243,8 @@ def _handler_class(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
             if isinstance(behaviour, Drop):
                 self.close_connection = True
                 self.connection.close()
+            elif isinstance(behaviour, Raw):
+                self._send(behaviour.code, behaviour.body, dict(behaviour.headers), behaviour.content_type)
             elif isinstance(behaviour, Status):
                 headers = (
                     {} if behaviour.retry_after is None else {"Retry-After": f"{behaviour.retry_after:g}"}
@@ -259,14 +279,21 @@ def _handler_class(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
                 message = {"role": "assistant", "content": text}
                 self._send(200, completion_body(model, message, "stop", usage))
 
-        def _send(self, status: int, payload: bytes | str, headers: dict[str, str] | None = None) -> None:
+        def _send(
+            self,
+            status: int,
+            payload: bytes | str,
+            headers: dict[str, str] | None = None,
+            content_type: str = "application/json",
+        ) -> None:
             data = payload.encode() if isinstance(payload, str) else payload
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
+            # end_headers() would send the headers on their own: one write of headers and body instead.
+            self._headers_buffer.append(b"\r\n" + data)  # type: ignore[attr-defined]
+            self.flush_headers()
 
     return Handler

@@ -96,9 +96,55 @@ def test_retry_after_is_waited_exactly_and_capped() -> None:
 def test_gives_up_after_max_attempts_with_the_last_error() -> None:
     errors = [ProviderError(f"boom {i}", status=502) for i in range(4)]
     result, delays, seen = run(errors, rng=0.0, max_attempts=4)
-    assert isinstance(result, ProviderError) and result.message == "boom 3"
+    assert isinstance(result, ProviderError) and result.message == "boom 3; gave up after 4 attempts"
+    assert result.status == 502 and result.retryable
     assert len(delays) == 3
     assert [n for n, _ in seen] == [1, 2, 3, 4]
+
+
+def test_each_error_says_what_the_policy_did_with_it() -> None:
+    messages: list[str] = []
+    outcomes: list[Outcome] = [
+        ProviderError("slow down", status=429, retry_after=600),
+        CallTimeout("late"),
+        ProviderError("slow down", status=429, retry_after=1.5),
+        ProviderError("still", status=503),
+    ]
+
+    async def main() -> Completion:
+        fn, _ = scripted(outcomes)
+        return await call_with_retries(
+            fn,
+            sleep=FakeSleep(),
+            rng=lambda: 0.5,
+            max_retry_after=30,
+            on_attempt=lambda n, outcome, _: messages.append(str(outcome)),
+        )
+
+    with pytest.raises(ProviderError) as caught:
+        asyncio.run(main())
+    assert messages == [
+        "slow down; retry 2 of 4 in 30s, Retry-After 600s capped at 30s",
+        "late; retry 3 of 4 in 0.5s, Retry-After 600s capped at 30s",
+        "slow down; retry 4 of 4 in 1.5s, Retry-After 600s capped at 30s",
+        "still; gave up after 4 attempts, Retry-After 600s capped at 30s",
+    ]
+    assert caught.value.message == messages[-1] and caught.value.status == 503
+
+
+def test_an_error_that_is_not_retried_says_so() -> None:
+    result, _, _ = run([ProviderError("bad", status=400)])
+    assert isinstance(result, ProviderError) and result.message == "bad; not retried"
+    later, _, _ = run([CallTimeout("late"), ProviderError("gone", status=404)], rng=0.0)
+    assert isinstance(later, ProviderError) and later.message == "gone; attempt 2 of 4, not retried"
+    once, _, _ = run([CallTimeout("late")], max_attempts=1)
+    assert isinstance(once, CallTimeout) and once.message == "late; gave up after 1 attempt"
+
+
+def test_the_note_survives_the_one_line_limit() -> None:
+    result, _, _ = run([ProviderError("x" * 2000, status=400)])
+    assert isinstance(result, ProviderError) and result.message.endswith("...; not retried")
+    assert len(result.message) <= 500
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422])

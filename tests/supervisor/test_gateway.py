@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -17,6 +18,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -480,8 +482,13 @@ def test_concurrency_is_limited_per_provider_and_reservations_prevent_joint_over
     asyncio.run(main())
 
 
-def test_litellm_through_the_gateway(sock_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("client", ["auto", "litellm"])
+def test_a_real_client_through_the_gateway(
+    sock_path: str, monkeypatch: pytest.MonkeyPatch, client: str
+) -> None:
+    """openai/* takes the lean client, or litellm with RNIX_LLM_CLIENT=litellm: the same outcome."""
     monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    monkeypatch.setenv("RNIX_LLM_CLIENT", client)
 
     async def main() -> None:
         sleep = FakeSleep()
@@ -491,13 +498,20 @@ def test_litellm_through_the_gateway(sock_path: str, monkeypatch: pytest.MonkeyP
                 gateway.register("a", model="openai/test-model", api_base=server.base_url, budget=1000)
                 client = await connect(sock_path, gateway.issue_nonce("a"))
                 reply = await complete(client, max_tokens=64, temperature=0)
+                capped = await complete(client, messages=[{"role": "user", "content": f"key {CANARY}"}])
                 client.close()
         assert reply["content"] == "from the server" and reply["used"] == 25
-        assert statuses(records) == ["retry", "ok"]
+        assert statuses(records) == ["retry", "ok", "ok"]
         assert CANARY not in json.dumps(records) and "***" in records[0][1]["error"]
-        assert [r.headers["authorization"] for r in server.requests] == [f"Bearer {CANARY}"] * 2
+        assert re.search(r"; retry 2 of 4 in [0-9.]+s$", records[0][1]["error"])
+        assert [r.headers["authorization"] for r in server.requests] == [f"Bearer {CANARY}"] * 3
         assert server.requests[1].body["max_tokens"] == 64
-        assert len(sleep.delays) == 1
+        # no max_tokens asked: the budget left after the prompt; the key went out masked
+        last = server.requests[2].body
+        assert last["messages"] == [{"role": "user", "content": "key ***"}]
+        asked = [{"role": "user", "content": f"key {CANARY}"}]
+        assert last["max_tokens"] == 1000 - 25 - tokens.count_messages(asked, "openai/test-model")
+        assert capped["ok"] and len(sleep.delays) == 1
 
     asyncio.run(main())
 
@@ -530,3 +544,35 @@ def test_a_mock_only_run_never_imports_litellm() -> None:
     assert done.returncode == 0, done.stderr
     reply, imported = done.stdout.splitlines()
     assert json.loads(reply)["ok"] and imported == "False"
+
+
+OPENAI_ONLY_RUN = """
+import asyncio, json, os, sys
+from rnix.supervisor.gateway import Gateway
+from tests.fakes.openai_server import OpenAIServer
+async def main(base):
+    gateway = Gateway(os.path.join(sys.argv[1], "gw.sock"), on_call=lambda agent, data: None)
+    await gateway.start()
+    gateway.register("a", model="openai/test-model", api_base=base, budget=1000)
+    reply = await gateway.complete_internal("a", [{"role": "user", "content": "hi"}])
+    await gateway.close()
+    return reply
+with OpenAIServer() as server:
+    reply = asyncio.run(main(server.base_url))
+clients = {"litellm", "openai", "httpx", "aiohttp"} & {m.split(".")[0] for m in sys.modules}
+print(json.dumps([reply["ok"], sorted(clients)]))
+"""
+
+
+def test_an_openai_protocol_only_run_never_imports_litellm(tmp_path: Path) -> None:
+    """In a fresh interpreter: the gateway serves openai/* over the lean client and closes its pool."""
+    done = subprocess.run(
+        [sys.executable, "-c", OPENAI_ONLY_RUN, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [True, ["aiohttp"]]
+    assert "Unclosed" not in done.stderr  # the gateway closed the client's session and connector
