@@ -34,6 +34,16 @@ def _preload_tokenizer(env: Env) -> None:
     tokens.preload(env.environ.get("RNIX_MODEL") or "mock")
 
 
+def preload_clients(env: Env, spec: ComposeSpec) -> None:
+    """Begin importing the lean client as soon as the file says it will be used."""
+    from rnix.llm import routing
+
+    if any(routing.client_for(a.model, env.environ) == routing.LEAN for a in spec.agents if not a.command):
+        from rnix.llm import openai_http
+
+        openai_http.preload()
+
+
 # At most this many built-in agents are forked ahead of their release, while their dependencies run
 # (rnix.supervisor.early): their start-up then costs nothing on the critical path.
 EARLY_SPAWN = 64
@@ -178,6 +188,8 @@ def up_cmd(
         _preload_tokenizer(env)
     loaded = load(env, file, project)
     check_credentials(env, loaded)
+    if not detach:
+        preload_clients(env, loaded.spec)
     plan = plan_with_ledger(env, _only(loaded, agents), loaded.project, seed)
     if fresh and from_agent:
         raise UsageError("--fresh and --from cannot be used together", "--from already re-runs what it names")

@@ -282,6 +282,10 @@ def run_cmd(
 
     spec = resolve_models(env, spec)  # `--model haiku`, with the keys checked before anything runs
     check_credentials(env, Loaded(spec, "agent", env.cwd / "compose.yaml"))
+    from rnix.cli.compose_run import EARLY_SPAWN, preload_clients
+    from rnix.core.actions import Options
+
+    preload_clients(env, spec)
     plan = make_plan(spec, resolve_project_name(project, {}, None, env.cwd / "x"))
     stdin_input = None
     if env.stdin_piped:
@@ -295,6 +299,7 @@ def run_cmd(
         compose_file=COMMAND_LINE,
         clock=SystemClock(),
         stdin_input=stdin_input,
+        options=Options(early_spawn=EARLY_SPAWN),  # forked while the client loads (early.py)
     )
     outcome = asyncio.run(supervise(ctx))
     agent = outcome.agents["agent"]

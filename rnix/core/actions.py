@@ -106,8 +106,12 @@ def next_actions(
     now: float,
     options: Options = DEFAULT_OPTIONS,
     held: frozenset[InstanceKey] = frozenset(),
+    warming: bool = False,
 ) -> Decision:
-    """What to do now. `held`: the instances forked early and waiting for their task (`Hold`)."""
+    """What to do now. `held`: the instances forked early and waiting for their task (`Hold`).
+    `warming`: what agents' first calls need (token encodings, clients) is still loading, so
+    nothing starts yet; agents that could start are held instead (their start-up then overlaps
+    the loading, and their clock starts when they are released)."""
     specs = {a.spec.name: a.spec for a in plan.agents}
     actions: list[Action] = []
     wake: list[float] = []
@@ -131,7 +135,13 @@ def next_actions(
             continue
         if inst.state is AgentState.PENDING:
             decided = _pending(state, inst)
-            if not decided and room > 0 and key not in held and _holdable(state, inst, spec.command):
+            startable = bool(decided) and isinstance(decided[0], Start)
+            if warming and startable:
+                decided = []
+            holdable = _holdable(state, inst, spec.command) or (
+                startable and _first_builtin(inst, spec.command)
+            )
+            if not decided and room > 0 and key not in held and holdable:
                 decided, room = [Hold(key)], room - 1
             actions.extend(decided)
         elif inst.state is AgentState.BACKOFF:
@@ -168,10 +178,15 @@ def _pending(state: RunState, inst: Instance) -> list[Action]:
 _UNDER_WAY = frozenset({AgentState.RUNNING, AgentState.PAUSED, AgentState.COMPLETED})
 
 
+def _first_builtin(inst: Instance, command: object) -> bool:
+    """A first attempt of a built-in agent: a command cannot wait for its task (it may ignore stdin)."""
+    return command is None and inst.attempt == 0
+
+
 def _holdable(state: RunState, inst: Instance, command: object) -> bool:
-    """A first attempt of a built-in agent (a command cannot wait for its task: it may ignore
-    stdin) whose dependencies are all running or completed, one at least still running."""
-    if command is not None or inst.attempt > 0 or not inst.depends_on:
+    """A first attempt of a built-in agent whose dependencies are all running or completed, one at
+    least still running."""
+    if not _first_builtin(inst, command) or not inst.depends_on:
         return False
     deps = [state.instances.get(InstanceKey(dep)) for dep in inst.depends_on]
     return all(d is not None and d.state in _UNDER_WAY for d in deps)

@@ -24,6 +24,7 @@ import importlib
 import json
 import os
 import re
+import threading
 import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,12 @@ if TYPE_CHECKING:
     import aiohttp
 
 _REASONING = re.compile(r"^o\d|gpt-5(?!-chat)")  # OpenAI models that take max_completion_tokens
+
+
+def preload() -> None:
+    """Begin `import aiohttp` in a daemon thread (commands that will call a model start it as soon
+    as they know; `load_aiohttp` then finds it imported or waits on the import lock)."""
+    threading.Thread(target=importlib.import_module, args=("aiohttp",), daemon=True).start()
 
 
 async def load_aiohttp() -> Any:
@@ -144,6 +151,11 @@ class OpenAIHTTPBackend:
         session: aiohttp.ClientSession = http.ClientSession(connector=connector)
         self._session, self._loop = session, loop
         return session
+
+    async def warm(self) -> None:
+        """aiohttp imported, the session open and the output-limit table read: what the first call
+        would otherwise wait for (the gateway calls it before any agent is spawned)."""
+        await asyncio.gather(self._client(), limits.load())
 
     def _proxy_for(self, url: str) -> str | None:
         """The proxy for `url` from HTTP(S)_PROXY / NO_PROXY, as httpx (under litellm) uses them."""

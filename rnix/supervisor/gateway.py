@@ -45,7 +45,7 @@ import math
 import os
 import secrets
 import stat
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -605,6 +605,15 @@ class Gateway:
             self._on_call(agent, mask(data, secret_values(os.environ)))
         except Exception:  # a broken recorder must not lose the reply; it is logged instead
             log.exception("on_call failed for agent %s", agent)
+
+    async def warm(self, models: Iterable[str]) -> None:
+        """Get the clients of `models` ready before the run's agents exist (imports, sessions,
+        tables), so that no first call pays for them: a backend may offer `warm()`."""
+        backends = {id(b): b for b in (self._backend(model) for model in models)}
+        await asyncio.gather(
+            *(b.warm() for b in backends.values() if callable(getattr(b, "warm", None))),  # type: ignore[attr-defined]
+            return_exceptions=True,  # a warm-up that fails is only a first call that pays
+        )
 
     def _backend(self, model: str) -> Backend:
         name = model.split("?", 1)[0]

@@ -136,7 +136,7 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
     spawner = ForkServerSpawner(environ={k: v for k, v in ctx.environ.items() if not is_secret_name(k)})
     interrupted: list[int] = []
     failure: list[BaseException] = []
-    background: list[asyncio.Future[object]] = []
+    background: list[asyncio.Future[Any]] = []
     loop = asyncio.get_running_loop()
     try:
         # Slow loads begin at once: a tokenizer encoding takes ~0.3 s (the CLI began the likely one
@@ -158,10 +158,15 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
 
             background.extend(asyncio.ensure_future(load) for load in (load_aiohttp(), limits.load()))
         await asyncio.gather(gateway.start(), spawner.start())
-        # Built-in agents count tokens at their first call: their encodings are loaded before any
-        # agent is spawned, so tiktoken's GIL-holding constructor never stalls the loop mid-run.
+        # What built-in agents' first calls need is ready before any agent starts: the token
+        # encodings (tiktoken's GIL-holding constructor never stalls the loop mid-run) and the
+        # clients (imported, session open), so no first call pays for them. Agents that could
+        # start are forked meanwhile and held (rnix.supervisor.early).
         counted = {a.spec.model for a in ctx.plan.agents if not a.spec.command}
-        await asyncio.to_thread(tokens.wait_loaded, counted)
+        ready = asyncio.ensure_future(
+            asyncio.gather(asyncio.to_thread(tokens.wait_loaded, counted), gateway.warm(counted))
+        )
+        background.append(ready)
         files = RunFiles(
             run_dir,
             run_id=ctx.run_id,
@@ -205,6 +210,7 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
             flush=recorder.aflush,
             reused=ctx.resume.reused if ctx.resume else (),
             replays=ctx.resume.replays if ctx.resume else None,
+            ready=ready,
         )
         sched = scheduler
 

@@ -9,6 +9,7 @@ line. Secret values are masked in the task before it is written.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ class AgentPaths:
     out: Path
     log: Path
     exit: Path  # the exit report its leader writes when it ends by itself (rnix.supervisor.exitreport)
+    task_data: bytes = b""  # what `prepare` wrote to `task` (an agent forked early gets it on a FIFO)
 
 
 class RunFiles:
@@ -86,14 +88,13 @@ class RunFiles:
             tools=tools_as_json(spec.definition),
             workspace=self.cwd_for(spec),
         )
-        _write_private(
-            paths.task, json.dumps(mask(document, self.secrets), ensure_ascii=False).encode("utf-8")
-        )
+        data = json.dumps(mask(document, self.secrets), ensure_ascii=False).encode("utf-8")
+        _write_private(paths.task, data)
         _write_private(paths.out, b"")
         if attempt > 1:
             with open(paths.log, "ab") as log:
                 log.write(f"--- rnix: attempt {attempt} ---\n".encode())
-        return paths
+        return dataclasses.replace(paths, task_data=data)
 
     def cwd_for(self, spec: AgentSpec) -> str:
         if spec.working_dir is None:

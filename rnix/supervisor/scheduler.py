@@ -117,9 +117,11 @@ class Scheduler:
         flush: Callable[[], Awaitable[None]] = _no_flush,
         reused: Sequence[ev.InstanceReused] = (),
         replays: Mapping[str, Any] | None = None,
+        ready: asyncio.Future[Any] | None = None,
     ) -> None:
         """`reused`: instances completed in an earlier run (resume); `replays`: per instance name,
-        the journal replay its first attempt is registered with."""
+        the journal replay its first attempt is registered with; `ready`: done once what agents'
+        first calls need is loaded (nothing starts before; built-in agents are held meanwhile)."""
         self.plan = plan
         self.assess = assess
         self.run_id = run_id
@@ -148,6 +150,7 @@ class Scheduler:
         self._unflushed = False
         self._held: dict[InstanceKey, Held] = {}  # forked early, waiting for their task (early.py)
         self._registered: set[InstanceKey] = set()  # accounts opened by a hold, funded at release
+        self._ready = ready
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -172,6 +175,8 @@ class Scheduler:
         for reused in self._reused:
             self.emit(reused)
         await self._flush()  # what this run decided to reuse is durable before anything starts
+        if self._ready is not None:
+            self._ready.add_done_callback(lambda _: self._wake.set())
         try:
             await self._loop()
         finally:
@@ -228,7 +233,9 @@ class Scheduler:
         while True:
             self._wake.clear()
             held = frozenset(self._held)
-            decision = act.next_actions(self.state, self.plan, self.clock.time(), self.options, held)
+            warming = self._ready is not None and not self._ready.done()
+            now = self.clock.time()
+            decision = act.next_actions(self.state, self.plan, now, self.options, held, warming)
             await self._perform(decision.actions)
             if self._wake.is_set():
                 continue  # something changed: decide again at once
@@ -382,7 +389,7 @@ class Scheduler:
         # Off the loop: creating two files costs ~1 ms each, 1 s for a layer of 500 agents.
         paths = await asyncio.to_thread(self.files.prepare, spec, attempt, budget, upstream, self.stdin_input)
         requested = self.clock.time()  # the agent's clock starts with the spawn (or release)
-        if held is not None and await held.release(await asyncio.to_thread(paths.task.read_bytes)):
+        if held is not None and await held.release(paths.task_data):
             process = held.process
         else:
             if held is not None:
