@@ -230,12 +230,17 @@ class Store:
     def open_scratch(cls, home: Path) -> Store:
         """A writable store; when the database cannot be written, a writable copy of it in memory
         (`scratch` holds the reason: the caller may say that what it writes is not kept)."""
-        try:
-            return cls.open(home)
-        except StoreUnwritable as exc:
-            if not (home / DB_NAME).exists():
-                raise
-            reason = exc
+        path = home / DB_NAME
+        cause = preflight.filesystem_cause(home) if path.exists() else None
+        if cause is not None:  # opening may well succeed (nothing to migrate); writing would not
+            reason = _unwritable(path, cause)
+        else:
+            try:
+                return cls.open(home)
+            except StoreUnwritable as exc:
+                if not path.exists():
+                    raise
+                reason = exc
         with cls.open(home, readonly=True) as source:
             memory = sqlite3.connect(":memory:", isolation_level=None)
             memory.row_factory = sqlite3.Row

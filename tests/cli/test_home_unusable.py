@@ -207,3 +207,48 @@ def test_disk_fills_mid_run(tmp_path: Path) -> None:
     assert not {"running", "pending", "paused"} & set(states.values()), states
     assert all(run["status"] != "running" for run in data["runs"]), data["runs"]
     assert marked_pids(marker) == []
+
+
+@needs_mount
+def test_reads_on_a_read_only_home_show_a_lost_run_without_recording_it(tmp_path: Path) -> None:
+    """`compose ps -a` records a run whose supervisor was killed as lost; on a read-only filesystem
+    it still shows it as lost (from a copy in memory) and says that it could not record it."""
+    marker = uuid.uuid4().hex
+    ready = tmp_path / "ready"
+    sleep = f"touch {ready}; exec {shlex.join(json.loads(agent('sleeper.py', '60')))}"
+    folder = _compose(
+        tmp_path / "project", f"  slow:\n    intent: sleep\n    command: {json.dumps(['sh', '-c', sleep])}\n"
+    )
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    ps = f"{RNIX} compose ps -a --json"
+    script = f"""
+        mount -t tmpfs -o size=4m tmpfs {mnt}
+        cd {folder}
+        RNIX_TEST_MARKER={marker} {RNIX} compose up >/dev/null 2>&1 &
+        up=$!
+        until {ps} 2>/dev/null | grep -q '"state": "running"'; do sleep 0.05; done
+        for f in $(grep -l "RNIX_TEST_MARKER={marker}" /proc/[0-9]*/environ 2>/dev/null); do
+            pid=${{f#/proc/}}; kill -9 ${{pid%/environ}} 2>/dev/null || true
+        done
+        wait $up || true
+        sleep 0.3
+        mount -o remount,ro {mnt}
+        for n in 1 2; do
+            set +e; {ps} >{out}/ps$n.out 2>{out}/ps$n.err; echo $? >{out}/ps$n.rc; set -e
+        done
+    """
+    try:
+        _in_namespace(script, tmp_path, {"RNIX_HOME": str(mnt / "home")})
+    finally:
+        left = wait_marked_gone(marker, 5)
+    assert left == []
+    for n in (1, 2):  # the second sees the same: nothing was recorded
+        err = (out / f"ps{n}.err").read_text()
+        assert (out / f"ps{n}.rc").read_text().strip() == "0", err
+        assert "Traceback" not in err and "read-only" in err and "not recorded" in err
+        data = json.loads((out / f"ps{n}.out").read_text())["data"]
+        assert [run["status"] for run in data["runs"]] == ["lost"]
+        assert [row["state"] for row in data["processes"]] == ["cancelled"]
