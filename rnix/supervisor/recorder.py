@@ -67,6 +67,11 @@ class Recorder:
         self.broken: StoreUnwritable | None = None
 
     @property
+    def closed(self) -> bool:
+        """Whether `close()` was called (record() raises from then on)."""
+        return self._closed
+
+    @property
     def pending(self) -> int:
         """Events recorded but not committed yet."""
         with self._wake:

@@ -87,9 +87,12 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
     loop = asyncio.get_running_loop()
     scheduler: Scheduler | None = None
 
+    unrecorded: list[StoreUnwritable] = []
+
     def on_broken(error: StoreUnwritable) -> None:
         """The store refused a write: stop the run now (the scheduler records the stop as usual)."""
-        if scheduler is not None:
+        unrecorded.append(error)
+        if scheduler is not None and not recorder.closed and not scheduler.state.all_terminal:
             scheduler.request_stop(f"the run's state cannot be recorded: {error.cause}")
 
     run_dir = paths.run_dir(home, ctx.run_id)
@@ -157,7 +160,7 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
     background: list[asyncio.Future[Any]] = []
     try:
         if recorder.broken is not None:  # not even the run's start could be recorded
-            raise _unrecorded(recorder.broken, started=False)
+            raise _unrecorded(recorder.broken)
         # Slow loads begin at once: a tokenizer encoding takes ~0.3 s (the CLI began the likely one
         # as it started), `import aiohttp` ~0.3 s, `import litellm` several seconds (the first call
         # through a client waits for it; command agents and spawning go on meanwhile).
@@ -281,7 +284,7 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
     outcome = _outcome(
         ctx.run_id, scheduler.state, agents, elapsed_ms, interrupted[0] if interrupted else None
     )
-    broken = recorder.broken
+    broken = recorder.broken or (unrecorded[0] if unrecorded else None)
     if broken is not None:
         outcome.status, outcome.exit_code = RunStatus.FAILED, int(ExitCode.STATE)
     finished = ev.RunFinished(
@@ -294,15 +297,16 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
     record(Record(ctx.run_id, ctx.clock.time(), finished))
     recorder.close()  # when broken: one last try, then whatever was committed stays as it was
     if broken is not None:
-        raise _unrecorded(broken, started=True)
+        raise _unrecorded(broken, "the run was stopped")
+    if recorder.broken is not None:  # only the run's last events could not be written
+        raise _unrecorded(recorder.broken, "its end is not recorded")
     return outcome
 
 
-def _unrecorded(error: StoreUnwritable, *, started: bool) -> HomeUnusable:
+def _unrecorded(error: StoreUnwritable, done: str = "nothing was started") -> HomeUnusable:
     """The error a run ends with when its events could not be recorded."""
     from rnix.store.preflight import fix_hint
 
-    done = "the run was stopped" if started else "nothing was started"
     message = f"cannot record the run in {error.path}: {error.cause}; {done}"
     return HomeUnusable(message, fix_hint(error.cause))
 
@@ -373,9 +377,8 @@ class _Journal:
             self._writer = asyncio.ensure_future(self._drain())
         try:
             await asyncio.shield(done)
-        except StoreUnwritable as exc:
+        except StoreUnwritable as exc:  # the run is stopped; the answer still reaches the agent
             self.on_broken(exc)
-            raise
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()

@@ -252,3 +252,47 @@ def test_reads_on_a_read_only_home_show_a_lost_run_without_recording_it(tmp_path
         data = json.loads((out / f"ps{n}.out").read_text())["data"]
         assert [run["status"] for run in data["runs"]] == ["lost"]
         assert [row["state"] for row in data["processes"]] == ["cancelled"]
+
+
+@needs_mount
+def test_disk_fills_during_a_model_call(tmp_path: Path) -> None:
+    """A built-in agent's answered call cannot be journalled: the run stops just the same, without
+    a traceback from the gateway."""
+    marker = uuid.uuid4().hex
+    ready = tmp_path / "ready"
+    sleep = f"touch {ready}; exec {shlex.join(json.loads(agent('sleeper.py', '60')))}"
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "compose.yaml").write_text(
+        "name: home\nmodel: mock?latency=3s\nagents:\n"
+        f"  slow:\n    intent: sleep\n    command: {json.dumps(['sh', '-c', sleep])}\n"
+        "  talk:\n    intent: answer slowly\n"
+    )
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    script = f"""
+        mount -t tmpfs -o size=4m tmpfs {mnt}
+        cd {folder}
+        {RNIX} compose up >{out}/up.out 2>{out}/up.err &
+        up=$!
+        until [ -e {ready} ]; do sleep 0.05; done
+        dd if=/dev/zero of={mnt}/fill bs=4k 2>/dev/null || true
+        set +e; wait $up; echo $? >{out}/up.rc; set -e
+        set +e; {RNIX} compose ps -a --json >{out}/ps.out 2>{out}/ps.err; echo $? >{out}/ps.rc; set -e
+    """
+    try:
+        _in_namespace(script, tmp_path, {"RNIX_HOME": str(mnt / "home"), "RNIX_TEST_MARKER": marker})
+    finally:
+        left = wait_marked_gone(marker, 5)
+    assert left == [], f"agents outlived the run: {left}"
+    err = (out / "up.err").read_text()
+    assert (out / "up.rc").read_text().strip() == str(STATE), err
+    _one_error_line(err, str(mnt / "home" / "rnix.db"), "full", "stopped")
+    assert (out / "ps.rc").read_text().strip() == "0", (out / "ps.err").read_text()
+    states = {
+        row["agent"]: row["state"] for row in json.loads((out / "ps.out").read_text())["data"]["processes"]
+    }
+    assert set(states) == {"slow", "talk"}
+    assert not {"running", "pending", "paused"} & set(states.values()), states
