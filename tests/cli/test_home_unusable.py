@@ -4,7 +4,7 @@ Real `rnix` processes. A full or read-only filesystem is a tiny tmpfs mounted in
 namespace (`unshare -m`, so nothing is mounted for anyone else and it vanishes with the namespace);
 root ignores file modes, so read-only is a read-only mount, not a chmod. Checked: the exit status,
 one `rnix: error:` line naming the path and the cause, no traceback, no agent left running, and
-that reads (`compose ps -a`, `ps -a`, `compose ls`, `reputation`) still work on the full disk.
+that reads (`compose ps -a`, `ps -a`, `compose ls`, `reputation`, `log`) still work on the full disk.
 """
 
 from __future__ import annotations
@@ -139,6 +139,8 @@ def test_full_disk_at_start(tmp_path: Path) -> None:
             name=$(echo $cmd | tr ' ' _)
             set +e; {RNIX} $cmd >{out}/$name.out 2>{out}/$name.err; echo $? >{out}/$name.rc; set -e
         done
+        pid=$({RNIX} compose ps -a -q)
+        set +e; {RNIX} log $pid >{out}/log.out 2>{out}/log.err; echo $? >{out}/log.rc; set -e
     """
     _in_namespace(script, tmp_path, {"RNIX_HOME": str(home)})
     assert (out / "up.rc").read_text().strip() == str(STATE), (out / "up.err").read_text()
@@ -152,6 +154,7 @@ def test_full_disk_at_start(tmp_path: Path) -> None:
         json.loads((out / f"{name}.out").read_text())
     (row,) = json.loads((out / "compose_ps_-a_--json.out").read_text())["data"]["processes"]
     assert row["state"] == "completed"
+    assert (out / "log.rc").read_text().strip() == "0", (out / "log.err").read_text()
 
 
 @needs_mount
