@@ -21,6 +21,7 @@ class ExitCode(enum.IntEnum):
     OK = 0
     FAILURE = 1  # the run did not fully succeed (an agent failed), or an internal error
     USAGE = 2  # usage error or invalid compose file: nothing was run
+    STATE = 3  # RNIX_HOME cannot hold rnix's state (not a directory, read-only, full); see HomeUnusable
     INTERRUPTED = 130  # SIGINT (Ctrl-C)
     TERMINATED = 143  # SIGTERM
 
@@ -42,6 +43,17 @@ class UsageError(RnixError):
 
     code = "USAGE"
     exit_code = ExitCode.USAGE
+
+
+class HomeUnusable(RnixError):
+    """rnix's state cannot be written to RNIX_HOME (not a directory, read-only, full, no permission).
+
+    Raised before a run starts anything, or mid-run once an event cannot be recorded: the run's
+    agents are then stopped, and what was recorded before stays as it was (one transaction per batch).
+    """
+
+    code = "HOME_UNUSABLE"
+    exit_code = ExitCode.STATE
 
 
 class ComposeNotFound(RnixError):

@@ -28,14 +28,14 @@ def ls_cmd(env: Env, as_json: bool, quiet: bool) -> int:
     Columns: PROJECT, STATUS and RUN of the last run, when it STARTED, its AGENTS, the TOKENS it
     used and its compose FILE. Unlike docker, finished projects are listed too: a run is short-lived.
     """
-    from rnix.store.db import Store
+    from rnix.cli.procs import listing_store, warn_unrecorded
     from rnix.supervisor.control import find_lost
 
     db_exists = (env.home / "rnix.db").exists()
     projects: list[dict[str, Any]] = []
-    with Store.open(env.home, readonly=not db_exists) as store:
+    with listing_store(env, db_exists) as store:
         if db_exists:
-            find_lost(store, store.runs(active_only=True))
+            warn_unrecorded(env, store, find_lost(store, store.runs(active_only=True)))
         seen: set[str] = set()
         for run in store.runs():
             if run.project in seen:

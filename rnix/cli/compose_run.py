@@ -176,11 +176,13 @@ def up_cmd(
     answered from the journal. --fresh starts over; --from AGENT re-runs AGENT and its dependents.
 
     Exit status 0 when every agent completed, 1 otherwise, 2 when the project already has a live
-    run (or for a usage error), 130/143 when interrupted.
+    run (or for a usage error), 3 when RNIX_HOME cannot hold the run's state (checked before
+    anything starts; mid-run the agents are stopped), 130/143 when interrupted.
     """
     from rnix.cli.reputation import plan_with_ledger
     from rnix.core.actions import Options
     from rnix.store.paths import new_run_id
+    from rnix.store.preflight import check_home
     from rnix.store.projectlock import try_lock
     from rnix.supervisor.run import RunContext, supervise
 
@@ -203,6 +205,7 @@ def up_cmd(
         )
     if plan.allocation.unfunded:
         env.warn(f"the budget pool cannot fund {', '.join(plan.allocation.unfunded)}: they will not start")
+    check_home(env.home)  # before the lock (a file under RNIX_HOME) and before anything starts
     lock = try_lock(env.home, loaded.project)
     if lock is None:
         raise _live_run_error(env, loaded.project)

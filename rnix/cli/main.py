@@ -30,7 +30,14 @@ from rnix.cli.compose import compose
 from rnix.cli.habits import TOP_HABITS, HabitGroup
 from rnix.cli.top import top_cmd
 from rnix.env import Env
-from rnix.errors import ExitCode, InvalidCompose, InvalidDefinition, RnixError, UsageError
+from rnix.errors import (
+    ExitCode,
+    HomeUnusable,
+    InvalidCompose,
+    InvalidDefinition,
+    RnixError,
+    UsageError,
+)
 from rnix.ui import jsonout
 
 # imported for their side effect: they add commands to compose
@@ -77,7 +84,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
     \b
     Exit status: 0 success; 1 the run did not fully succeed; 2 usage error or invalid
-    compose file (nothing was run); 130/143 interrupted by SIGINT/SIGTERM.
+    compose file (nothing was run); 3 RNIX_HOME cannot hold rnix's state (not a directory,
+    read-only, full); 130/143 interrupted by SIGINT/SIGTERM.
     """
     env = ctx.ensure_object(Env)
     env.debug = env.debug or debug
@@ -138,6 +146,10 @@ def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
     except Exception as exc:  # the one catch-all: a bug must still not print a bare traceback
         if env.debug:
             traceback.print_exc(file=env.stderr)
+        unusable = _home_error(env, exc)
+        if unusable is not None:
+            report(env, unusable)
+            return unusable.exit_code
         internal = RnixError(
             f"internal error: {type(exc).__name__}: {exc}",
             "this is a bug in rnix; run again with --debug for a traceback and report it",
@@ -145,6 +157,25 @@ def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
         internal.code = "INTERNAL"
         report(env, internal)
         return ExitCode.FAILURE
+
+
+def _home_error(env: Env, exc: Exception) -> RnixError | None:
+    """A write under RNIX_HOME the filesystem refused (full, read-only, not a directory) that no
+    check caught: the user's to fix, not a bug."""
+    from pathlib import Path
+
+    from rnix.store.preflight import cause_of, fix_hint
+
+    filename = getattr(exc, "filename", None)
+    if not isinstance(exc, OSError) or not filename:
+        return None
+    path = Path(str(filename))
+    if path != env.home and env.home not in path.parents:
+        return None
+    cause = cause_of(path, exc)
+    if cause is None:
+        return None
+    return HomeUnusable(f"cannot write {path} (RNIX_HOME): {cause}", fix_hint(cause))
 
 
 def _broken_pipe() -> int:

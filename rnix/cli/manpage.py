@@ -19,6 +19,12 @@ EXIT_STATUS = (
     ("0", "Success."),
     ("1", "The run did not fully succeed (an agent failed), or an internal error."),
     ("2", "Usage error or invalid compose file; nothing was run and no state was written."),
+    (
+        "3",
+        "RNIX_HOME cannot hold rnix's state: it is not a directory, or its filesystem is read-only "
+        "or full. Checked before a run starts anything; when it happens mid-run, the agents are "
+        "stopped and what was recorded before stays consistent.",
+    ),
     ("130", "Interrupted by SIGINT (Ctrl-C)."),
     ("143", "Terminated by SIGTERM."),
 )

@@ -20,7 +20,7 @@ from rnix.errors import ExitCode, InvalidCompose, RnixError, UsageError
 from rnix.ui import jsonout
 
 if TYPE_CHECKING:
-    from rnix.store.db import RunRow
+    from rnix.store.db import RunRow, Store
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 
@@ -79,15 +79,14 @@ def list_processes(
     listing: Listing | None = None,
 ) -> int:
     """`ps` and `compose ps`: the rows, then one of the outputs `listing` asks for (table by default)."""
-    from rnix.store.db import Store
     from rnix.supervisor.control import find_lost
     from rnix.ui.proctable import PROCESS_FIELDS, pool_lines, process_dict, table_lines
 
     listing = listing or Listing()
     db_exists = (env.home / "rnix.db").exists()
-    with Store.open(env.home, readonly=not db_exists) as store:
+    with listing_store(env, db_exists) as store:
         if db_exists:
-            find_lost(store, store.runs(project=project, active_only=True))
+            warn_unrecorded(env, store, find_lost(store, store.runs(project=project, active_only=True)))
         runs = store.runs(project=project, active_only=not show_all, limit=None if not show_all else 20)
         if show_all and project:
             runs = runs[:1]  # `compose ps -a`: the latest run of the project
@@ -123,6 +122,21 @@ def list_processes(
     for line in pool_lines(shown):  # a note for people, not a row: stderr keeps the table parseable
         env.stderr.write(f"rnix: {line}\n")
     return ExitCode.OK
+
+
+def listing_store(env: Env, db_exists: bool) -> Store:
+    """The store a listing reads: writable when it can be, so that runs whose supervisor died are
+    recorded as lost; on a full or read-only filesystem a copy in memory (`Store.open_scratch`)."""
+    from rnix.store.db import Store
+
+    return Store.open_scratch(env.home) if db_exists else Store.open(env.home, readonly=True)
+
+
+def warn_unrecorded(env: Env, store: Store, lost: list[Any]) -> None:
+    """Say so when runs are shown as lost but could not be recorded as lost."""
+    if store.scratch is not None and lost:
+        ids = ", ".join(run.id for run in lost)
+        env.warn(f"{store.scratch.message}; run {ids} is shown as lost but not recorded as lost")
 
 
 def _run_dict(run: Any) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def ended(env: Env, run_id: str) -> RunRow | None:
         return run
     if supervisor_alive(run):
         return None
-    with Store.open(env.home) as store:  # gone: record it, exactly as `ps` would
+    with Store.open_scratch(env.home) as store:  # gone: record it, exactly as `ps` would
         find_lost(store, [run])
         return store.run(run_id) or run
 

@@ -13,7 +13,13 @@ Contract:
   Unknown kinds, and events about a run or an agent the projections do not know, are stored but not
   projected; they never raise.
 - A `Store` holds one connection: use it from one thread (the Recorder opens its own).
-- SQLite failures surface as `StoreError`; a lock still held after the busy timeout as `StoreLocked`.
+- SQLite failures surface as `StoreError`; a lock still held after the busy timeout as `StoreLocked`;
+  a write the filesystem refused (full, read-only, I/O error) as `StoreUnwritable` (exit status 3),
+  whose message names the file and the cause.
+- Reading needs no write. A read-only store whose filesystem is full (SQLite cannot create its
+  shared-memory file) reads the file as immutable when no write-ahead log is pending, and
+  `Store.open_scratch(home)` is a writable store, or when the file cannot be written, a copy of it in
+  memory: a listing can then show a lost run as lost without recording it (`scratch` says why).
 """
 
 from __future__ import annotations
@@ -33,8 +39,8 @@ from urllib.parse import quote
 from rnix.core import events as ev
 from rnix.core.events import Record
 from rnix.core.lifecycle import RunStatus
-from rnix.errors import RnixError
-from rnix.store import migrations, projections
+from rnix.errors import ExitCode, HomeUnusable, RnixError
+from rnix.store import migrations, preflight, projections
 from rnix.store.paths import home_dir
 
 DB_NAME = "rnix.db"
@@ -53,6 +59,17 @@ class StoreLocked(StoreError):
     """Another process held the database's write lock for longer than the busy timeout."""
 
     code = "STORE_LOCKED"
+
+
+class StoreUnwritable(StoreError, HomeUnusable):
+    """The filesystem refused a write to the database (full, read-only, I/O error, permission)."""
+
+    code = "STORE_UNWRITABLE"
+    exit_code = ExitCode.STATE
+
+    def __init__(self, message: str, hint: str | None = None, *, path: Path, cause: str) -> None:
+        super().__init__(message, hint)
+        self.path, self.cause = path, cause
 
 
 @dataclass(frozen=True)
@@ -188,6 +205,7 @@ class Store:
         self._closed = False
         self.path = path
         self.readonly = readonly
+        self.scratch: StoreUnwritable | None = None  # why this is a copy in memory (writes are not kept)
         self._busy_timeout_ms = BUSY_TIMEOUT_MS if busy_timeout_ms is None else busy_timeout_ms
 
     @classmethod
@@ -202,6 +220,35 @@ class Store:
             return cls(_connect_writable(path), path, readonly=False)
         except sqlite3.Error as exc:
             raise _store_error(exc, path) from exc
+        except OSError as exc:  # the home could not be created
+            cause = preflight.cause_of(home, exc)
+            if cause is None:
+                raise
+            raise _unwritable(path, cause) from exc
+
+    @classmethod
+    def open_scratch(cls, home: Path) -> Store:
+        """A writable store; when the database cannot be written, a writable copy of it in memory
+        (`scratch` holds the reason: the caller may say that what it writes is not kept)."""
+        path = home / DB_NAME
+        cause = preflight.filesystem_cause(home) if path.exists() else None
+        if cause is not None:  # opening may well succeed (nothing to migrate); writing would not
+            reason = _unwritable(path, cause)
+        else:
+            try:
+                return cls.open(home)
+            except StoreUnwritable as exc:
+                if not path.exists():
+                    raise
+                reason = exc
+        with cls.open(home, readonly=True) as source:
+            memory = sqlite3.connect(":memory:", isolation_level=None)
+            memory.row_factory = sqlite3.Row
+            if source._conn is not None:
+                source._conn.backup(memory)
+        store = cls(memory, home / DB_NAME, readonly=False)
+        store.scratch = reason
+        return store
 
     def close(self) -> None:
         self._closed = True
@@ -424,7 +471,24 @@ def _connect_readonly(path: Path, busy_timeout_ms: int | None = None) -> sqlite3
     conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_ms / 1000, isolation_level=None)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.Error as exc:
+        if not _unwritable_error(exc) or _wal_pending(path):
+            return conn  # e.g. locked: the first read reports it, with the reader's busy timeout
+        conn.close()
+        # A full (or read-only) filesystem: SQLite could not create the shared-memory file a WAL
+        # reader needs. With no log pending the file alone is the whole database: read it as is.
+        conn = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
+        conn.row_factory = sqlite3.Row
     return conn
+
+
+def _wal_pending(path: Path) -> bool:
+    try:
+        return os.path.getsize(f"{path}-wal") > 0
+    except OSError:
+        return False
 
 
 def _retry_locked(action: Callable[[], _T]) -> _T:
@@ -450,6 +514,21 @@ def is_locked(exc: BaseException) -> bool:
     return (code is not None and code & 0xFF in (5, 6)) or "locked" in str(exc)
 
 
+def _unwritable_error(exc: BaseException) -> bool:
+    """SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL or SQLITE_CANTOPEN: the filesystem said no."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in (8, 10, 13, 14)
+
+
+def _unwritable(path: Path, cause: str) -> StoreUnwritable:
+    return StoreUnwritable(
+        f"cannot write the state database {path}: {cause}",
+        preflight.fix_hint(cause),
+        path=path,
+        cause=cause,
+    )
+
+
 def _store_error(exc: sqlite3.Error, path: Path, busy_timeout_ms: int | None = None) -> StoreError:
     busy_timeout_ms = BUSY_TIMEOUT_MS if busy_timeout_ms is None else busy_timeout_ms
     if is_locked(exc):
@@ -457,6 +536,8 @@ def _store_error(exc: sqlite3.Error, path: Path, busy_timeout_ms: int | None = N
             f"the state database {path} stayed locked for over {busy_timeout_ms / 1000:g} s",
             "another rnix process is holding it; try again",
         )
+    if _unwritable_error(exc):
+        return _unwritable(path, preflight.filesystem_cause(path.parent) or str(exc))
     return StoreError(
         f"cannot use the state database {path}: {exc}",
         "check the file and its directory (RNIX_HOME); move it aside to start afresh",

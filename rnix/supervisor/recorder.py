@@ -13,8 +13,14 @@ Contract:
 - `flush(timeout)` blocks until every event recorded before the call is committed (TimeoutError
   otherwise); `aflush()` does the same from a coroutine without blocking the loop.
 - `close()` flushes and stops the thread; calling it again does nothing. If the database stays
-  unwritable, close raises TimeoutError after `timeout` and the daemon thread keeps retrying until the
+  locked, close raises TimeoutError after `timeout` and the daemon thread keeps retrying until the
   process exits.
+- A batch the filesystem refuses (`StoreUnwritable`: full, read-only, I/O error) breaks the recorder:
+  `broken` keeps the error and `on_broken(error)` is called once, from the worker thread, so that the
+  supervisor stops the run at once. From then on `flush` returns without waiting (the events stay
+  queued: nothing is durable any more, and the run is being stopped), the worker keeps retrying (space
+  may come back), and `close` tries one last time for at most `broken_grace` seconds, then returns
+  without raising: the events it could not write are lost, what was committed before stays whole.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from collections import deque
 from collections.abc import Callable
 
 from rnix.core.events import Record
-from rnix.store.db import Store, is_locked
+from rnix.store.db import Store, StoreUnwritable, is_locked
 
 
 class Recorder:
@@ -38,8 +44,12 @@ class Recorder:
         interval: float = 0.05,
         batch_size: int = 500,
         max_backoff: float = 1.0,
+        on_broken: Callable[[StoreUnwritable], None] = lambda error: None,
+        broken_grace: float = 1.0,
     ) -> None:
         self._store_factory = store_factory
+        self._on_broken = on_broken
+        self._broken_grace = broken_grace
         self._interval = interval
         self._batch_size = batch_size
         self._max_backoff = max_backoff
@@ -54,6 +64,12 @@ class Recorder:
         self._closed = False
         self._thread: threading.Thread | None = None
         self.last_error: BaseException | None = None
+        self.broken: StoreUnwritable | None = None
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close()` was called (record() raises from then on)."""
+        return self._closed
 
     @property
     def pending(self) -> int:
@@ -90,7 +106,7 @@ class Recorder:
                 raise RuntimeError("the recorder was not started")
             self._flush_target = max(self._flush_target, target)
             self._wake.notify()
-            while self._committed < target:
+            while self._committed < target and self.broken is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(self._timeout_message(target, timeout))
@@ -114,8 +130,10 @@ class Recorder:
             self._stopping = True
             self._wake.notify()
             target = self._recorded
+            if self.broken is not None:
+                timeout = min(timeout, self._broken_grace)
         self._thread.join(timeout)
-        if self._thread.is_alive():
+        if self._thread.is_alive() and self.broken is None:
             with self._wake:
                 raise TimeoutError(self._timeout_message(target, timeout))
 
@@ -138,7 +156,11 @@ class Recorder:
                     if not is_locked(exc) and store is not None:
                         _close_quietly(store)  # reopen: the connection may be what is broken
                         store = None
-                    time.sleep(backoff)
+                    if isinstance(exc, StoreUnwritable):
+                        self._break(exc)
+                        if self._stopping:
+                            return  # that was close's last try
+                    self._pause(backoff)
                     backoff = min(backoff * 2, self._max_backoff)
                     continue
                 with self._wake:
@@ -149,6 +171,20 @@ class Recorder:
         finally:
             if store is not None:
                 _close_quietly(store)
+
+    def _break(self, error: StoreUnwritable) -> None:
+        with self._wake:
+            first = self.broken is None
+            self.broken = self.broken or error
+            self._done.notify_all()  # flushers stop waiting
+        if first:
+            self._on_broken(error)
+
+    def _pause(self, seconds: float) -> None:
+        """Wait before a retry; a close cuts the wait short (its one last try comes at once)."""
+        with self._wake:
+            if not self._stopping:
+                self._wake.wait(seconds)
 
     def _next_batch(self) -> list[Record]:
         """Wait for events, then for more (up to `interval`) unless a flush or close is waiting."""

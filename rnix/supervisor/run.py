@@ -5,6 +5,11 @@ scheduler; turns SIGINT/SIGTERM into graceful stops (a second one kills at once)
 run's end and releases every resource, so an exception never leaves agents or a dangling run. The
 end is recorded after the spawner closed, i.e. after every agent and every process descended from
 one was reaped (spawn.py): `compose down`, which waits for the recorded end, returns with none left.
+
+RNIX_HOME is checked (`preflight.check_home`) before anything starts. When an event cannot be
+recorded mid-run (the filesystem is full or read-only: the recorder breaks), the run is stopped the
+way a Ctrl-C stops it, its end is recorded if the filesystem lets it, and `supervise` raises
+`HomeUnusable` (exit status 3) naming the database and the cause.
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ from rnix.core.fold import RunState
 from rnix.core.lifecycle import AgentState, RunStatus
 from rnix.core.plan import Plan, plan_as_dict
 from rnix.core.secrets import is_secret_name, mask, secret_values
-from rnix.errors import ExitCode
+from rnix.errors import ExitCode, HomeUnusable
 from rnix.llm import retry, routing
 from rnix.supervisor.agentenv import agent_environment, base_environment
 from rnix.supervisor.scheduler import AgentView, Clock, Scheduler
 
 if TYPE_CHECKING:
     from rnix.core.journal import Replay
+    from rnix.store.db import StoreUnwritable
     from rnix.supervisor.gateway import Gateway
     from rnix.supervisor.resume import Resume
 
@@ -63,7 +69,7 @@ class Outcome:
 
 
 async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = lambda view: None) -> Outcome:
-    from rnix.store import paths
+    from rnix.store import paths, preflight
     from rnix.store.db import Store
     from rnix.supervisor import procinfo
     from rnix.supervisor.assess import Assessor
@@ -76,14 +82,30 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
     # The gateway holds the provider keys and agents run as the same user: keep them out of this
     # process (its /proc environ and memory, ptrace) before the first agent exists.
     procinfo.make_undumpable()
+    preflight.check_home(ctx.home)
     home = paths.home_dir(ctx.home)
+    loop = asyncio.get_running_loop()
+    scheduler: Scheduler | None = None
+
+    unrecorded: list[StoreUnwritable] = []
+
+    def on_broken(error: StoreUnwritable) -> None:
+        """The store refused a write: stop the run now (the scheduler records the stop as usual)."""
+        unrecorded.append(error)
+        if scheduler is not None and not recorder.closed and not scheduler.state.all_terminal:
+            scheduler.request_stop(f"the run's state cannot be recorded: {error.cause}")
+
     run_dir = paths.run_dir(home, ctx.run_id)
     socket_path = str(paths.runtime_dir(ctx.environ) / f"{ctx.run_id}.sock")
     secrets = secret_values(ctx.environ)
     control = _Control()
     control_server = ControlServer(control_socket_path(home, ctx.run_id, ctx.environ), control)
     await control_server.start()  # before the run is visible: whoever sees it can reach it
-    recorder = Recorder(lambda: Store.open(home))
+
+    def on_broken_thread(error: StoreUnwritable) -> None:
+        loop.call_soon_threadsafe(on_broken, error)
+
+    recorder = Recorder(lambda: Store.open(home), on_broken=on_broken_thread)
     recorder.start()
     control.flush = recorder.aflush
 
@@ -110,7 +132,6 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
         )
     )
     await recorder.aflush()  # `compose down`, `ps` and `--detach` can see the run from here on
-    scheduler: Scheduler | None = None
 
     def on_call(agent: str, data: dict[str, object]) -> None:
         key = InstanceKey.parse(agent)
@@ -122,7 +143,7 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
         else:  # the SLA judge's own account: logged, not an instance of the run
             record(Record(ctx.run_id, ctx.clock.time(), call))
 
-    journal = _Journal(home, ctx.run_id, secrets)
+    journal = _Journal(home, ctx.run_id, secrets, on_broken)
     retries = retry.Settings.from_environ(os.environ)
     gateway = Gateway(
         socket_path,
@@ -137,8 +158,9 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
     interrupted: list[int] = []
     failure: list[BaseException] = []
     background: list[asyncio.Future[Any]] = []
-    loop = asyncio.get_running_loop()
     try:
+        if recorder.broken is not None:  # not even the run's start could be recorded
+            raise _unrecorded(recorder.broken)
         # Slow loads begin at once: a tokenizer encoding takes ~0.3 s (the CLI began the likely one
         # as it started), `import aiohttp` ~0.3 s, `import litellm` several seconds (the first call
         # through a client waits for it; command agents and spawning go on meanwhile).
@@ -234,6 +256,8 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, on_signal, signum)
+        if recorder.broken is not None:  # it broke before the scheduler existed
+            on_broken(recorder.broken)
         agents = await scheduler.run()
     except BaseException as exc:
         failure.append(exc)
@@ -260,15 +284,31 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
     outcome = _outcome(
         ctx.run_id, scheduler.state, agents, elapsed_ms, interrupted[0] if interrupted else None
     )
+    broken = recorder.broken or (unrecorded[0] if unrecorded else None)
+    if broken is not None:
+        outcome.status, outcome.exit_code = RunStatus.FAILED, int(ExitCode.STATE)
     finished = ev.RunFinished(
         status=outcome.status.value,
         exit_code=outcome.exit_code,
         elapsed_ms=elapsed_ms,
         tokens_used=scheduler.state.tokens_used,
+        error=None if broken is None else f"the run's state cannot be recorded: {broken.cause}",
     )
     record(Record(ctx.run_id, ctx.clock.time(), finished))
-    recorder.close()
+    recorder.close()  # when broken: one last try, then whatever was committed stays as it was
+    if broken is not None:
+        raise _unrecorded(broken, "the run was stopped")
+    if recorder.broken is not None:  # only the run's last events could not be written
+        raise _unrecorded(recorder.broken, "its end is not recorded")
     return outcome
+
+
+def _unrecorded(error: StoreUnwritable, done: str = "nothing was started") -> HomeUnusable:
+    """The error a run ends with when its events could not be recorded."""
+    from rnix.store.preflight import fix_hint
+
+    message = f"cannot record the run in {error.path}: {error.cause}; {done}"
+    return HomeUnusable(message, fix_hint(error.cause))
 
 
 def _masked(item: Record, secrets: tuple[str, ...]) -> Record:
@@ -313,21 +353,32 @@ class _Journal:
     Group commit: the entries that arrive while a commit is under way are committed together in
     the next one, so 500 agents answered at once cost a few transactions, not 500 in a row."""
 
-    def __init__(self, home: Path, run_id: str, secrets: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        home: Path,
+        run_id: str,
+        secrets: tuple[str, ...],
+        on_broken: Callable[[StoreUnwritable], None] = lambda error: None,
+    ) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        self.home, self.run_id, self.secrets = home, run_id, secrets
+        self.home, self.run_id, self.secrets, self.on_broken = home, run_id, secrets, on_broken
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnix-journal")
         self._store: Any = None
         self._waiting: list[tuple[str, int, Any, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
     async def append(self, instance: str, attempt: int, entry: Any) -> None:
+        from rnix.store.db import StoreUnwritable
+
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append((instance, attempt, entry, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._drain())
-        await asyncio.shield(done)
+        try:
+            await asyncio.shield(done)
+        except StoreUnwritable as exc:  # the run is stopped; the answer still reaches the agent
+            self.on_broken(exc)
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()

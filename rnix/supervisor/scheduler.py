@@ -275,6 +275,8 @@ class Scheduler:
         if self._unflushed:  # what the new agents depend on must be durable first
             self._unflushed = False
             await self._flush()
+            if self.state.stopping is not None:
+                return  # stopped meanwhile (e.g. the store broke and the flush gave up): start nothing
         for key in starts:
             if not self._fund(key):
                 return  # decide again: its dependents are skipped before others are funded

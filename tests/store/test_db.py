@@ -612,3 +612,19 @@ def test_run_ids_are_unique_and_12_hex() -> None:
     ids = {new_run_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(re.fullmatch(r"[0-9a-f]{12}", run_id) for run_id in ids)
+
+
+def test_open_scratch_writes_to_a_copy_when_the_file_cannot_be_written(
+    rnix_home: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.append([started_run()])
+    store.close()
+    with Store.open_scratch(rnix_home) as writable:  # a healthy disk: the real database
+        assert writable.scratch is None
+    monkeypatch.setattr(db.preflight, "filesystem_cause", lambda path: "its filesystem is read-only")
+    with Store.open_scratch(rnix_home) as copy:
+        assert copy.scratch is not None and "read-only" in copy.scratch.message
+        assert copy.mark_run_lost(RUN, T0 + 9)
+        assert copy.run(RUN).status == "lost"  # type: ignore[union-attr]
+    with Store.open(rnix_home, readonly=True) as reader:
+        assert reader.run(RUN).status == "running"  # type: ignore[union-attr]

@@ -194,3 +194,48 @@ def test_flush_before_start_with_pending_events_is_an_error(rnix_home: Path) -> 
         rec.flush()
     rec.close()
     assert recorded(rnix_home) == [1]
+
+
+class FullStore(Store):
+    """A store whose filesystem is full until `space` is set."""
+
+    space = threading.Event()
+
+    def append(self, events: Sequence[Record]) -> None:
+        if not FullStore.space.is_set():
+            raise db.StoreUnwritable("full", path=self.path, cause="its filesystem is full")
+        super().append(events)
+
+
+def test_a_full_disk_breaks_the_recorder_at_once_and_flush_stops_waiting(rnix_home: Path) -> None:
+    FullStore.space.clear()
+    Store.open(rnix_home).close()
+    broken: list[db.StoreUnwritable] = []
+    rec = Recorder(lambda: FullStore.open(rnix_home), on_broken=broken.append, broken_grace=0.2)
+    rec.start()
+    rec.record(tick(1))
+    started = time.monotonic()
+    rec.flush(timeout=10)  # returns as soon as the store broke: no 10 s wait, no TimeoutError
+    assert time.monotonic() - started < 1
+    assert rec.broken is not None and rec.broken.cause == "its filesystem is full"
+    rec.record(tick(2))
+    rec.flush(timeout=10)
+    assert len(broken) == 1  # told once
+    started = time.monotonic()
+    rec.close(timeout=10)  # one last try, then it gives up without raising
+    assert time.monotonic() - started < 1
+    assert recorded(rnix_home) == []
+
+
+def test_a_broken_recorder_still_writes_once_space_comes_back(rnix_home: Path) -> None:
+    FullStore.space.clear()
+    Store.open(rnix_home).close()
+    rec = Recorder(lambda: FullStore.open(rnix_home), interval=0.01, max_backoff=0.02)
+    rec.start()
+    rec.record(tick(1))
+    rec.flush()
+    assert rec.broken is not None
+    FullStore.space.set()
+    rec.record(tick(2))
+    rec.close()
+    assert recorded(rnix_home) == [1, 2]  # in order, nothing dropped
