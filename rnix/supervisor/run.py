@@ -15,6 +15,7 @@ way a Ctrl-C stops it, its end is recorded if the filesystem lets it, and `super
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from rnix.store.db import StoreUnwritable
     from rnix.supervisor.gateway import Gateway
     from rnix.supervisor.resume import Resume
+    from rnix.supervisor.spawn import ForkServerSpawner
 
 
 @dataclass
@@ -69,7 +71,32 @@ class Outcome:
 
 
 async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = lambda view: None) -> Outcome:
-    from rnix.store import paths, preflight
+    from rnix.store import preflight
+    from rnix.supervisor import procinfo
+    from rnix.supervisor.spawn import ForkServerSpawner
+
+    # The gateway holds the provider keys and agents run as the same user: keep them out of this
+    # process (its /proc environ and memory, ptrace) before the first agent exists.
+    procinfo.make_undumpable()
+    preflight.check_home(ctx.home)
+    # The fork server is a process of its own: it boots (~80 ms) while the run is set up here.
+    spawner = ForkServerSpawner(environ={k: v for k, v in ctx.environ.items() if not is_secret_name(k)})
+    spawner_started = asyncio.ensure_future(spawner.start())
+    try:
+        return await _supervise(ctx, on_update, spawner, spawner_started)
+    finally:
+        with contextlib.suppress(Exception):
+            await spawner_started  # never abandoned half-started: then it can be closed
+        await spawner.close()  # a no-op when the run closed it; else (a failed set-up) it ends here
+
+
+async def _supervise(
+    ctx: RunContext,
+    on_update: Callable[[AgentView], None],
+    spawner: ForkServerSpawner,
+    spawner_started: asyncio.Future[None],
+) -> Outcome:
+    from rnix.store import paths
     from rnix.store.db import Store
     from rnix.supervisor import procinfo
     from rnix.supervisor.assess import Assessor
@@ -77,12 +104,7 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
     from rnix.supervisor.gateway import Gateway
     from rnix.supervisor.recorder import Recorder
     from rnix.supervisor.runfiles import RunFiles
-    from rnix.supervisor.spawn import ForkServerSpawner
 
-    # The gateway holds the provider keys and agents run as the same user: keep them out of this
-    # process (its /proc environ and memory, ptrace) before the first agent exists.
-    procinfo.make_undumpable()
-    preflight.check_home(ctx.home)
     home = paths.home_dir(ctx.home)
     loop = asyncio.get_running_loop()
     scheduler: Scheduler | None = None
@@ -154,7 +176,6 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
     )
     for agent in ctx.plan.agents:
         gateway.limit_model(agent.spec.model, agent.spec.max_concurrency, agent.spec.rpm)
-    spawner = ForkServerSpawner(environ={k: v for k, v in ctx.environ.items() if not is_secret_name(k)})
     interrupted: list[int] = []
     failure: list[BaseException] = []
     background: list[asyncio.Future[Any]] = []
@@ -179,7 +200,7 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
             from rnix.llm.openai_http import load_aiohttp
 
             background.extend(asyncio.ensure_future(load) for load in (load_aiohttp(), limits.load()))
-        await asyncio.gather(gateway.start(), spawner.start())
+        await asyncio.gather(gateway.start(), spawner_started)
         # What built-in agents' first calls need is ready before any agent starts: the token
         # encodings (tiktoken's GIL-holding constructor never stalls the loop mid-run) and the
         # clients (imported, session open), so no first call pays for them. Agents that could
