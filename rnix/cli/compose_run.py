@@ -26,17 +26,14 @@ from rnix.errors import ExitCode, RnixError, UsageError
 from rnix.ui import jsonout
 
 
-def _preload_tokenizer(env: Env) -> None:
-    """Start loading the encoding most runs count with (the mock's and most models'), concurrently
-    with reading the file; the supervisor loads any other one it needs (rnix.llm.tokens.preload)."""
-    from rnix.llm import tokens
-
-    tokens.preload(env.environ.get("RNIX_MODEL") or "mock")
-
-
 def preload_clients(env: Env, spec: ComposeSpec) -> None:
-    """Begin importing the lean client as soon as the file says it will be used."""
-    from rnix.llm import routing
+    """Begin loading what the run's first calls need as soon as the file says which models: the
+    lean client's import, and the token encoding of the mock (a provider's model needs none)."""
+    from rnix.llm import routing, tokens
+
+    for model in {a.model for a in spec.agents if not a.command}:
+        if tokens.needs_encoding(model):
+            tokens.preload(model)
 
     if any(routing.client_for(a.model, env.environ) == routing.LEAN for a in spec.agents if not a.command):
         from rnix.llm import openai_http
@@ -186,8 +183,6 @@ def up_cmd(
     from rnix.store.projectlock import try_lock
     from rnix.supervisor.run import RunContext, supervise
 
-    if not detach:
-        _preload_tokenizer(env)
     loaded = load(env, file, project)
     check_credentials(env, loaded)
     if not detach:

@@ -272,7 +272,9 @@ def run_cmd(
     from rnix.supervisor.run import RunContext, supervise
     from rnix.ui.runview import up_document
 
-    tokens.preload(model or env.environ.get("RNIX_MODEL") or "mock")  # concurrently with what follows
+    likely = model or env.environ.get("RNIX_MODEL") or "mock"
+    if tokens.needs_encoding(likely):
+        tokens.preload(likely)  # concurrently with what follows
     body: dict[str, Any] = {"intent": intent}
     for key, value in (
         ("model", model or env.environ.get("RNIX_MODEL")),

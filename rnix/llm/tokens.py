@@ -215,6 +215,36 @@ def count_messages(messages: list[dict[str, Any]], model: str) -> int:
     return total
 
 
+def upper_bound(messages: list[dict[str, Any]], tools: list[Any] | None = None) -> int:
+    """At least the prompt's token count, without an encoding: a byte-level BPE token is one byte
+    or more, so the UTF-8 bytes of each counted text (with the same framing) bound its tokens."""
+    total = REPLY_PRIMING
+    for message in messages:
+        total += TOKENS_PER_MESSAGE
+        for key, value in message.items():
+            if key == "content":
+                text = _content_text(value)
+            elif key == "name":
+                total += TOKENS_PER_NAME
+                text = str(value)
+            elif isinstance(value, str):
+                text = value
+            elif value is not None:
+                text = json.dumps(value, ensure_ascii=False, default=str)
+            else:
+                continue
+            total += len(text.encode("utf-8", "surrogatepass"))
+    if tools:
+        total += len(json.dumps(tools, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass"))
+    return total
+
+
+def needs_encoding(model: str) -> bool:
+    """Whether counting for `model` needs its encoding before a call: the mock's usage is counted
+    exactly; a provider reports usage, and a prompt is bounded without one (see `upper_bound`)."""
+    return model.split("?", 1)[0] == "mock"
+
+
 def count_prompt(messages: list[dict[str, Any]], model: str, tools: list[Any] | None = None) -> int:
     """Prompt tokens including tool definitions (sent as JSON schemas, so counted as such)."""
     total = count_messages(messages, model)

@@ -189,7 +189,8 @@ async def _supervise(
 
         models = {agent.spec.model for agent in ctx.plan.agents}
         for model in models:
-            tokens.preload(model)
+            if tokens.needs_encoding(model):
+                tokens.preload(model)
         clients = {routing.client_for(model, os.environ) for model in models}
         if routing.LITELLM in clients:  # only then: a run of OpenAI-protocol models never imports it
             from rnix.llm.litellm_backend import load_litellm
@@ -206,8 +207,9 @@ async def _supervise(
         # clients (imported, session open), so no first call pays for them. Agents that could
         # start are forked meanwhile and held (rnix.supervisor.early).
         counted = {a.spec.model for a in ctx.plan.agents if not a.spec.command}
+        encoded = {model for model in counted if tokens.needs_encoding(model)}
         ready = asyncio.ensure_future(
-            asyncio.gather(asyncio.to_thread(tokens.wait_loaded, counted), gateway.warm(counted))
+            asyncio.gather(asyncio.to_thread(tokens.wait_loaded, encoded), gateway.warm(counted))
         )
         background.append(ready)
         files = RunFiles(

@@ -8,8 +8,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rnix.llm import tokens
 
@@ -124,3 +127,21 @@ def test_message_shapes_are_counted_without_crashing() -> None:
     tools = [{"type": "function", "function": {"name": "search", "parameters": {}}}]
     plain = [{"role": "user", "content": "hi"}]
     assert tokens.count_prompt(plain, "mock", tools) > tokens.count_prompt(plain, "mock")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    texts=st.lists(st.text(max_size=200), min_size=1, max_size=5),
+    name=st.one_of(st.none(), st.text(min_size=1, max_size=10)),
+)
+def test_the_byte_bound_is_never_below_the_exact_count(texts: list[str], name: str | None) -> None:
+    """The gateway lets `upper_bound` decide a provider's budget check without an encoding: it must
+    never undercount, whatever the text (multi-byte characters, lone surrogates, tool calls)."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": t} for t in texts]
+    if name is not None:
+        messages[0]["name"] = name
+    messages.append({"role": "assistant", "content": None, "tool_calls": [{"function": {"name": "f"}}]})
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    for model in ("gpt-4o-mini", "mock"):
+        assert tokens.upper_bound(messages, tools) >= tokens.count_prompt(messages, model, tools)
+    assert not tokens.needs_encoding("openai/gpt-4o-mini") and tokens.needs_encoding("mock?latency=1s")
