@@ -18,6 +18,7 @@ import contextlib
 import os
 import signal as signals
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -151,6 +152,7 @@ class Scheduler:
         self._held: dict[InstanceKey, Held] = {}  # forked early, waiting for their task (early.py)
         self._registered: set[InstanceKey] = set()  # accounts opened by a hold, funded at release
         self._ready = ready
+        self._files_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnix-files")
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -186,6 +188,7 @@ class Scheduler:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._files_thread.shutdown(wait=False)
         return self.agents
 
     def request_stop(self, reason: str, grace: float | None = None, by_pid: int | None = None) -> None:
@@ -388,8 +391,11 @@ class Scheduler:
             budget = inst.budget
             self.accounts.begin_attempt(name, attempt)
         upstream = {dep: self.state.instances[InstanceKey(dep)].result or "" for dep in spec.depends_on}
-        # Off the loop: creating two files costs ~1 ms each, 1 s for a layer of 500 agents.
-        paths = await asyncio.to_thread(self.files.prepare, spec, attempt, budget, upstream, self.stdin_input)
+        # Off the loop: creating two files costs ~1 ms each, 1 s for a layer of 500 agents. One
+        # worker, so that agents launched together are spawned in plan order.
+        paths = await asyncio.get_running_loop().run_in_executor(
+            self._files_thread, self.files.prepare, spec, attempt, budget, upstream, self.stdin_input
+        )
         requested = self.clock.time()  # the agent's clock starts with the spawn (or release)
         if held is not None and await held.release(paths.task_data):
             process = held.process
