@@ -282,6 +282,8 @@ class Scheduler:
                 return  # stopped meanwhile (e.g. the store broke and the flush gave up): start nothing
         for key in starts:
             if not self._fund(key):
+                if key in self._held:  # forked early, but it will never run
+                    self._held.pop(key).discard()
                 return  # decide again: its dependents are skipped before others are funded
             self._launch(key)
 

@@ -114,6 +114,9 @@ class FakeAccounts:
     def used(self, agent: str) -> int:
         return 7
 
+    def fund(self, agent: str, budget: int) -> None:
+        self.registered[agent] = budget
+
 
 class Clock:
     def time(self) -> float:
