@@ -20,6 +20,7 @@ instance (retry with backoff, or a terminal state).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -53,6 +54,7 @@ class Start:
 class Skip:
     key: InstanceKey
     reason: str
+    by_condition: bool = False  # a dependency's condition was not met (InstanceSkipped.by_condition)
 
 
 @dataclass(frozen=True)
@@ -134,11 +136,11 @@ def next_actions(
                 actions.append(Stop(key, stopping, grace))
             continue
         if inst.state is AgentState.PENDING:
-            decided = _pending(state, inst)
+            decided = _pending(state, inst, spec.conditions)
             startable = bool(decided) and isinstance(decided[0], Start)
             if warming and startable:
                 decided = []
-            holdable = _holdable(state, inst, spec.command) or (
+            holdable = (not spec.conditions and _holdable(state, inst, spec.command)) or (
                 startable and _first_builtin(inst, spec.command)
             )
             if not decided and room > 0 and key not in held and holdable:
@@ -163,16 +165,33 @@ def next_actions(
     return Decision(tuple(actions), min(wake) if wake else None)
 
 
-def _pending(state: RunState, inst: Instance) -> list[Action]:
+def _pending(state: RunState, inst: Instance, conditions: Mapping[str, str]) -> list[Action]:
+    """Start once every dependency met its condition; skip as soon as one cannot.
+
+    `completed` (the default) is met by a completed dependency, or by one skipped by a condition (it
+    need not have run: the agent runs without its result); `failed` by one that failed, timed out or
+    ran out of budget; `finished` by any end. A dependency that ended otherwise skips the agent: by
+    condition when the dependency ended as it should have (`{build: failed}` after build completed),
+    else as a failure that propagates."""
     deps = [state.instances.get(InstanceKey(dep)) for dep in inst.depends_on]
+    waiting = False
     for dep_name, dep in zip(inst.depends_on, deps, strict=True):
         if dep is None:
             return [Skip(inst.key, f"dependency '{dep_name}' is not in the run")]
-        if dep.state.terminal and dep.state is not AgentState.COMPLETED:
+        if not dep.state.terminal:
+            waiting = True
+            continue
+        condition = conditions.get(dep_name, "completed")
+        if condition == "finished":
+            continue
+        if condition == "failed":
+            if dep.state not in _BAD_ENDS:
+                reason = f"dependency '{dep_name}' {dep.state.value}: this agent runs only if it failed"
+                return [Skip(inst.key, reason, by_condition=dep.ok)]
+            continue
+        if not dep.ok:
             return [Skip(inst.key, f"dependency '{dep_name}' {dep.state.value}")]
-    if all(dep is not None and dep.state is AgentState.COMPLETED for dep in deps):
-        return [Start(inst.key)]
-    return []
+    return [] if waiting else [Start(inst.key)]
 
 
 _UNDER_WAY = frozenset({AgentState.RUNNING, AgentState.PAUSED, AgentState.COMPLETED})

@@ -280,9 +280,13 @@ class InstanceExited(Event):
 
 @dataclass(frozen=True)
 class InstanceSkipped(Event):
+    """Never ran. `by_condition`: because a dependency's condition (`{x: failed}`) was not met,
+    which is an outcome, not a failure: it neither fails the run nor blocks its own dependents."""
+
     KIND: ClassVar[str] = "agent_skipped"
     key: InstanceKey = InstanceKey("")
     reason: str | None = None
+    by_condition: bool = False
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from rnix.core.types import (
     Str,
 )
 
+# `depends_on: {name: CONDITION}` (rnix.core.actions decides what each means).
+DEPENDENCY_CONDITIONS = ("completed", "failed", "finished")
 AGENT_NAME = r"[a-z0-9][a-z0-9_-]*"
 AGENT_NAME_MAX = 63
 ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -110,11 +112,13 @@ AGENT = Obj(
             OneOf(
                 (
                     (list, ListOf(agent_name, unique=True, label="a list of agent names")),
-                    (dict, MapOf(Enum(("completed",)), AGENT_NAME, "an agent name")),
+                    (dict, MapOf(Enum(DEPENDENCY_CONDITIONS), AGENT_NAME, "an agent name")),
                 ),
-                what="a list of agent names or a mapping name -> completed",
+                what="a list of agent names or a mapping name -> completed | failed | finished",
             ),
-            "Agents that must complete before this one starts; their results are passed in.",
+            "Agents this one waits for; their results are passed in. A list, or a mapping of each to "
+            "the condition it must meet: `completed` (the default), `failed` (failed, timed out or ran "
+            "out of budget: e.g. a diagnose agent) or `finished` (ended in any way).",
         ),
         "timeout": Field(Duration(), "Wall time after which the agent is stopped.", default="10m"),
         "stop_grace_period": Field(

@@ -56,6 +56,7 @@ class Instance:
     result: str | None = None
     error: str | None = None
     reused_from: str | None = None  # completed in that earlier run; not run again
+    by_condition: bool = False  # skipped because a dependency's condition was not met
     assessed: bool = False
     sla: dict[str, Any] | None = None
     log_path: str | None = None
@@ -64,6 +65,11 @@ class Instance:
     @property
     def name(self) -> str:
         return str(self.key)
+
+    @property
+    def ok(self) -> bool:
+        """Ended as it should: completed, or skipped because a condition said it need not run."""
+        return self.state is AgentState.COMPLETED or (self.state is AgentState.SKIPPED and self.by_condition)
 
     @property
     def ran(self) -> bool:
@@ -302,7 +308,7 @@ def _settle(inst: Instance, state: AgentState, reason: str | None, ts: float) ->
 
 
 def _skipped(inst: Instance, e: ev.InstanceSkipped, ts: float) -> Instance:
-    return _settle(inst, AgentState.SKIPPED, e.reason, ts)
+    return replace(_settle(inst, AgentState.SKIPPED, e.reason, ts), by_condition=e.by_condition)
 
 
 def _cancelled(inst: Instance, e: ev.InstanceCancelled, ts: float) -> Instance:

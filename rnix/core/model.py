@@ -66,6 +66,8 @@ class AgentSpec:
     priority: str
     max_steps: int
     depends_on: tuple[str, ...] = ()
+    # A dependency's condition when it is not `completed` (`failed` or `finished`; rnix.core.actions).
+    conditions: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     agent: str | None = None
     candidates: tuple[str, ...] = ()
     command: tuple[str, ...] | None = None

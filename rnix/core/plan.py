@@ -68,7 +68,7 @@ class AgentPlan:
         not shape the result (timeout, retries, grace, priority, budget, contract) are left out.
         """
         spec, definition = self.spec, self.spec.definition
-        content = {
+        content: dict[str, Any] = {
             "name": spec.name,
             "intent": spec.intent,
             "depends_on": list(spec.depends_on),
@@ -83,6 +83,8 @@ class AgentPlan:
             "role": definition.role if definition else None,
             "tools": {k: dict(v) for k, v in definition.tools.items()} if definition else None,
         }
+        if spec.conditions:  # only when set, so that the hashes of existing files do not change
+            content["conditions"] = dict(spec.conditions)
         text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 

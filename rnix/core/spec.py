@@ -59,6 +59,13 @@ def _dependency_names(raw: object) -> list[tuple[Path, str]]:
     return []
 
 
+def _conditions(raw: object) -> dict[str, str]:
+    """The dependencies of a mapping-form depends_on whose condition is not `completed`."""
+    if not isinstance(raw, dict):
+        return {}
+    return {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str) and v != "completed"}
+
+
 def _check_dependencies(agents: dict[str, Any], names: list[str], ck: Checker) -> dict[str, list[str]]:
     """Unknown targets and cycles; returns the graph of known edges."""
     graph: dict[str, list[str]] = {}
@@ -163,6 +170,7 @@ def _build_agent(
         priority=body.get("priority", DEFAULTS["priority"]),
         max_steps=body.get("max_steps", DEFAULTS["max_steps"]),
         depends_on=tuple(deps),
+        conditions=MappingProxyType(_conditions(body.get("depends_on"))),
         agent=body.get("agent"),
         candidates=tuple(body.get("candidates", ())),
         command=argv,

@@ -27,7 +27,7 @@ from rnix.core import events as ev
 from rnix.core.actions import Options
 from rnix.core.events import InstanceKey, Record
 from rnix.core.fold import RunState
-from rnix.core.lifecycle import AgentState, RunStatus
+from rnix.core.lifecycle import RunStatus
 from rnix.core.plan import Plan, plan_as_dict
 from rnix.core.secrets import is_secret_name, mask, secret_values
 from rnix.errors import ExitCode, HomeUnusable
@@ -509,7 +509,7 @@ def _outcome(
     if signum is not None:
         status = RunStatus.CANCELLED
         code = ExitCode.INTERRUPTED if signum == signal.SIGINT else ExitCode.TERMINATED
-    elif all(a.state is AgentState.COMPLETED for a in agents.values()):
+    elif all(a.instance.ok for a in agents.values()):  # completed, or skipped by a condition
         status, code = RunStatus.COMPLETED, ExitCode.OK
     else:
         status, code = RunStatus.FAILED, ExitCode.FAILURE

@@ -263,16 +263,18 @@ class Scheduler:
             elif isinstance(action, act.Hold):
                 if action.key not in self._busy:
                     self._spawn_task(self._hold(action.key), action.key)
-            elif action.key in self._held:  # a held process that will never be released
-                self._held.pop(action.key).discard()
-                event = ev.InstanceSkipped if isinstance(action, act.Skip) else ev.InstanceCancelled
-                self.emit(event(key=action.key, reason=action.reason))
-            elif action.key in self._busy:
+            elif action.key in self._busy and action.key not in self._held:
                 continue  # being spawned: decided again once it runs
-            elif isinstance(action, act.Skip):
-                self.emit(ev.InstanceSkipped(key=action.key, reason=action.reason))
             else:
-                self.emit(ev.InstanceCancelled(key=action.key, reason=action.reason))
+                if action.key in self._held:  # forked early, but it will never be released
+                    self._held.pop(action.key).discard()
+                if isinstance(action, act.Skip):
+                    skipped = ev.InstanceSkipped(
+                        key=action.key, reason=action.reason, by_condition=action.by_condition
+                    )
+                    self.emit(skipped)
+                else:
+                    self.emit(ev.InstanceCancelled(key=action.key, reason=action.reason))
         if not starts or self._wake.is_set():
             return  # starts wait until the events just appended have been decided on
         if self._unflushed:  # what the new agents depend on must be durable first
@@ -392,7 +394,7 @@ class Scheduler:
         else:
             budget = inst.budget
             self.accounts.begin_attempt(name, attempt)
-        upstream = {dep: self.state.instances[InstanceKey(dep)].result or "" for dep in spec.depends_on}
+        upstream = {dep: _upstream_text(self.state.instances[InstanceKey(dep)]) for dep in spec.depends_on}
         # Off the loop: creating two files costs ~1 ms each, 1 s for a layer of 500 agents. One
         # worker, so that agents launched together are spawned in plan order.
         paths = await asyncio.get_running_loop().run_in_executor(
@@ -593,3 +595,13 @@ def _planned_event(agent: AgentPlan) -> ev.InstancePlanned:
         kind=spec.kind,
         spec_hash=agent.spec_hash,
     )
+
+
+def _upstream_text(dep: Instance) -> str:
+    """What a dependency passes on: its result; for one that did not complete (`{x: failed}`,
+    `{x: finished}`), how it ended and why, then whatever it printed; nothing for one skipped by a
+    condition (the agent runs without it)."""
+    if dep.state is AgentState.COMPLETED or dep.by_condition:  # a skip by condition passes nothing
+        return dep.result or ""
+    head = f"[{dep.name} {dep.state.value}" + (f": {dep.error}]" if dep.error else "]")
+    return f"{head}\n{dep.result}" if dep.result else head

@@ -179,6 +179,40 @@ def test_built_in_dependents_of_running_agents_are_held_within_the_limit() -> No
     assert act.Hold(b) not in act.next_actions(stopping, plan, 2.0, early).actions
 
 
+def test_dependency_conditions_decide_who_runs_and_a_skip_by_condition_blocks_nothing() -> None:
+    plan = plan_of(
+        {
+            "build": {"intent": "x"},
+            "diagnose": {"intent": "y", "depends_on": {"build": "failed"}},
+            "report": {"intent": "z", "depends_on": {"build": "finished"}},
+            "notify": {"intent": "w", "depends_on": ["diagnose"]},
+        }
+    )
+    build, diagnose, report, notify = (InstanceKey(n) for n in ("build", "diagnose", "report", "notify"))
+    running = step(planned(plan), 1.0, ev.InstanceStarted(key=build, attempt=1))
+    assert act.next_actions(running, plan, 1.0, act.Options(early_spawn=8)).actions == ()  # no holds
+    # build completed: diagnose is skipped by condition, which does not block notify
+    done = step(running, 2.0, ev.InstanceExited(key=build, state="completed", outcome="completed"))
+    skip = act.Skip(diagnose, "dependency 'build' completed: this agent runs only if it failed", True)
+    assert act.next_actions(done, plan, 2.0).actions == (act.Assess(build), skip, act.Start(report))
+    done = step(done, 2.0, ev.InstanceSkipped(key=diagnose, reason=skip.reason, by_condition=True))
+    assert done.instance("diagnose").ok and act.Start(notify) in act.next_actions(done, plan, 2.0).actions
+    # build failed: diagnose and report run
+    failed = step(running, 2.0, ev.InstanceExited(key=build, state="failed", outcome="failed"))
+    assert act.next_actions(failed, plan, 2.0).actions == (
+        act.Assess(build), act.Start(diagnose), act.Start(report)
+    )  # fmt: skip
+    # diagnose failed in turn: notify (which needs it completed) is skipped, as a failure
+    failed = step(failed, 3.0, ev.InstanceStarted(key=diagnose, attempt=1))
+    failed = step(failed, 4.0, ev.InstanceExited(key=diagnose, state="failed", outcome="failed"))
+    assert act.Skip(notify, "dependency 'diagnose' failed") in act.next_actions(failed, plan, 4.0).actions
+    # a skip that was not by condition does not satisfy `failed` either, and propagates
+    skipped = step(planned(plan), 1.0, ev.InstanceSkipped(key=build, reason="dependency gone"))
+    assert act.Skip(diagnose, "dependency 'build' skipped: this agent runs only if it failed") in (
+        act.next_actions(skipped, plan, 1.0).actions
+    )
+
+
 def test_a_reused_instance_counts_as_completed_but_not_as_spent() -> None:
     plan = plan_of({"a": {"intent": "x"}, "b": {"intent": "y", "depends_on": ["a"]}})
     state = step(planned(plan), 1.0, ev.InstanceReused(key=A, from_run="old", result="A", tokens_used=40))
