@@ -3,7 +3,8 @@
 Contract:
 - `graph_document(spec, project)` is the `--json` data: layers (as `plan` computes them), one node per
   agent with its layer and what it runs, one edge per `depends_on` entry (from the dependency to the
-  dependent: the direction results flow) and the critical path.
+  dependent: the direction results flow, with its `condition`) and the critical path. An edge whose
+  condition is not `completed` is drawn dotted (Mermaid) or dashed (DOT) and labelled with it.
 - The renderers are pure functions of that document. Agent names are restricted to
   `[a-z0-9][a-z0-9_-]*`, but models, definitions and commands come from the file (and from
   interpolated variables), so every label is escaped for its format and intents never appear at all:
@@ -22,7 +23,7 @@ from rnix.core import dag
 from rnix.core.model import AgentSpec, ComposeSpec
 from rnix.core.plan import graph_of
 from rnix.core.secrets import mask_text
-from rnix.ui.text import inert
+from rnix.ui.text import inert, with_condition
 
 FORMATS = ("mermaid", "dot", "text")
 DETAIL_MAX = 60  # characters of the second label line; long model strings would stretch the boxes
@@ -47,7 +48,15 @@ def graph_document(spec: ComposeSpec, project: str, secrets: tuple[str, ...] = (
         for layer in layers
         for name in layer
     ]
-    edges = [{"from": dep, "to": node["name"]} for node in nodes for dep in node["depends_on"]]
+    edges = [
+        {
+            "from": dep,
+            "to": node["name"],
+            "condition": spec.agent(node["name"]).conditions.get(dep, "completed"),
+        }
+        for node in nodes
+        for dep in node["depends_on"]
+    ]
     return {
         "project": project,
         "file": spec.file,
@@ -97,11 +106,22 @@ def mermaid(document: dict[str, Any]) -> str:
             label = f"{_mermaid_text(node['name'])}<br/>{_mermaid_text(node['detail'])}"
             lines.append(f'    {ids[node["name"]]}["{label}"]')
         lines.append("  end")
-    lines += [f"  {ids[edge['from']]} --> {ids[edge['to']]}" for edge in document["edges"]]
+    lines += [f"  {ids[edge['from']]} {_mermaid_arrow(edge)} {ids[edge['to']]}" for edge in document["edges"]]
     critical = [ids[name] for name in document["critical_path"]]
     if critical:
         lines += ["  classDef critical stroke-width:3px", f"  class {','.join(critical)} critical"]
     return "\n".join(lines) + "\n"
+
+
+def _mermaid_arrow(edge: dict[str, Any]) -> str:
+    """`-->`, or a dotted arrow labelled with the condition (`-.->|failed|`) when it is not `completed`."""
+    condition = edge.get("condition", "completed")
+    return "-->" if condition == "completed" else f"-.->|{condition}|"
+
+
+def _dot_edge(edge: dict[str, Any]) -> str:
+    condition = edge.get("condition", "completed")
+    return "" if condition == "completed" else f' [label="{condition}", style=dashed]'
 
 
 def _dot_string(value: str) -> str:
@@ -124,7 +144,9 @@ def dot(document: dict[str, Any]) -> str:
             bold = ", penwidth=2" if node["name"] in critical else ""
             lines.append(f"    {_dot_string(node['name'])} [label={label}{bold}];")
         lines.append("  }")
-    lines += [f"  {_dot_string(e['from'])} -> {_dot_string(e['to'])};" for e in document["edges"]]
+    lines += [
+        f"  {_dot_string(e['from'])} -> {_dot_string(e['to'])}{_dot_edge(e)};" for e in document["edges"]
+    ]
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -137,10 +159,15 @@ def text(document: dict[str, Any]) -> str:
         f"project {document['project']}: {count} agent{'s' * (count != 1)} "
         f"in {len(document['layers'])} layer{'s' * (len(document['layers']) != 1)}"
     ]
+    conditions = {(e["from"], e["to"]): e.get("condition", "completed") for e in document["edges"]}
     for number, node_list in enumerate(_layer_nodes(document), 1):
         lines.append(f"layer {number}")
         for node in node_list:
-            deps = f"  <- {', '.join(node['depends_on'])}" if node["depends_on"] else ""
+            named = [
+                with_condition(dep, conditions.get((dep, node["name"]), "completed"))
+                for dep in node["depends_on"]
+            ]
+            deps = f"  <- {', '.join(named)}" if named else ""
             lines.append(f"  {node['name']:<{width}}  ({node['detail']}){deps}")
     lines.append("critical path: " + " -> ".join(document["critical_path"]))
     return "\n".join(lines) + "\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rnix.core.secrets import mask_text, secret_values
-from rnix.ui.text import duration, inert, tokens
+from rnix.ui.text import duration, inert, tokens, with_condition
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -72,7 +72,10 @@ def render_plan(env: Env, plan: Plan) -> None:
             budget,
             duration(spec.timeout_s),
             str(spec.max_retries),
-            safe(", ".join(spec.depends_on) or "-"),
+            safe(
+                ", ".join(with_condition(d, spec.conditions.get(d, "completed")) for d in spec.depends_on)
+                or "-"
+            ),
         )
     out.print(table)
     path = " -> ".join(plan.critical_path)

@@ -43,3 +43,8 @@ def align(table: Sequence[Sequence[str]], gap: str = "   ") -> list[str]:
     """Rows of cells as lines, each column padded to its widest cell (docker's plain table layout)."""
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))] if table else []
     return [gap.join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table]
+
+
+def with_condition(name: str, condition: str) -> str:
+    """A dependency as listed: `build`, or `build (failed)` when its condition is not `completed`."""
+    return name if condition == "completed" else f"{name} ({condition})"

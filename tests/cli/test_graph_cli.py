@@ -78,3 +78,21 @@ def test_secret_values_are_masked_in_labels(rnix: RunRnix, tmp_path: Path) -> No
         result = rnix("compose", "graph", *args, env={"MY_API_KEY": secret})
         assert result.returncode == 0, result.stderr
         assert "sk-xxx" not in result.stdout and "openai/***" in result.stdout
+
+
+def test_conditions_show_on_edges_and_in_the_plan(rnix: RunRnix, tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "agents:\n  build: {intent: b}\n  diagnose: {intent: d, depends_on: {build: failed}}\n"
+        "  report: {intent: r, depends_on: {build: finished, diagnose: completed}}\n"
+    )
+    doc = json.loads(rnix("compose", "graph", "--json").stdout)["data"]
+    assert [(e["from"], e["to"], e["condition"]) for e in doc["edges"]] == [
+        ("build", "diagnose", "failed"), ("build", "report", "finished"), ("diagnose", "report", "completed")
+    ]  # fmt: skip
+    mermaid = rnix("compose", "graph").stdout
+    assert "n1 -.->|failed| n2" in mermaid and "n2 --> n3" in mermaid
+    dot = rnix("compose", "graph", "--format", "dot").stdout
+    assert '"build" -> "diagnose" [label="failed", style=dashed];' in dot
+    graph = dotsyntax.parse(dot)
+    assert graph.edge_attrs[("build", "report")] == {"label": "finished", "style": "dashed"}
+    assert "build (finished), diagnose" in rnix("compose", "plan").stdout

@@ -37,6 +37,7 @@ class Graph:
     attrs: dict[str, str] = field(default_factory=dict)
     nodes: dict[str, dict[str, str]] = field(default_factory=dict)
     edges: list[tuple[str, str]] = field(default_factory=list)
+    edge_attrs: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     subgraphs: list[Graph] = field(default_factory=list)
 
 
@@ -91,6 +92,8 @@ class _Parser:
             elif self.peek() == "->":
                 self.take()
                 graph.edges.append((first, self.ident()))
+                if self.peek() == "[":
+                    graph.edge_attrs[graph.edges[-1]] = self.attrs()
             elif first in ("node", "edge", "graph"):
                 self.attrs()
             else:
