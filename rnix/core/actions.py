@@ -109,16 +109,25 @@ def next_actions(
     options: Options = DEFAULT_OPTIONS,
     held: frozenset[InstanceKey] = frozenset(),
     warming: bool = False,
+    starting: frozenset[InstanceKey] = frozenset(),
 ) -> Decision:
     """What to do now. `held`: the instances forked early and waiting for their task (`Hold`).
     `warming`: what agents' first calls need (token encodings, clients) is still loading, so
     nothing starts yet; agents that could start are held instead (their start-up then overlaps
-    the loading, and their clock starts when they are released)."""
+    the loading, and their clock starts when they are released). `starting`: instances whose
+    start (or hold) is under way: nothing more is decided for them until it is done.
+
+    The file's `max_parallel` caps the agents alive at once: running, paused, held or starting.
+    A Start or Hold that would go over it is not decided now; the others' ends make room, and
+    instances take it in plan order. Releasing a held agent takes no new room."""
     specs = {a.spec.name: a.spec for a in plan.agents}
     actions: list[Action] = []
     wake: list[float] = []
     stopping = state.stopping
     room = options.early_spawn - len(held)
+    cap = plan.spec.max_parallel
+    alive = sum(i.state.signallable for i in state.instances.values()) + len(held | starting)
+    slots = None if cap is None else cap - alive
     for key, inst in state.instances.items():
         spec = specs.get(key.node)
         if spec is None:
@@ -126,6 +135,8 @@ def next_actions(
         if inst.state.terminal:
             if inst.ran and not inst.assessed and inst.state is not AgentState.CANCELLED:
                 actions.append(Assess(key))
+            continue
+        if key in starting:
             continue
         if stopping is not None:
             if inst.state.waiting:
@@ -143,15 +154,22 @@ def next_actions(
             holdable = (not spec.conditions and _holdable(state, inst, spec.command)) or (
                 startable and _first_builtin(inst, spec.command)
             )
-            if not decided and room > 0 and key not in held and holdable:
+            if not decided and room > 0 and key not in held and holdable and (slots is None or slots > 0):
                 decided, room = [Hold(key)], room - 1
+                slots = None if slots is None else slots - 1
+            elif decided and isinstance(decided[0], Start) and key not in held and slots is not None:
+                if slots <= 0:
+                    decided = []  # waits for room under max_parallel
+                else:
+                    slots -= 1
             actions.extend(decided)
         elif inst.state is AgentState.BACKOFF:
             due = inst.retry_at if inst.retry_at is not None else now
-            if due <= now:
-                actions.append(Start(key))
-            else:
+            if due > now:
                 wake.append(due)
+            elif slots is None or slots > 0:
+                actions.append(Start(key))
+                slots = None if slots is None else slots - 1
         elif inst.state is AgentState.RUNNING and inst.stop_reason is None:
             deadline = inst.deadline(spec.timeout_s)
             if deadline is not None and deadline <= now:

@@ -186,6 +186,11 @@ COMPOSE = Obj(
         ),
         "max_retries": Field(Int(minimum=0, maximum=100), "Default re-runs after a failure.", default=0),
         "budget_pool": Field(BUDGET_POOL, "A token pool divided among the agents."),
+        "max_parallel": Field(
+            Int(minimum=1, maximum=100_000),
+            "Most agents alive at once in the run (running, paused, or forked early); the others wait "
+            "their turn in plan order. Default: no limit.",
+        ),
         "models": Field(
             MapOf(MODEL_ALIAS, MODEL_ALIAS_NAME, "a model alias (letters, digits, '.', '-' and '_')"),
             "Model aliases for this file: a short name -> a model string, or {model, api_base, "

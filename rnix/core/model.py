@@ -118,6 +118,7 @@ class ComposeSpec:
     stop_grace_period_s: float = 5.0
     max_retries: int = 0
     budget_pool: BudgetPool | None = None
+    max_parallel: int | None = None  # most agents alive at once (rnix.core.actions)
     models: tuple[ModelAlias, ...] = ()  # the file's `models:` aliases
     # Every definition the file names (`agent:` and all `candidates`), once resolved by the loader.
     definitions: Mapping[str, AgentDefinition] = field(default_factory=lambda: MappingProxyType({}))

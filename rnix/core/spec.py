@@ -118,6 +118,7 @@ def _build(
         if pool
         else None,
         models=model_aliases(checked.get("models") or {}, "compose"),
+        max_parallel=checked.get("max_parallel"),
     )
 
 

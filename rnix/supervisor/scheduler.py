@@ -238,7 +238,8 @@ class Scheduler:
             held = frozenset(self._held)
             warming = self._ready is not None and not self._ready.done()
             now = self.clock.time()
-            decision = act.next_actions(self.state, self.plan, now, self.options, held, warming)
+            starting = frozenset(k for k in self._busy if self.state.instances[k].state.waiting)
+            decision = act.next_actions(self.state, self.plan, now, self.options, held, warming, starting)
             await self._perform(decision.actions)
             if self._wake.is_set():
                 continue  # something changed: decide again at once

@@ -213,6 +213,26 @@ def test_dependency_conditions_decide_who_runs_and_a_skip_by_condition_blocks_no
     )
 
 
+def test_max_parallel_counts_running_held_and_starting_agents() -> None:
+    plan = plan_of({n: {"intent": n} for n in ("a", "b", "c", "d")}, max_parallel=2)
+    a, b, c, d = (InstanceKey(n) for n in "abcd")
+    state = planned(plan)
+    assert act.next_actions(state, plan, 0.0).actions == (act.Start(a), act.Start(b))  # plan order
+    # a started, b still starting: no room, and nothing more is decided for b meanwhile
+    state = step(state, 1.0, ev.InstanceStarted(key=a, attempt=1))
+    assert act.next_actions(state, plan, 1.0, starting=frozenset({b})).actions == ()
+    state = step(state, 1.0, ev.InstanceStarted(key=b, attempt=1))
+    state = step(state, 2.0, ev.InstanceExited(key=a, state="completed", outcome="completed"))
+    assert act.next_actions(state, plan, 2.0).actions == (act.Assess(a), act.Start(c))
+    # a held agent takes room too, and releasing it takes no more
+    early = act.Options(early_spawn=4)
+    warming = act.next_actions(planned(plan), plan, 0.0, early, warming=True).actions
+    assert warming == (act.Hold(a), act.Hold(b))
+    released = act.next_actions(planned(plan), plan, 0.0, early, frozenset({a, b})).actions
+    assert released == (act.Start(a), act.Start(b))
+    assert act.Start(d) not in act.next_actions(state, plan, 2.0).actions
+
+
 def test_a_reused_instance_counts_as_completed_but_not_as_spent() -> None:
     plan = plan_of({"a": {"intent": "x"}, "b": {"intent": "y", "depends_on": ["a"]}})
     state = step(planned(plan), 1.0, ev.InstanceReused(key=A, from_run="old", result="A", tokens_used=40))

@@ -1,0 +1,46 @@
+"""Top-level `max_parallel` through the installed `rnix compose up`: never more agent processes alive
+than the cap (held ones included), checked from the processes while the run goes on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from tests.cli.test_early_spawn import leaders
+from tests.conftest import RNIX
+from tests.procs import marked_pids, wait_gone
+
+
+def test_no_more_agents_alive_than_max_parallel_and_all_complete(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    agents = "".join(f"  a{i}: {{intent: a{i}, model: 'mock?latency=300ms'}}\n" for i in range(6))
+    agents += "  after: {intent: join, model: mock, depends_on: [a0, a1, a2, a3, a4, a5]}\n"
+    (tmp_path / "compose.yaml").write_text(f"max_parallel: 2\nagents:\n{agents}")
+    up = subprocess.Popen(
+        [RNIX, "compose", "up", "--json"],
+        cwd=tmp_path,
+        env={**os.environ, "RNIX_TEST_MARKER": marker},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    most = 0
+    try:
+        while up.poll() is None:
+            most = max(most, len(leaders(up.pid)))
+            time.sleep(0.01)
+        stdout, stderr = up.communicate(timeout=60)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert up.returncode == 0, stderr
+    doc = json.loads(stdout)["data"]["agents"]
+    assert {a["status"] for a in doc} == {"completed"}
+    assert 1 <= most <= 2, most  # the cap held, and the test did see agents
+    starts = sorted(a["name"] for a in doc if a["name"] != "after")
+    assert starts == [f"a{i}" for i in range(6)]
+    assert wait_gone(marked_pids(marker), 5) == []
