@@ -8,6 +8,7 @@ instance stays pending until it is released.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -30,17 +31,22 @@ def leaders(supervisor: int) -> list[int]:
     return [p.pid for s in servers for p in s.children() if p.status() != psutil.STATUS_ZOMBIE]
 
 
-def watch(tmp_path: Path, compose: str, marker: str) -> tuple[subprocess.Popen[str], set[int]]:
-    """Start `up --json`, and collect the agent processes seen while the first agent runs."""
+def start_up(tmp_path: Path, compose: str, marker: str) -> subprocess.Popen[str]:
+    """`rnix compose up --json` on `compose`, in the background, its processes marked."""
     (tmp_path / "compose.yaml").write_text(compose)
-    up = subprocess.Popen(
+    return subprocess.Popen(
         [RNIX, "compose", "up", "--json"],
         cwd=tmp_path,
-        env={**__import__("os").environ, "RNIX_TEST_MARKER": marker},
+        env={**os.environ, "RNIX_TEST_MARKER": marker},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def watch(tmp_path: Path, compose: str, marker: str) -> tuple[subprocess.Popen[str], set[int]]:
+    """Start `up --json`, and collect the agent processes seen while the first agent runs."""
+    up = start_up(tmp_path, compose, marker)
     seen: set[int] = set()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and len(seen) < 2 and up.poll() is None:

@@ -4,14 +4,11 @@ than the cap (held ones included), checked from the processes while the run goes
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 import uuid
 from pathlib import Path
 
-from tests.cli.test_early_spawn import leaders
-from tests.conftest import RNIX
+from tests.cli.test_early_spawn import leaders, start_up
 from tests.procs import marked_pids, wait_gone
 
 
@@ -19,15 +16,7 @@ def test_no_more_agents_alive_than_max_parallel_and_all_complete(tmp_path: Path)
     marker = uuid.uuid4().hex
     agents = "".join(f"  a{i}: {{intent: a{i}, model: 'mock?latency=300ms'}}\n" for i in range(6))
     agents += "  after: {intent: join, model: mock, depends_on: [a0, a1, a2, a3, a4, a5]}\n"
-    (tmp_path / "compose.yaml").write_text(f"max_parallel: 2\nagents:\n{agents}")
-    up = subprocess.Popen(
-        [RNIX, "compose", "up", "--json"],
-        cwd=tmp_path,
-        env={**os.environ, "RNIX_TEST_MARKER": marker},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    up = start_up(tmp_path, f"max_parallel: 2\nagents:\n{agents}", marker)
     most = 0
     try:
         while up.poll() is None:
