@@ -22,13 +22,27 @@ from tests.procs import alive, marked_pids, wait_gone
 
 
 def leaders(supervisor: int) -> list[int]:
-    """The agent processes: children of the supervisor's fork server."""
+    """The live agent processes: children of the supervisor's fork server (any of them may exit
+    while we look: it then does not count)."""
+    found = []
     try:
         children = psutil.Process(supervisor).children()
-    except psutil.NoSuchProcess:
+    except psutil.Error:
         return []
-    servers = [c for c in children if "rnix.supervisor.forkserver" in " ".join(c.cmdline())]
-    return [p.pid for s in servers for p in s.children() if p.status() != psutil.STATUS_ZOMBIE]
+    for child in children:
+        try:
+            if "rnix.supervisor.forkserver" not in " ".join(child.cmdline()):
+                continue
+            agents = child.children()
+        except psutil.Error:
+            continue
+        for agent in agents:
+            try:
+                if agent.status() != psutil.STATUS_ZOMBIE:
+                    found.append(agent.pid)
+            except psutil.Error:
+                continue
+    return found
 
 
 def start_up(tmp_path: Path, compose: str, marker: str) -> subprocess.Popen[str]:
