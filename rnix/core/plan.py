@@ -194,7 +194,12 @@ def agent_as_dict(agent: AgentSpec) -> dict[str, Any]:
         "command": list(agent.command) if agent.command is not None else None,
         "model": agent.model,
         "api_base": agent.api_base,
-        "depends_on": list(agent.depends_on),
+        # The mapping form only when a condition is not `completed`: the list form says the same.
+        "depends_on": (
+            {d: agent.conditions.get(d, "completed") for d in agent.depends_on}
+            if agent.conditions
+            else list(agent.depends_on)
+        ),
         "timeout": seconds(agent.timeout_s),
         "stop_grace_period": seconds(agent.stop_grace_period_s),
         "max_retries": agent.max_retries,
@@ -224,6 +229,7 @@ def spec_as_dict(spec: ComposeSpec) -> dict[str, Any]:
             if spec.budget_pool
             else None
         ),
+        "max_parallel": spec.max_parallel,
         "agents": {a.name: agent_as_dict(a) for a in spec.agents},
         # An extension key, so the output stays a valid compose file: where each named definition
         # was found (the model, max_steps and contract it supplied are already in the agents above).

@@ -279,3 +279,18 @@ def test_shipped_examples_validate_and_plan(rnix: RunRnix) -> None:
         result = rnix("compose", "plan", "-f", str(example), "--json")
         assert result.returncode == 0, (example, result.stderr)
         assert json.loads(result.stdout)["ok"] is True
+
+
+def test_config_keeps_max_parallel_and_dependency_conditions(rnix: RunRnix, tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "max_parallel: 3\nagents:\n  build: {intent: b}\n"
+        "  diagnose: {intent: d, depends_on: {build: failed}}\n  report: {intent: r, depends_on: [build]}\n",
+    )
+    first = rnix("compose", "config")
+    assert first.returncode == 0, first.stderr
+    assert "max_parallel: 3" in first.stdout and "build: failed" in first.stdout
+    (tmp_path / "again").mkdir()
+    write(tmp_path / "again", first.stdout)
+    second = rnix("compose", "config", cwd=tmp_path / "again")
+    assert second.returncode == 0 and second.stdout == first.stdout
