@@ -78,6 +78,8 @@ def load(env: Env, file: str | None, project: str | None) -> Loaded:
         spec = collecting(problems, resolve_models, env, spec)
     if spec is None or problems:
         raise InvalidCompose(display, once(problems, loaded.problems, display), hint)
+    for warning in spec.warnings:
+        env.warn(warning)
     return Loaded(spec, resolve_project_name(project, env.environ, spec.name, loaded.path), loaded.path)
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 from rnix.core.types import (
     Duration,
     Enum,
+    Expression,
     Field,
     Int,
+    Json,
     ListOf,
     Literal,
     MapOf,
@@ -31,6 +33,10 @@ ALLOCATIONS = ("priority", "equal", "proportional")
 OUTPUT_FORMATS = ("text", "json", "markdown")
 SLA_LEVELS = ("bronze", "silver", "gold")
 VERSIONS: tuple[object, ...] = ("1", "1.0", 1)
+FOR_EACH_POLICIES = ("all", "any")
+ON_MAX = ("fail", "continue")
+LOOP_NAME = r"[a-z0-9][a-z0-9_-]*"
+VAR_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 
 DEFAULT_AGENT_BUDGET = 50_000  # tokens per agent when there is neither a budget_pool nor an explicit budget
 
@@ -138,8 +144,60 @@ AGENT = Obj(
         ),
         "working_dir": Field(text, "Working directory of the agent process (relative to the compose file)."),
         "contract": Field(CONTRACT, "The SLA contract evaluated after the agent finishes."),
+        "output_schema": Field(
+            Json(mapping=True),
+            "A JSON Schema the result must validate against (inline, or {$ref: file.json} relative to "
+            "the compose file). Built-in agents answer through a `submit_result` tool; a command "
+            "agent's stdout must be the JSON document.",
+        ),
+        "when": Field(
+            Expression(),
+            "A CEL expression over `agents.<name>.status`, `agents.<name>.output` and `vars`; when "
+            "false the agent is skipped (reason `condition`) without blocking its dependents.",
+        ),
+        "for_each": Field(
+            Expression(),
+            "A CEL expression yielding a list: the agent runs once per item, as instances name[0], "
+            "name[1], ... with {{ item }} and {{ index }} substituted in intent and command.",
+        ),
+        "item_name": Field(
+            text, "How a for_each instance is shown, e.g. 'fix-{{ item.id }}' (default: name[index])."
+        ),
+        "for_each_policy": Field(
+            Enum(FOR_EACH_POLICIES),
+            "Whether every instance must complete (`all`) or one is enough (`any`).",
+            default="all",
+        ),
+        "max_parallel": Field(
+            Int(minimum=1, maximum=100_000),
+            "With for_each: most instances of this agent alive at once. Default: no limit of its own.",
+        ),
     },
     exclusive=("command", "agent", "candidates"),
+)
+
+LOOP = Obj(
+    {
+        "body": Field(
+            ListOf(agent_name, unique=True, min_items=1, label="a list of agent names"),
+            "The agents that run again in each iteration (a part of the dependency graph).",
+            required=True,
+        ),
+        "until": Field(
+            Expression(),
+            "A CEL expression evaluated after each iteration; the loop ends when it is true.",
+            required=True,
+        ),
+        "max_iterations": Field(
+            Int(minimum=1, maximum=1000), "Most iterations, the first included.", default=5
+        ),
+        "on_max": Field(
+            Enum(ON_MAX),
+            "When max_iterations is reached and `until` is still false: fail the loop (its dependents "
+            "are skipped and the run fails), or continue with the last iteration's results.",
+            default="fail",
+        ),
+    }
 )
 
 BUDGET_POOL = Obj(
@@ -190,6 +248,16 @@ COMPOSE = Obj(
             Int(minimum=1, maximum=100_000),
             "Most agents alive at once in the run (running, paused, or forked early); the others wait "
             "their turn in plan order. Default: no limit.",
+        ),
+        "vars": Field(
+            MapOf(Json(), VAR_NAME, "a variable name (letters, digits and '_')"),
+            "The run's variables: `vars.<name>` in expressions and {{ vars.<name> }} in intents and "
+            "commands (values may use ${ENV} interpolation).",
+        ),
+        "loops": Field(
+            MapOf(LOOP, LOOP_NAME, "a loop name (lower-case letters, digits, '-' and '_')"),
+            "Loops by name: {body: [agents], until: EXPRESSION, max_iterations: 5, on_max: fail or "
+            "continue}. The body runs again, as new instances, until `until` holds.",
         ),
         "models": Field(
             MapOf(MODEL_ALIAS, MODEL_ALIAS_NAME, "a model alias (letters, digits, '.', '-' and '_')"),

@@ -84,6 +84,13 @@ class AgentSpec:
     # Limits of the model alias the agent named (rnix.core.models.resolve): calls at once, per minute.
     max_concurrency: int | None = None
     rpm: int | None = None
+    # Pipelines (docs/pipelines.md): a structured result, a condition, a fan-out.
+    output_schema: Mapping[str, object] | None = None  # the resolved JSON Schema ($ref read)
+    when: str | None = None  # CEL (rnix.core.expr)
+    for_each: str | None = None  # CEL yielding a list
+    item_name: str | None = None  # a template: how each for_each instance is shown
+    for_each_policy: str = "all"
+    max_parallel: int | None = None  # for_each instances alive at once
 
     @property
     def kind(self) -> str:
@@ -104,6 +111,18 @@ class ModelAlias:
 
 
 @dataclass(frozen=True)
+class LoopSpec:
+    """`loops: {NAME: {body, until, max_iterations, on_max}}`: the body runs again until `until` holds."""
+
+    name: str
+    body: tuple[str, ...]
+    until: str
+    max_iterations: int = 5
+    on_max: str = "fail"  # fail | continue
+    line: int | None = None
+
+
+@dataclass(frozen=True)
 class ComposeSpec:
     """A whole compose file after validation."""
 
@@ -120,6 +139,11 @@ class ComposeSpec:
     budget_pool: BudgetPool | None = None
     max_parallel: int | None = None  # most agents alive at once (rnix.core.actions)
     models: tuple[ModelAlias, ...] = ()  # the file's `models:` aliases
+    vars: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    loops: tuple[LoopSpec, ...] = ()
+    # Things worth saying that do not stop the file (e.g. an expression reading a property the
+    # upstream's output_schema does not define), as `file:line: key: message` lines.
+    warnings: tuple[str, ...] = ()
     # Every definition the file names (`agent:` and all `candidates`), once resolved by the loader.
     definitions: Mapping[str, AgentDefinition] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -128,3 +152,7 @@ class ComposeSpec:
             if agent.name == name:
                 return agent
         raise KeyError(name)
+
+    def loop_of(self, name: str) -> LoopSpec | None:
+        """The loop whose body has the agent `name`, if any."""
+        return next((loop for loop in self.loops if name in loop.body), None)

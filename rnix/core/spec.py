@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
 from rnix.core import dag
 from rnix.core.fields import AGENT_NAME_MAX, COMPOSE, DEFAULTS
-from rnix.core.model import AgentSpec, BudgetPool, ComposeSpec, Contract, Judge, ModelAlias
+from rnix.core.model import AgentSpec, BudgetPool, ComposeSpec, Contract, Judge, LoopSpec, ModelAlias
 from rnix.core.problems import did_you_mean
 from rnix.core.types import INVALID, Checker, Path
 from rnix.errors import InvalidCompose
@@ -43,7 +44,12 @@ def parse_compose(data: object, lines: Mapping[Path, int], file: str) -> Compose
     spec = _build(checked, graph, lines, file, ck)
     if ck.problems:
         raise InvalidCompose(file, _sorted(ck))
-    return spec
+    from rnix.core import pipeline_checks
+
+    warnings = pipeline_checks.check(spec, graph, ck)
+    if ck.problems:
+        raise InvalidCompose(file, _sorted(ck))
+    return replace(spec, warnings=tuple(warnings)) if warnings else spec
 
 
 def _sorted(ck: Checker) -> list[Any]:
@@ -119,6 +125,18 @@ def _build(
         else None,
         models=model_aliases(checked.get("models") or {}, "compose"),
         max_parallel=checked.get("max_parallel"),
+        vars=MappingProxyType(dict(checked.get("vars") or {})),
+        loops=tuple(
+            LoopSpec(
+                name=name,
+                body=tuple(body["body"]),
+                until=body["until"],
+                max_iterations=body.get("max_iterations", 5),
+                on_max=body.get("on_max", "fail"),
+                line=lines.get(("loops", name)),
+            )
+            for name, body in (checked.get("loops") or {}).items()
+        ),
     )
 
 
@@ -182,6 +200,12 @@ def _build_agent(
         contract=build_contract(body.get("contract")),
         line=lines.get(("agents", name)),
         explicit=top_explicit | (DEFINITION_DEFAULTS & body.keys()),
+        output_schema=MappingProxyType(dict(body["output_schema"])) if "output_schema" in body else None,
+        when=body.get("when"),
+        for_each=body.get("for_each"),
+        item_name=body.get("item_name"),
+        for_each_policy=body.get("for_each_policy", "all"),
+        max_parallel=body.get("max_parallel"),
     )
 
 

@@ -486,3 +486,56 @@ class Literal(Type):
 
     def schema(self) -> dict[str, Any]:
         return {"enum": list(self.values)}
+
+
+class Json(Type):
+    """Any JSON value (a mapping, list, string, number, boolean or null), kept as it is."""
+
+    what: str = "a JSON value"
+    mapping: bool = False  # only a mapping
+
+    def check(self, value: object, path: Path, ck: Checker) -> Any:
+        if self.mapping and not isinstance(value, dict):
+            return ck.error(path, f"must be a mapping, not {type_name(value)}")
+        bad = _not_json(value)
+        if bad is not None:
+            return ck.error(path, f"must be plain JSON data: {bad}")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "object"} if self.mapping else {}
+
+
+def _not_json(value: object) -> str | None:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return None
+    if isinstance(value, list):
+        return next((bad for bad in map(_not_json, value) if bad is not None), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"the key {key!r} is not a string"
+            bad = _not_json(item)
+            if bad is not None:
+                return bad
+        return None
+    return f"{type(value).__name__} is not JSON"
+
+
+class Expression(Type):
+    """A CEL expression (rnix.core.expr). Its syntax and what it refers to are checked with the
+    other cross-field rules (rnix.core.pipeline_checks): a JSON Schema cannot say them."""
+
+    what: str = "a CEL expression"
+
+    def check(self, value: object, path: Path, ck: Checker) -> Any:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if not isinstance(value, str):
+            return self.wrong(value, path, ck)
+        if not value.strip():
+            return ck.error(path, "must not be empty")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": ["string", "boolean"], "pattern": r"\S"}

@@ -112,6 +112,14 @@ SAMPLES: dict[str, Any] = {
     "output_quality": {"judge": "is polite"},
     "max_tokens": 100,
     "timeout": "2m",
+    "vars": {"target": "src/", "retries": 2},
+    "loops": {"again": {"body": ["a"], "until": "true"}},
+    "output_schema": {"type": "object", "required": ["verdict"]},
+    "when": 'agents.other.status == "completed"',
+    "for_each": "[1, 2, 3]",
+    "item_name": "a-{{ index }}",
+    "body": ["a"],
+    "until": 'agents.a.status == "completed"',
 }
 
 
@@ -124,6 +132,11 @@ def _document_with(section: str, key: str, value: Any) -> dict[str, Any]:
         doc["budget_pool"] = {"total": 1000, key: value}
     elif section == "`agents.<name>`":
         agents["a"][key] = value
+        agents["a"]["depends_on"] = ["other"]
+        if key in ("item_name", "for_each_policy", "max_parallel"):
+            agents["a"]["for_each"] = "[1, 2]"
+    elif section == "`loops.<name>`":
+        doc["loops"] = {"again": {"body": ["a"], "until": "true", key: value}}
     else:
         agents["a"]["contract"] = {key: value}
     return doc
