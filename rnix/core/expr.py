@@ -76,11 +76,11 @@ def _root(path: str) -> str:
 
 def evaluate(text: str, context: Mapping[str, Any]) -> Any:
     """The value of `text` over `context` (plain Python values); raises ExprError."""
-    import celpy
+    from celpy.adapter import json_to_cel
 
     program = _program(text)
     try:
-        activation = {name: celpy.json_to_cel(value) for name, value in context.items()}
+        activation = {name: json_to_cel(value) for name, value in context.items()}
         value = program.evaluate(activation)
     except ExprError:
         raise
@@ -164,12 +164,12 @@ def lookup(context: Mapping[str, Any], path: str) -> Any:
 
 @lru_cache(maxsize=512)
 def _program(text: str) -> Any:
-    import celpy
+    from celpy.celparser import CELParseError
 
     environment = _environment()
     try:
         ast = environment.compile(text)
-    except celpy.CELParseError as exc:
+    except CELParseError as exc:
         raise ExprError(_parse_message(exc, text)) from None
     except Exception as exc:  # the parser's other complaints
         raise ExprError(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)) from None
