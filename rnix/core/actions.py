@@ -20,15 +20,17 @@ instance (retry with backoff, or a terminal state).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rnix.core.events import InstanceKey
 from rnix.core.fold import Instance, RunState
 from rnix.core.lifecycle import AgentState, exit_state_for
 
 if TYPE_CHECKING:
+    from rnix.core.model import AgentSpec, ComposeSpec
     from rnix.core.plan import Plan
 
 
@@ -90,7 +92,43 @@ class Hold:
     key: InstanceKey
 
 
-Action = Start | Skip | Cancel | Stop | StopRun | Assess | Hold
+@dataclass(frozen=True)
+class Expand:
+    """A `for_each` node whose list was evaluated: plan one instance per item."""
+
+    key: InstanceKey
+    items: tuple[Any, ...]
+    labels: tuple[str | None, ...]
+
+
+@dataclass(frozen=True)
+class Settle:
+    """End a node that has no process of its own: a `for_each` node once its instances ended, or
+    an agent whose expression could not be evaluated (`state` failed)."""
+
+    key: InstanceKey
+    state: AgentState
+    result: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Iterate:
+    """A loop whose `until` is false after `iteration - 1`: plan its body again as `iteration`."""
+
+    loop: str
+    iteration: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class EndLoop:
+    loop: str
+    status: str  # completed | failed
+    reason: str
+
+
+Action = Start | Skip | Cancel | Stop | StopRun | Assess | Hold | Expand | Settle | Iterate | EndLoop
 
 
 @dataclass(frozen=True)
@@ -121,6 +159,7 @@ def next_actions(
     A Start or Hold that would go over it is not decided now; the others' ends make room, and
     instances take it in plan order. Releasing a held agent takes no new room."""
     specs = {a.spec.name: a.spec for a in plan.agents}
+    graph = Graph(plan.spec)
     actions: list[Action] = []
     wake: list[float] = []
     stopping = state.stopping
@@ -128,6 +167,10 @@ def next_actions(
     cap = plan.spec.max_parallel
     alive = sum(i.state.signallable for i in state.instances.values()) + len(held | starting)
     slots = None if cap is None else cap - alive
+    fanned_alive: dict[InstanceKey, int] = {}  # a for_each node's instances alive, for its max_parallel
+    for key, inst in state.instances.items():
+        if key.fanned and (inst.state.signallable or key in held or key in starting):
+            fanned_alive[key.node_key()] = fanned_alive.get(key.node_key(), 0) + 1
     for key, inst in state.instances.items():
         spec = specs.get(key.node)
         if spec is None:
@@ -146,12 +189,28 @@ def next_actions(
                 grace = spec.stop_grace_period_s if state.stop_grace is None else state.stop_grace
                 actions.append(Stop(key, stopping, grace))
             continue
-        if inst.state is AgentState.PENDING:
-            decided = _pending(state, inst, spec.conditions)
+        if inst.state is AgentState.PENDING and inst.children is not None:
+            joined = _join(state, inst, spec, graph)
+            if joined is not None:
+                actions.append(joined)
+        elif inst.state is AgentState.PENDING and key.fanned:
+            node_cap = spec.max_parallel
+            busy = fanned_alive.get(key.node_key(), 0)
+            if warming or (node_cap is not None and busy >= node_cap) or (slots is not None and slots <= 0):
+                continue
+            fanned_alive[key.node_key()] = busy + 1
+            slots = None if slots is None else slots - 1
+            actions.append(Start(key))
+        elif inst.state is AgentState.PENDING:
+            decided = _pending(state, inst, spec.conditions, graph)
             startable = bool(decided) and isinstance(decided[0], Start)
+            if startable and (spec.when is not None or spec.for_each is not None):
+                decided = _evaluate(state, inst, spec, graph)
+                startable = bool(decided) and isinstance(decided[0], Start)
             if warming and startable:
                 decided = []
-            holdable = (not spec.conditions and _holdable(state, inst, spec.command)) or (
+            plain = not spec.conditions and spec.when is None and spec.for_each is None
+            holdable = (plain and _holdable(state, inst, spec.command, graph)) or (
                 startable and _first_builtin(inst, spec.command)
             )
             if not decided and room > 0 and key not in held and holdable and (slots is None or slots > 0):
@@ -176,6 +235,8 @@ def next_actions(
                 actions.append(Stop(key, "timeout", spec.stop_grace_period_s))
             elif deadline is not None:
                 wake.append(deadline)
+    if stopping is None:
+        actions.extend(_loops(state, plan.spec, graph))
     if options.abort_on_failure and stopping is None:
         bad = next((i for i in state.instances.values() if i.state in _BAD_ENDS and i.ran), None)
         if bad is not None:
@@ -183,18 +244,197 @@ def next_actions(
     return Decision(tuple(actions), min(wake) if wake else None)
 
 
-def _pending(state: RunState, inst: Instance, conditions: Mapping[str, str]) -> list[Action]:
+class Graph:
+    """Which instance of a dependency an instance reads, across loops: a dependency in the same
+    loop is read in the same iteration; one in another loop once that loop ended, in its last
+    iteration; any other in its only instance."""
+
+    def __init__(self, spec: ComposeSpec) -> None:
+        self.spec = spec
+        self.loop_of = {name: loop.name for loop in spec.loops for name in loop.body}
+        self.loops = {loop.name: loop for loop in spec.loops}
+        self.specs = {a.name: a for a in spec.agents}
+
+    def dependency(self, state: RunState, key: InstanceKey, dep: str) -> Instance | str | None:
+        """The dependency's instance; a string saying why it failed (its loop failed); None while
+        it cannot be known yet (its loop still runs) or it is not in the run."""
+        loop = self.loop_of.get(dep)
+        if loop is None:
+            return state.instances.get(InstanceKey(dep))
+        if loop == self.loop_of.get(key.node):
+            return state.instances.get(InstanceKey(dep, None, key.iteration))
+        progress = state.loop(loop)
+        if not progress.ended:
+            return None
+        if progress.status == "failed":
+            return f"loop '{loop}' failed: {progress.reason}"
+        return state.instances.get(InstanceKey(dep, None, progress.iteration))
+
+    def visible(self, state: RunState, key: InstanceKey, node: str) -> Instance | None:
+        """The instance of `node` that expressions evaluated for `key` see."""
+        loop = self.loop_of.get(node)
+        if loop is None:
+            return state.instances.get(InstanceKey(node))
+        if loop == self.loop_of.get(key.node):
+            return state.instances.get(InstanceKey(node, None, key.iteration))
+        return state.instances.get(InstanceKey(node, None, state.loop(loop).iteration))
+
+    def context(self, state: RunState, key: InstanceKey) -> dict[str, Any]:
+        """What `when`, `for_each`, `until` and templates read for `key` (rnix.core.expr)."""
+        agents: dict[str, Any] = {}
+        for name, spec in self.specs.items():
+            inst = self.visible(state, key, name)
+            agents[name] = {
+                "status": inst.state.value if inst is not None else AgentState.PENDING.value,
+                "output": output_of(inst, spec) if inst is not None else None,
+                "result": inst.result if inst is not None else None,
+                "error": inst.error if inst is not None else None,
+            }
+        return {"agents": agents, "vars": dict(self.spec.vars), "iteration": key.iteration}
+
+
+def output_of(inst: Instance, spec: AgentSpec) -> Any:
+    """An instance's output as expressions see it: the parsed JSON of a structured (or for_each)
+    result, else the text."""
+    if inst.result is None:
+        return None
+    if spec.output_schema is not None or (spec.for_each is not None and not inst.key.fanned):
+        try:
+            return json.loads(inst.result)
+        except ValueError:
+            return inst.result
+    return inst.result
+
+
+def _evaluate(state: RunState, inst: Instance, spec: AgentSpec, graph: Graph) -> list[Action]:
+    """`when` (false: skipped by condition), then `for_each` (the instances to plan)."""
+    from rnix.core import expr
+
+    key = inst.key
+    context = graph.context(state, key)
+    if spec.when is not None:
+        try:
+            if not expr.truth(spec.when, context):
+                return [Skip(key, f"condition: `{spec.when}` is false", by_condition=True)]
+        except expr.ExprError as exc:
+            return [Settle(key, AgentState.FAILED, None, f"when: {exc}")]
+    if spec.for_each is None:
+        return [Start(key)]
+    try:
+        items = expr.items(spec.for_each, context)
+    except expr.ExprError as exc:
+        return [Settle(key, AgentState.FAILED, None, f"for_each: {exc}")]
+    if not items:
+        return [Settle(key, AgentState.COMPLETED, "[]", None)]
+    labels: list[str | None] = []
+    for index, item in enumerate(items):
+        label = None
+        if spec.item_name is not None:
+            try:
+                label = expr.render(spec.item_name, {**context, "item": item, "index": index})
+            except expr.ExprError:
+                label = None
+        labels.append(label)
+    return [Expand(key, tuple(items), tuple(labels))]
+
+
+def _join(state: RunState, inst: Instance, spec: AgentSpec, graph: Graph) -> Settle | None:
+    """A for_each node once all its instances ended: completed when all did (policy `all`) or one
+    did (`any`); its result is the JSON list of their outputs, in item order (null for one that
+    did not complete)."""
+    children = [
+        state.instances.get(InstanceKey(inst.key.node, i, inst.key.iteration))
+        for i in range(inst.children or 0)
+    ]
+    if any(c is None or not c.state.terminal for c in children):
+        return None
+    done = [c for c in children if c is not None]
+    outputs = [output_of(c, spec) if c.state is AgentState.COMPLETED else None for c in done]
+    bad = [c for c in done if c.state is not AgentState.COMPLETED]
+    ok = not bad if spec.for_each_policy == "all" else len(bad) < len(done)
+    error = None
+    if bad:
+        shown = ", ".join(f"{c.name} {c.state.value}" for c in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        error = f"{len(bad)} of {len(done)} instances did not complete: {shown}"
+    result = json.dumps(outputs, ensure_ascii=False)
+    return Settle(inst.key, AgentState.COMPLETED if ok else AgentState.FAILED, result, error)
+
+
+def _loops(state: RunState, spec: ComposeSpec, graph: Graph) -> list[Action]:
+    """After an iteration's body ended: end the loop when `until` holds (or the iterations are
+    used up), else run the body again."""
+    from rnix.core import expr
+
+    out: list[Action] = []
+    for loop in spec.loops:
+        progress = state.loop(loop.name)
+        if progress.ended:
+            continue
+        k = progress.iteration
+        body = [state.instances.get(InstanceKey(name, None, k)) for name in loop.body]
+        if any(b is None or not b.state.terminal for b in body):
+            continue
+        if not any(b is not None and (b.state is AgentState.COMPLETED or b.ran) for b in body):
+            out.append(EndLoop(loop.name, "failed", f"nothing in its body ran in iteration {k}"))
+            continue
+        try:
+            done = expr.truth(loop.until, graph.context(state, InstanceKey(loop.body[0], None, k)))
+        except expr.ExprError as exc:
+            out.append(EndLoop(loop.name, "failed", f"until: {exc}"))
+            continue
+        if done:
+            out.append(EndLoop(loop.name, "completed", f"`{loop.until}` held after iteration {k}"))
+        elif k + 1 >= loop.max_iterations:
+            status = "failed" if loop.on_max == "fail" else "completed"
+            reason = f"`{loop.until}` still false after {loop.max_iterations} iterations"
+            out.append(EndLoop(loop.name, status, reason))
+        else:
+            out.append(Iterate(loop.name, k + 1, f"`{loop.until}` was false after iteration {k}"))
+    return out
+
+
+def run_ok(state: RunState, spec: ComposeSpec) -> bool:
+    """Whether the run ended as it should: every loop completed, and every instance that counts
+    (not an earlier iteration of a loop, nor one item of a for_each node, which its node judges)
+    completed or was skipped by a condition."""
+    loop_of = {name: loop.name for loop in spec.loops for name in loop.body}
+    if any(p.status == "failed" for p in state.loops.values()):
+        return False
+    for key, inst in state.instances.items():
+        if key.fanned:
+            continue
+        loop = loop_of.get(key.node)
+        if loop is not None and key.iteration < state.loop(loop).iteration:
+            continue
+        if not inst.ok:
+            return False
+    return True
+
+
+def _pending(
+    state: RunState, inst: Instance, conditions: Mapping[str, str], graph: Graph | None = None
+) -> list[Action]:
     """Start once every dependency met its condition; skip as soon as one cannot.
 
     `completed` (the default) is met by a completed dependency, or by one skipped by a condition (it
     need not have run: the agent runs without its result); `failed` by one that failed, timed out or
     ran out of budget; `finished` by any end. A dependency that ended otherwise skips the agent: by
     condition when the dependency ended as it should have (`{build: failed}` after build completed),
-    else as a failure that propagates."""
-    deps = [state.instances.get(InstanceKey(dep)) for dep in inst.depends_on]
+    else as a failure that propagates. A dependency in a loop is read once the loop ended (in its
+    last iteration); a failed loop skips the agent."""
     waiting = False
-    for dep_name, dep in zip(inst.depends_on, deps, strict=True):
+    for dep_name in inst.depends_on:
+        dep = (
+            graph.dependency(state, inst.key, dep_name)
+            if graph is not None
+            else state.instances.get(InstanceKey(dep_name))
+        )
+        if isinstance(dep, str):
+            return [Skip(inst.key, f"dependency '{dep_name}': {dep}")]
         if dep is None:
+            if graph is not None and dep_name in graph.loop_of:
+                waiting = True
+                continue
             return [Skip(inst.key, f"dependency '{dep_name}' is not in the run")]
         if not dep.state.terminal:
             waiting = True
@@ -220,13 +460,16 @@ def _first_builtin(inst: Instance, command: object) -> bool:
     return command is None and inst.attempt == 0
 
 
-def _holdable(state: RunState, inst: Instance, command: object) -> bool:
+def _holdable(state: RunState, inst: Instance, command: object, graph: Graph | None = None) -> bool:
     """A first attempt of a built-in agent whose dependencies are all running or completed, one at
     least still running."""
     if not _first_builtin(inst, command) or not inst.depends_on:
         return False
-    deps = [state.instances.get(InstanceKey(dep)) for dep in inst.depends_on]
-    return all(d is not None and d.state in _UNDER_WAY for d in deps)
+    deps = [
+        graph.dependency(state, inst.key, dep) if graph is not None else state.instances.get(InstanceKey(dep))
+        for dep in inst.depends_on
+    ]
+    return all(isinstance(d, Instance) and d.state in _UNDER_WAY for d in deps)
 
 
 @dataclass(frozen=True)

@@ -24,28 +24,44 @@ from typing import Any, ClassVar, TypeVar
 _E = TypeVar("_E", bound="Event")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class InstanceKey:
-    """One agent instance: a node of the compose file, its fan-out index and its loop iteration."""
+    """One agent instance: a node of the compose file, its fan-out index (None unless the node has
+    `for_each`) and its loop iteration (0 outside loops, and in a loop's first iteration)."""
 
     node: str
-    index: int = 0
+    index: int | None = None
     iteration: int = 0
 
     def __str__(self) -> str:
-        text = self.node if self.index == 0 and self.iteration == 0 else f"{self.node}[{self.index}]"
+        text = self.node if self.index is None else f"{self.node}[{self.index}]"
         return text if self.iteration == 0 else f"{text}@{self.iteration}"
+
+    def __lt__(self, other: InstanceKey) -> bool:
+        return self._order() < other._order()
+
+    def _order(self) -> tuple[str, int, int]:
+        return (self.node, -1 if self.index is None else self.index, self.iteration)
+
+    @property
+    def fanned(self) -> bool:
+        """One item's instance of a `for_each` node."""
+        return self.index is not None
+
+    def node_key(self) -> InstanceKey:
+        """The key of the node in this iteration (for a fanned-out instance: its node's)."""
+        return InstanceKey(self.node, None, self.iteration)
 
     @classmethod
     def parse(cls, text: str) -> InstanceKey:
-        """The inverse of `str(key)`: `writer`, `fix[2]`, `fix[2]@1`."""
+        """The inverse of `str(key)`: `writer`, `fix[2]`, `fix[2]@1`, `review@1`."""
         if "[" not in text and "@" not in text:
             return cls(text)
         match = _KEY.fullmatch(text)
         if match is None:
             return cls(text)
         node, index, iteration = match.groups()
-        return cls(node, int(index or 0), int(iteration or 0))
+        return cls(node, None if index is None else int(index), int(iteration or 0))
 
 
 _KEY = re.compile(r"(.+?)(?:\[(\d+)\])?(?:@(\d+))?")
@@ -72,7 +88,7 @@ class Event:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, InstanceKey):
-                value = {"node": value.node, "index": value.index, "iteration": value.iteration}
+                value = str(value)
             elif isinstance(value, tuple):
                 value = list(value)
             out[f.name] = value
@@ -104,9 +120,12 @@ def _field_names(cls: type) -> tuple[str, ...]:
 
 
 def _key(value: Any) -> InstanceKey:
-    if isinstance(value, dict):
+    if isinstance(value, InstanceKey):
+        return value
+    if isinstance(value, dict):  # the form of keys before fan-out existed: index 0 meant none
+        index = value.get("index")
         return InstanceKey(
-            str(value.get("node")), int(value.get("index") or 0), int(value.get("iteration") or 0)
+            str(value.get("node")), int(index) if index else None, int(value.get("iteration") or 0)
         )
     return InstanceKey.parse(str(value))
 
@@ -163,6 +182,8 @@ class InstancePlanned(Event):
     intent: str | None = None
     kind: str | None = None
     spec_hash: str | None = None  # of the resolved spec: a resume re-runs an agent whose spec changed
+    item: Any = None  # a for_each instance's item (JSON)
+    label: str | None = None  # a for_each instance's `item_name`
 
 
 @dataclass(frozen=True)
@@ -331,6 +352,48 @@ class InstanceAssessed(Event):
 
 
 @dataclass(frozen=True)
+class InstanceExpanded(Event):
+    """A `for_each` node's list was evaluated: it runs as `count` instances (planned next)."""
+
+    KIND: ClassVar[str] = "agent_expanded"
+    key: InstanceKey = InstanceKey("")
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class InstanceSettled(Event):
+    """Ended without a process of its own: a `for_each` node once its instances ended (its result
+    the JSON list of theirs), or an agent whose `when`/`for_each` expression could not be evaluated."""
+
+    KIND: ClassVar[str] = "agent_settled"
+    key: InstanceKey = InstanceKey("")
+    state: str = "failed"
+    result: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class LoopIterated(Event):
+    """A loop's `until` was false after an iteration: its body runs again as `iteration`."""
+
+    KIND: ClassVar[str] = "loop_iterated"
+    loop: str = ""
+    iteration: int = 1
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class LoopEnded(Event):
+    """A loop ended after `iteration`: `completed` (until held, or on_max: continue) or `failed`."""
+
+    KIND: ClassVar[str] = "loop_ended"
+    loop: str = ""
+    iteration: int = 0
+    status: str = "completed"
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class Unknown(Event):
     """A kind this version of rnix does not know: kept and shown, never folded."""
 
@@ -361,6 +424,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
         InstanceCancelled,
         InstanceUnfunded,
         InstanceAssessed,
+        InstanceExpanded,
+        InstanceSettled,
+        LoopIterated,
+        LoopEnded,
     )
 }
 

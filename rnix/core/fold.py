@@ -61,6 +61,9 @@ class Instance:
     sla: dict[str, Any] | None = None
     log_path: str | None = None
     out_path: str | None = None
+    item: Any = None  # a for_each instance's item
+    label: str | None = None  # a for_each instance's item_name
+    children: int | None = None  # a for_each node once expanded: how many instances it has
 
     @property
     def name(self) -> str:
@@ -92,6 +95,16 @@ class Instance:
 
 
 @dataclass(frozen=True)
+class LoopState:
+    """Where a loop is: the iteration that runs (or ran last), and how it ended."""
+
+    iteration: int = 0
+    ended: bool = False
+    status: str | None = None  # completed | failed, once ended
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class RunState:
     run_id: str = ""
     project: str = ""
@@ -105,6 +118,10 @@ class RunState:
     # Read-only by contract (never mutated after a RunState is built); a plain dict because copying
     # one keeps its keys' hashes, and the fold copies it once per event.
     instances: Mapping[InstanceKey, Instance] = field(default_factory=dict)
+    loops: Mapping[str, LoopState] = field(default_factory=dict)
+
+    def loop(self, name: str) -> LoopState:
+        return self.loops.get(name) or LoopState()
 
     def instance(self, key: InstanceKey | str) -> Instance:
         return self.instances[key if isinstance(key, InstanceKey) else InstanceKey.parse(key)]
@@ -187,7 +204,24 @@ def _run_finished(state: RunState, e: ev.RunFinished, ts: float) -> RunState:
     )
 
 
+def _loop_iterated(state: RunState, e: ev.LoopIterated, ts: float) -> RunState:
+    current = state.loop(e.loop)
+    if current.ended or e.iteration != current.iteration + 1:
+        raise TransitionError(f"loop {e.loop} cannot go from iteration {current.iteration} to {e.iteration}")
+    return replace(state, loops={**state.loops, e.loop: LoopState(iteration=e.iteration)})
+
+
+def _loop_ended(state: RunState, e: ev.LoopEnded, ts: float) -> RunState:
+    current = state.loop(e.loop)
+    if current.ended:
+        raise TransitionError(f"loop {e.loop} ended twice")
+    ended = LoopState(iteration=current.iteration, ended=True, status=e.status, reason=e.reason)
+    return replace(state, loops={**state.loops, e.loop: ended})
+
+
 _RUN_HANDLERS: dict[type, Any] = {
+    ev.LoopIterated: _loop_iterated,
+    ev.LoopEnded: _loop_ended,
     ev.RunStarted: _run_started,
     ev.RunStopRequested: _stop_requested,
     ev.RunFinished: _run_finished,
@@ -210,6 +244,8 @@ def _planned(inst: Instance, e: ev.InstancePlanned) -> Instance:
         priority=e.priority,
         planned_budget=e.budget,
         spec_hash=e.spec_hash,
+        item=e.item,
+        label=e.label,
     )
 
 
@@ -324,7 +360,26 @@ def _assessed(inst: Instance, e: ev.InstanceAssessed, ts: float) -> Instance:
     return replace(inst, assessed=True, sla=e.sla)
 
 
+def _expanded(inst: Instance, e: ev.InstanceExpanded, ts: float) -> Instance:
+    if inst.state is not AgentState.PENDING or inst.children is not None:
+        raise TransitionError(f"{inst.key} cannot be expanded: it is {inst.state.value}")
+    return replace(inst, children=e.count, started_at=ts)
+
+
+def _settled_node(inst: Instance, e: ev.InstanceSettled, ts: float) -> Instance:
+    return replace(
+        inst,
+        state=transition(inst.state, AgentState(e.state)),
+        result=e.result,
+        error=e.error,
+        ended_at=ts,
+        started_at=inst.started_at if inst.started_at is not None else ts,
+    )
+
+
 _INSTANCE_HANDLERS: dict[type, Any] = {
+    ev.InstanceExpanded: _expanded,
+    ev.InstanceSettled: _settled_node,
     ev.InstanceReused: _reused,
     ev.InstanceStarted: _started,
     ev.LlmCall: _llm_call,

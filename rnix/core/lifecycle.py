@@ -59,7 +59,8 @@ _ALLOWED: dict[AgentState, frozenset[AgentState]] = {
             AgentState.SKIPPED,
             AgentState.CANCELLED,
             AgentState.BUDGET_EXCEEDED,  # the pool could not fund it
-            AgentState.COMPLETED,  # reused from an earlier run
+            AgentState.COMPLETED,  # reused from an earlier run, or a for_each node whose instances ended
+            AgentState.FAILED,  # a for_each node whose instances failed, or whose expression did not evaluate
         }
     ),
     AgentState.BACKOFF: frozenset({AgentState.RUNNING, AgentState.CANCELLED}),

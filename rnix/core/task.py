@@ -7,7 +7,7 @@ the result itself is defused, so a result cannot close its own fence early.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 FENCE_OPEN = '<<<rnix:upstream agent="{name}">>>'
@@ -58,14 +58,18 @@ def build_messages(
     project_intent: str | None = None,
     stdin_input: str | None = None,
     instructions: str | None = None,
+    upstream_messages: Sequence[tuple[str, str]] | None = None,
 ) -> list[dict[str, str]]:
     """System prompt (with the definition's instructions), the team's goal, one message per upstream
-    result, then the agent's own task."""
+    result (`upstream_messages` in their order when given, else `upstream` by name), then the
+    agent's own task."""
     messages = [system_message(name, instructions)]
     if project_intent:
         messages.append({"role": "user", "content": f"The team's overall goal: {project_intent}"})
-    for upstream_name in sorted(upstream):
-        messages.append(upstream_message(upstream_name, upstream[upstream_name]))
+    if upstream_messages is None:
+        upstream_messages = [(n, upstream[n]) for n in sorted(upstream)]
+    for upstream_name, text in upstream_messages:
+        messages.append(upstream_message(upstream_name, text))
     if stdin_input:
         messages.append({"role": "user", "content": f"Input:\n{stdin_input}"})
     messages.append({"role": "user", "content": f"Your task: {intent}"})
@@ -88,6 +92,7 @@ def task_document(
     instructions: str | None = None,
     tools: Mapping[str, Mapping[str, object]] | None = None,
     workspace: str | None = None,
+    upstream_messages: Sequence[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The JSON object written to every agent's stdin (docs/agent-protocol.md).
 
@@ -97,7 +102,9 @@ def task_document(
     return {
         "name": name,
         "intent": intent,
-        "messages": build_messages(name, intent, upstream, project_intent, stdin_input, instructions),
+        "messages": build_messages(
+            name, intent, upstream, project_intent, stdin_input, instructions, upstream_messages
+        ),
         "upstream": dict(upstream),
         "budget": budget,
         "model": model,

@@ -177,6 +177,11 @@ def _settled(state: AgentState) -> Projection:
     return project
 
 
+def _agent_settled(conn: sqlite3.Connection, r: Record, e: ev.InstanceSettled) -> None:
+    sets = f"state = ?, result = ?, error = ?, ended_at = ?, {_UNPAUSE}"
+    _update_process(conn, r, sets, (e.state, _scalar(e.result), _scalar(e.error), r.ts, r.ts))
+
+
 def _agent_assessed(conn: sqlite3.Connection, r: Record, e: ev.InstanceAssessed) -> None:
     project = conn.execute("SELECT project FROM runs WHERE id = ?", (r.run_id,)).fetchone()
     sla = e.sla
@@ -248,6 +253,7 @@ PROJECTIONS: dict[type, Projection] = {
     ev.InstanceCancelled: _settled(AgentState.CANCELLED),
     ev.InstanceUnfunded: _settled(AgentState.BUDGET_EXCEEDED),
     ev.InstanceAssessed: _agent_assessed,
+    ev.InstanceSettled: _agent_settled,
     ev.RunStopRequested: _run_stop_requested,
     ev.RunFinished: _run_finished,
 }

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 class Resume:
     from_run: str
     reused: tuple[ev.InstanceReused, ...] = ()
+    # for_each items and loop iterations it completed, by name, with their spec hash: the scheduler
+    # takes them when it plans them again (rnix.supervisor.scheduler._plan_dynamic).
+    reusable: dict[str, tuple[str | None, ev.InstanceReused]] = field(default_factory=dict)
     replays: dict[str, Any] = field(default_factory=dict)  # instance name -> journal Replay
     # Executions that ended without a verdict (their supervisor died first), with the run they ran in.
     to_assess: tuple[tuple[str, AgentPlan, Instance], ...] = ()
@@ -120,25 +123,25 @@ def prepare(
                 replay_names.append(name)
             continue
         if old.state is AgentState.COMPLETED:
-            reused.append(
-                ev.InstanceReused(
-                    key=old.key,
-                    from_run=old.reused_from or previous.id,
-                    result=old.result,
-                    tokens_used=old.tokens_used,
-                    elapsed_ms=int(old.elapsed_s(old.ended_at or 0.0) * 1000),
-                    sla=old.sla,
-                )
-            )
+            reused.append(_reused_event(old, previous.id))
             reused_tokens += old.tokens_used
             continue
         dirty.add(name)
         replay_names.append(name)
     replays = _replays(store, previous, replay_names)
     to_assess = _unjudged(store, plan, previous, state, newer)
+    reusable = {
+        str(key): (old.spec_hash, _reused_event(old, previous.id))
+        for key, old in state.instances.items()
+        if (key.fanned or key.iteration > 0)
+        and old.state is AgentState.COMPLETED
+        and key.node not in rerun
+        and key.node not in changed
+    }
     return Resume(
         from_run=previous.id,
         reused=tuple(reused),
+        reusable=reusable,
         replays=replays,
         to_assess=to_assess,
         changed=tuple(changed),
@@ -146,6 +149,17 @@ def prepare(
         reused_tokens=reused_tokens,
         journal_calls=sum(getattr(r, "calls", 0) for r in replays.values()),
         journal_tokens=sum(getattr(r, "tokens", 0) for r in replays.values()),
+    )
+
+
+def _reused_event(old: Instance, previous: str) -> ev.InstanceReused:
+    return ev.InstanceReused(
+        key=old.key,
+        from_run=old.reused_from or previous,
+        result=old.result,
+        tokens_used=old.tokens_used,
+        elapsed_ms=int(old.elapsed_s(old.ended_at or 0.0) * 1000),
+        sla=old.sla,
     )
 
 

@@ -28,6 +28,7 @@ from rnix.core.actions import Options
 from rnix.core.events import InstanceKey, Record
 from rnix.core.fold import RunState
 from rnix.core.lifecycle import RunStatus
+from rnix.core.model import ComposeSpec
 from rnix.core.plan import Plan, plan_as_dict
 from rnix.core.secrets import is_secret_name, mask, secret_values
 from rnix.errors import ExitCode, HomeUnusable
@@ -157,9 +158,7 @@ async def _supervise(
 
     def on_call(agent: str, data: dict[str, object]) -> None:
         key = InstanceKey.parse(agent)
-        call = ev.LlmCall.from_dict(
-            {**data, "key": {"node": key.node, "index": key.index, "iteration": key.iteration}}
-        )
+        call = ev.LlmCall.from_dict({**data, "key": str(key)})
         if scheduler is not None and key in scheduler.state.instances:
             scheduler.emit(call)
         else:  # the SLA judge's own account: logged, not an instance of the run
@@ -255,6 +254,7 @@ async def _supervise(
             flush=recorder.aflush,
             reused=ctx.resume.reused if ctx.resume else (),
             replays=ctx.resume.replays if ctx.resume else None,
+            reusable=ctx.resume.reusable if ctx.resume else None,
             ready=ready,
         )
         sched = scheduler
@@ -305,7 +305,12 @@ async def _supervise(
                 recorder.close()
     elapsed_ms = int((ctx.clock.monotonic() - started) * 1000)
     outcome = _outcome(
-        ctx.run_id, scheduler.state, agents, elapsed_ms, interrupted[0] if interrupted else None
+        ctx.run_id,
+        scheduler.state,
+        agents,
+        elapsed_ms,
+        interrupted[0] if interrupted else None,
+        ctx.plan.spec,
     )
     broken = recorder.broken or (unrecorded[0] if unrecorded else None)
     if broken is not None:
@@ -504,12 +509,19 @@ class _Accounts:
 
 
 def _outcome(
-    run_id: str, state: RunState, agents: dict[str, AgentView], elapsed_ms: int, signum: int | None
+    run_id: str,
+    state: RunState,
+    agents: dict[str, AgentView],
+    elapsed_ms: int,
+    signum: int | None,
+    spec: ComposeSpec,
 ) -> Outcome:
+    from rnix.core.actions import run_ok
+
     if signum is not None:
         status = RunStatus.CANCELLED
         code = ExitCode.INTERRUPTED if signum == signal.SIGINT else ExitCode.TERMINATED
-    elif all(a.instance.ok for a in agents.values()):  # completed, or skipped by a condition
+    elif run_ok(state, spec):  # completed, or skipped by a condition; loops completed
         status, code = RunStatus.COMPLETED, ExitCode.OK
     else:
         status, code = RunStatus.FAILED, ExitCode.FAILURE

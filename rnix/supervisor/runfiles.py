@@ -12,8 +12,10 @@ import contextlib
 import dataclasses
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rnix.core.definition import definition_prompt, tools_as_json
 from rnix.core.model import AgentSpec
@@ -68,9 +70,21 @@ class RunFiles:
         return str(path), os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
 
     def prepare(
-        self, spec: AgentSpec, attempt: int, budget: int, upstream: dict[str, str], stdin_input: str | None
+        self,
+        spec: AgentSpec,
+        attempt: int,
+        budget: int,
+        upstream: dict[str, str],
+        stdin_input: str | None,
+        *,
+        messages: Sequence[tuple[str, str]] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> AgentPaths:
-        """Write the task for this attempt, empty the stdout file and mark the attempt in the log."""
+        """Write the task for this attempt, empty the stdout file and mark the attempt in the log.
+
+        `messages`: the upstream results as the built-in agent's messages, in order (default: one
+        per `upstream` entry); `extra`: pipeline fields of the task (item, index, iteration,
+        previous)."""
         paths = self.paths(spec.name)
         document = task_document(
             name=spec.name,
@@ -87,7 +101,10 @@ class RunFiles:
             instructions=definition_prompt(spec.definition),
             tools=tools_as_json(spec.definition),
             workspace=self.cwd_for(spec),
+            upstream_messages=messages,
         )
+        if extra:
+            document.update(extra)
         data = json.dumps(mask(document, self.secrets), ensure_ascii=False).encode("utf-8")
         _write_private(paths.task, data)
         _write_private(paths.out, b"")

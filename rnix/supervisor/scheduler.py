@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
+import hashlib
+import json
 import os
 import signal as signals
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -28,6 +32,7 @@ from rnix.core.actions import Options
 from rnix.core.events import InstanceKey, Record
 from rnix.core.fold import Instance, RunState, apply
 from rnix.core.lifecycle import AgentState
+from rnix.core.model import AgentSpec
 from rnix.core.plan import AgentPlan, Plan
 from rnix.core.pool import Pool
 from rnix.supervisor.api import AgentProcess, ExitInfo, Spawner, SpawnRequest
@@ -119,10 +124,13 @@ class Scheduler:
         reused: Sequence[ev.InstanceReused] = (),
         replays: Mapping[str, Any] | None = None,
         ready: asyncio.Future[Any] | None = None,
+        reusable: Mapping[str, tuple[str | None, ev.InstanceReused]] | None = None,
     ) -> None:
         """`reused`: instances completed in an earlier run (resume); `replays`: per instance name,
         the journal replay its first attempt is registered with; `ready`: done once what agents'
-        first calls need is loaded (nothing starts before; built-in agents are held meanwhile)."""
+        first calls need is loaded (nothing starts before; built-in agents are held meanwhile);
+        `reusable`: completed for_each items and loop iterations of the earlier run, by name, with
+        their spec hash: taken when planned again with the same hash and the same inputs."""
         self.plan = plan
         self.assess = assess
         self.run_id = run_id
@@ -143,6 +151,13 @@ class Scheduler:
         self._replays = dict(replays or {})
         self._processes: dict[InstanceKey, AgentProcess] = {}
         self._budgets: dict[InstanceKey, int] = {}  # funded by the pool as each first started
+        # A node's budget, drawn from the pool once, covers all its instances (items, iterations).
+        self._wallets: dict[str, _Wallet] = {}
+        self._graph = act.Graph(plan.spec)
+        self._loop_of = self._graph.loop_of
+        # Resume: instances an earlier run completed that are planned only as the run goes (for_each
+        # items, loop iterations), by name; taken when planned with the same spec hash.
+        self._reusable = dict(reusable or {})
         self._busy: set[InstanceKey] = set()  # a spawn, an attempt or a verdict is under way
         self._assessing: set[InstanceKey] = set()  # verdicts asked for (once each)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -264,6 +279,26 @@ class Scheduler:
             elif isinstance(action, act.Hold):
                 if action.key not in self._busy:
                     self._spawn_task(self._hold(action.key), action.key)
+            elif isinstance(action, act.Expand):
+                self._expand(action)
+            elif isinstance(action, act.Settle):
+                self.emit(
+                    ev.InstanceSettled(
+                        key=action.key, state=action.state.value, result=action.result, error=action.error
+                    )
+                )
+            elif isinstance(action, act.Iterate):
+                self._iterate(action)
+            elif isinstance(action, act.EndLoop):
+                self.emit(
+                    ev.LoopEnded(
+                        loop=action.loop,
+                        iteration=self.state.loop(action.loop).iteration,
+                        status=action.status,
+                        reason=action.reason,
+                    )
+                )
+                self._close_loop(action.loop)
             elif action.key in self._busy and action.key not in self._held:
                 continue  # being spawned: decided again once it runs
             else:
@@ -296,12 +331,154 @@ class Scheduler:
         inst = self.state.instances[key]
         if inst.attempt > 0:
             return True
-        budget = self.pool.fund(str(key))
+        if not self._dynamic(key.node):
+            budget = self.pool.fund(str(key))
+        else:
+            wallet = self._wallet(key.node)
+            budget = wallet.share(key, self.state, self._budgets)
         if budget <= 0:
             self.emit(ev.InstanceUnfunded(key=key, available=self.pool.available))
             return False
         self._budgets[key] = budget
         return True
+
+    def _dynamic(self, node: str) -> bool:
+        """A node with instances planned as the run goes (for_each items, loop iterations): its
+        budget is drawn once and shared among them (`_Wallet`)."""
+        return node in self._loop_of or self._plans[node].spec.for_each is not None
+
+    def _wallet(self, node: str) -> _Wallet:
+        wallet = self._wallets.get(node)
+        if wallet is None:
+            wallet = self._wallets[node] = _Wallet(self.pool.fund(node))
+        return wallet
+
+    # -- pipelines: fan-out and loops -------------------------------------------------------------
+
+    def _expand(self, action: act.Expand) -> None:
+        key = action.key
+        self.emit(ev.InstanceExpanded(key=key, count=len(action.items)))
+        agent = self._plans[key.node]
+        for index, (item, label) in enumerate(zip(action.items, action.labels, strict=True)):
+            child = InstanceKey(key.node, index, key.iteration)
+            self._plan_dynamic(agent, child, (), item=item, label=label)
+
+    def _iterate(self, action: act.Iterate) -> None:
+        self.emit(ev.LoopIterated(loop=action.loop, iteration=action.iteration, reason=action.reason))
+        body = set(self._graph.loops[action.loop].body)
+        for agent in self.plan.agents:  # in plan order
+            if agent.spec.name in body:
+                key = InstanceKey(agent.spec.name, None, action.iteration)
+                self._plan_dynamic(agent, key, tuple(agent.spec.depends_on))
+
+    def _plan_dynamic(
+        self,
+        agent: AgentPlan,
+        key: InstanceKey,
+        depends_on: tuple[str, ...],
+        item: Any = None,
+        label: Any = None,
+    ) -> None:
+        event = _planned_event(agent, key, depends_on, item, label)
+        self.emit(event)
+        found = self._reusable.get(str(key))
+        if found is None or self.state.instances[key].spec_hash != found[0]:
+            return
+        reused = found[1]
+        if all(i.reused_from is not None for i in self._inputs(key)):
+            self.emit(reused)
+
+    def _inputs(self, key: InstanceKey) -> list[Instance]:
+        """The instances whose results `key` reads: its dependencies' (or its node's, for an item),
+        and in a loop the previous iteration's body."""
+        spec = self._plans[key.node].spec
+        found: list[Instance] = []
+        for dep in spec.depends_on:
+            inst = self._graph.dependency(self.state, key.node_key(), dep)
+            if isinstance(inst, Instance):
+                found.append(inst)
+        loop = self._loop_of.get(key.node)
+        if loop is not None and key.iteration > 0:
+            for name in self._graph.loops[loop].body:
+                prev = self.state.instances.get(InstanceKey(name, None, key.iteration - 1))
+                if prev is not None:
+                    found.append(prev)
+        return found
+
+    def _close_loop(self, loop: str) -> None:
+        """A loop ended: its body nodes' budgets go back to the pool (or their shares, unused)."""
+        for name in self._graph.loops[loop].body:
+            self._close_node(name)
+
+    def _close_node(self, node: str) -> None:
+        wallet = self._wallets.get(node)
+        with contextlib.suppress(Exception):  # the pool's own checks: never wedge the run on them
+            if wallet is None:
+                self.pool.cancel(node)
+            elif not wallet.closed:
+                wallet.closed = True
+                self.pool.release(node, wallet.used)
+
+    def instance_spec(self, key: InstanceKey) -> AgentSpec:
+        """The spec an instance runs: its name, and `{{ ... }}` in its intent and command filled in
+        (item, index, iteration, vars, upstream outputs). Raises ExprError."""
+        spec = self._plans[key.node].spec
+        intent, command = spec.intent, spec.command
+        texts = [intent, *(command or ())]
+        if key == InstanceKey(spec.name) and not any("{{" in t for t in texts):
+            return spec
+        from rnix.core import expr
+
+        inst = self.state.instances[key]
+        context = self._graph.context(self.state, key)
+        if key.fanned:
+            context.update(item=inst.item, index=key.index)
+        if any("{{" in t for t in texts):
+            intent = expr.render(intent, context)
+            command = tuple(expr.render(a, context) for a in command) if command is not None else None
+        return dataclasses.replace(spec, name=str(key), intent=intent, command=command)
+
+    def _upstream(
+        self, key: InstanceKey, spec: AgentSpec
+    ) -> tuple[dict[str, str], list[tuple[str, str]], dict[str, Any]]:
+        """What an instance receives: the `upstream` mapping of its task (a for_each dependency as the
+        JSON list of its instances' results), the upstream messages for the built-in agent (one per
+        instance of a for_each dependency), and the task's pipeline fields."""
+        upstream: dict[str, str] = {}
+        messages: list[tuple[str, str]] = []
+        for dep in spec.depends_on:
+            inst = self._graph.dependency(self.state, key.node_key(), dep)
+            if not isinstance(inst, Instance):
+                continue
+            upstream[dep] = _upstream_text(inst)
+            if inst.children:
+                for i in range(inst.children):
+                    child = self.state.instances.get(InstanceKey(dep, i, inst.key.iteration))
+                    if child is not None:
+                        messages.append((child.label or child.name, _upstream_text(child)))
+            else:
+                messages.append((dep, upstream[dep]))
+        extra: dict[str, Any] = {}
+        inst = self.state.instances[key]
+        if key.fanned:
+            extra.update(item=inst.item, index=key.index)
+        loop = self._loop_of.get(key.node)
+        if loop is not None:
+            extra["iteration"] = key.iteration
+            if key.iteration > 0:
+                previous: dict[str, str] = {}
+                for name in self._graph.loops[loop].body:
+                    prev = self.state.instances.get(InstanceKey(name, None, key.iteration - 1))
+                    if prev is not None:
+                        previous[name] = _upstream_text(prev)
+                        messages.append(
+                            (
+                                str(InstanceKey(name, None, key.iteration - 1)) + " (previous iteration)",
+                                previous[name],
+                            )
+                        )
+                extra["previous"] = previous
+        return upstream, messages, extra
 
     def _launch(self, key: InstanceKey) -> None:
         self._spawn_task(self._drive(key), key)
@@ -395,11 +572,24 @@ class Scheduler:
         else:
             budget = inst.budget
             self.accounts.begin_attempt(name, attempt)
-        upstream = {dep: _upstream_text(self.state.instances[InstanceKey(dep)]) for dep in spec.depends_on}
+        upstream, messages, extra = self._upstream(key, spec)
+        try:
+            spec = self.instance_spec(key)
+        except ValueError as exc:  # a template that reads what is not there
+            if attempt == 1:
+                self.emit(ev.InstanceSettled(key=key, state="failed", error=f"intent or command: {exc}"))
+                return
+            raise
         # Off the loop: creating two files costs ~1 ms each, 1 s for a layer of 500 agents. One
         # worker, so that agents launched together are spawned in plan order.
         paths = await asyncio.get_running_loop().run_in_executor(
-            self._files_thread, self.files.prepare, spec, attempt, budget, upstream, self.stdin_input
+            self._files_thread,
+            functools.partial(self.files.prepare, messages=messages, extra=extra),
+            spec,
+            attempt,
+            budget,
+            upstream,
+            self.stdin_input,
         )
         requested = self.clock.time()  # the agent's clock starts with the spawn (or release)
         if held is not None and await held.release(paths.task_data):
@@ -407,7 +597,7 @@ class Scheduler:
         else:
             if held is not None:
                 held.discard()
-            process = await self._spawn(key, agent, attempt, paths)
+            process = await self._spawn(key, agent, attempt, paths, spec)
         self._processes[key] = process
         self.emit(
             ev.InstanceStarted(
@@ -445,8 +635,11 @@ class Scheduler:
         )
         self._unflushed = True
 
-    async def _spawn(self, key: InstanceKey, agent: AgentPlan, attempt: int, paths: Any) -> AgentProcess:
-        spec, name = agent.spec, str(key)
+    async def _spawn(
+        self, key: InstanceKey, agent: AgentPlan, attempt: int, paths: Any, spec: AgentSpec
+    ) -> AgentProcess:
+        """`spec`: the instance's (its command's templates filled in)."""
+        name = str(key)
         request = SpawnRequest(
             name=name,
             argv=spec.command,
@@ -527,8 +720,14 @@ class Scheduler:
         self._wake.set()
 
     def _settled(self, inst: Instance) -> None:
-        name = inst.name
-        if inst.ran:
+        name, key = inst.name, inst.key
+        if self._dynamic(key.node):
+            wallet = self._wallets.get(key.node)
+            if inst.ran and wallet is not None and key in self._budgets:
+                wallet.give_back(self._budgets[key], inst.tokens_used)
+            if key.node not in self._loop_of and not key.fanned:  # the node itself ended
+                self._close_node(key.node)
+        elif inst.ran:
             self.pool.release(name, inst.tokens_used)  # unused tokens go back to agents not started
         elif inst.state is not AgentState.BUDGET_EXCEEDED:
             self.pool.cancel(name)  # never started here: its share is re-divided
@@ -553,6 +752,42 @@ class Scheduler:
             else f"exit status {exit_info.returncode}"
         )
         return f"{how}: {last}" if last else how
+
+
+class _Wallet:
+    """A dynamic node's budget, funded by the pool once: each item gets an equal part of what is
+    left (`remaining // items not yet funded`), each loop iteration all that is left; what an
+    instance does not use comes back. The node releases `used` to the pool when it can have no more
+    instances (it ended, or its loop did)."""
+
+    def __init__(self, funded: int) -> None:
+        self.funded = funded
+        self.remaining = funded
+        self.closed = False
+
+    @property
+    def used(self) -> int:
+        return self.funded - self.remaining
+
+    def share(self, key: InstanceKey, state: RunState, funded: Mapping[InstanceKey, int]) -> int:
+        amount = self.remaining
+        if key.fanned:
+            node = state.instances.get(key.node_key())
+            count = node.children if node is not None and node.children else 1
+            waiting = sum(
+                1
+                for i in range(count)
+                if (c := state.instances.get(InstanceKey(key.node, i, key.iteration))) is not None
+                and c.key not in funded
+                and c.attempt == 0
+                and c.state is AgentState.PENDING
+            )
+            amount = self.remaining // max(1, waiting)
+        self.remaining -= amount
+        return amount
+
+    def give_back(self, budget: int, used: int) -> None:
+        self.remaining += max(0, budget - used)
 
 
 def _exit_event(
@@ -583,18 +818,31 @@ def _exit_event(
     )
 
 
-def _planned_event(agent: AgentPlan) -> ev.InstancePlanned:
+def _planned_event(
+    agent: AgentPlan,
+    key: InstanceKey | None = None,
+    depends_on: tuple[str, ...] | None = None,
+    item: Any = None,
+    label: str | None = None,
+) -> ev.InstancePlanned:
     spec = agent.spec
+    key = key if key is not None else InstanceKey(spec.name)
+    spec_hash = agent.spec_hash
+    if key.fanned:  # an item's instance is what it is because of its item
+        text = json.dumps([spec_hash, item], sort_keys=True, default=str)
+        spec_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     return ev.InstancePlanned(
-        key=InstanceKey(spec.name),
+        key=key,
         layer=agent.layer,
-        depends_on=tuple(spec.depends_on),
+        depends_on=tuple(spec.depends_on) if depends_on is None else depends_on,
         model=spec.model,
         budget=agent.budget,
         priority=spec.priority,
         intent=spec.intent,
         kind=spec.kind,
-        spec_hash=agent.spec_hash,
+        spec_hash=spec_hash,
+        item=item,
+        label=label,
     )
 
 

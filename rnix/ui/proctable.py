@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 TRUNCATE = 40
 # The keys of `process_dict`: the --json fields, and what a --format template may name.
 PROCESS_FIELDS = (
-    "pid", "ppid", "project", "run_id", "agent", "state", "layer", "attempt", "tokens_used", "budget",
-    "elapsed_ms", "exit_code", "intent", "error", "sla", "reused_from",
+    "pid", "ppid", "project", "run_id", "agent", "node", "index", "iteration", "state", "layer",
+    "attempt", "tokens_used", "budget", "elapsed_ms", "exit_code", "intent", "error", "sla", "reused_from",
 )  # fmt: skip
 
 
@@ -42,6 +42,14 @@ def elapsed_ms(row: ProcessRow, now: float | None = None) -> int:
     return max(0, int((end - row.started_at) * 1000) - row.paused_ms)
 
 
+def _instance(agent: str) -> dict[str, Any]:
+    """`fix[2]@1` -> node fix, index 2, iteration 1 (index null unless a for_each item)."""
+    from rnix.core.events import InstanceKey
+
+    key = InstanceKey.parse(agent)
+    return {"node": key.node, "index": key.index, "iteration": key.iteration}
+
+
 def process_dict(row: ProcessRow) -> dict[str, Any]:
     """The row as `--json` shows it (keys: `PROCESS_FIELDS`)."""
     return {
@@ -50,6 +58,7 @@ def process_dict(row: ProcessRow) -> dict[str, Any]:
         "project": row.project,
         "run_id": row.run_id,
         "agent": row.agent,
+        **_instance(row.agent),
         "state": row.state,
         "layer": row.layer,
         "attempt": row.attempt,

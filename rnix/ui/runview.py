@@ -38,6 +38,8 @@ def agent_line(run: AgentView, layers: int, now: float) -> str:
     """`[layer 1/3] analyzer PID 48211 | completed | 3.8s | 1,450 tokens`."""
     pid = f"PID {run.pid}" if run.pid is not None else "PID -"
     name = inert(run.name) + (f" as {inert(run.plan.choice.chosen)}" if run.plan.choice else "")
+    if run.instance.label:
+        name += f" ({inert(run.instance.label)})"
     line = (
         f"[layer {run.plan.layer}/{layers}] {name} {pid} | {run.state.value} | "
         f"{seconds(run.elapsed_ms(now))} | {tokens(run.tokens_used)} tokens"
@@ -91,7 +93,7 @@ def live_table(
         style = "bold yellow" if state == AgentState.PAUSED.value else STATE_STYLE.get(run.state, "red")
         table.add_row(
             f"{run.plan.layer}/{layers}",
-            Text(inert(run.name)),
+            Text(inert(run.name) + (f" ({inert(run.instance.label)})" if run.instance.label else "")),
             str(run.pid or "-"),
             Text(state, style=style),
             seconds(elapsed),
@@ -105,6 +107,19 @@ def live_table(
     return table
 
 
+def _in_plan_order(plan: Plan, runs: dict[str, AgentView]) -> list[AgentView]:
+    """Every instance: by node in plan order, then iteration, then item."""
+    rank = {p.spec.name: i for i, p in enumerate(plan.agents)}
+    return sorted(
+        runs.values(),
+        key=lambda a: (
+            rank.get(a.instance.key.node, len(rank)),
+            a.instance.key.iteration,
+            -1 if a.instance.key.index is None else a.instance.key.index,
+        ),
+    )
+
+
 def up_document(plan: Plan, outcome: Outcome, project: str) -> dict[str, Any]:
     """The `data` of `compose up --json`."""
     runs = outcome.agents
@@ -112,6 +127,10 @@ def up_document(plan: Plan, outcome: Outcome, project: str) -> dict[str, Any]:
     agents = [
         {
             "name": a.name,
+            "node": a.instance.key.node,
+            "index": a.instance.key.index,
+            "iteration": a.instance.key.iteration,
+            "label": a.instance.label,
             "pid": a.pid,
             "layer": a.plan.layer,
             "status": a.state.value,
@@ -130,7 +149,7 @@ def up_document(plan: Plan, outcome: Outcome, project: str) -> dict[str, Any]:
             if a.plan.choice
             else None,
         }
-        for a in (runs[p.spec.name] for p in plan.agents)
+        for a in _in_plan_order(plan, runs)
     ]
     count = {state: sum(a.state is state for a in runs.values()) for state in AgentState}
     return {
