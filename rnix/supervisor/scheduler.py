@@ -385,8 +385,21 @@ class Scheduler:
         if found is None or self.state.instances[key].spec_hash != found[0]:
             return
         reused = found[1]
-        if all(i.reused_from is not None for i in self._inputs(key)):
+        if not any(self._made_here(i) for i in self._inputs(key)):
             self.emit(reused)
+
+    def _made_here(self, inst: Instance) -> bool:
+        """Whether this run produced the instance's result (it ran, or one of its items did): what
+        reads it may then differ from what the earlier run read."""
+        if inst.ran:
+            return True
+        node, iteration = inst.key.node, inst.key.iteration
+        return any(
+            c is not None and c.ran
+            for c in (
+                self.state.instances.get(InstanceKey(node, i, iteration)) for i in range(inst.children or 0)
+            )
+        )
 
     def _inputs(self, key: InstanceKey) -> list[Instance]:
         """The instances whose results `key` reads: its dependencies' (or its node's, for an item),
