@@ -148,6 +148,7 @@ def next_actions(
     held: frozenset[InstanceKey] = frozenset(),
     warming: bool = False,
     starting: frozenset[InstanceKey] = frozenset(),
+    graph: Graph | None = None,
 ) -> Decision:
     """What to do now. `held`: the instances forked early and waiting for their task (`Hold`).
     `warming`: what agents' first calls need (token encodings, clients) is still loading, so
@@ -159,7 +160,7 @@ def next_actions(
     A Start or Hold that would go over it is not decided now; the others' ends make room, and
     instances take it in plan order. Releasing a held agent takes no new room."""
     specs = {a.spec.name: a.spec for a in plan.agents}
-    graph = Graph(plan.spec)
+    graph = graph if graph is not None else Graph(plan.spec)  # the scheduler keeps one per run
     actions: list[Action] = []
     wake: list[float] = []
     stopping = state.stopping
@@ -168,9 +169,10 @@ def next_actions(
     alive = sum(i.state.signallable for i in state.instances.values()) + len(held | starting)
     slots = None if cap is None else cap - alive
     fanned_alive: dict[InstanceKey, int] = {}  # a for_each node's instances alive, for its max_parallel
-    for key, inst in state.instances.items():
-        if key.fanned and (inst.state.signallable or key in held or key in starting):
-            fanned_alive[key.node_key()] = fanned_alive.get(key.node_key(), 0) + 1
+    if graph.fans_out:
+        for key, inst in state.instances.items():
+            if key.fanned and (inst.state.signallable or key in held or key in starting):
+                fanned_alive[key.node_key()] = fanned_alive.get(key.node_key(), 0) + 1
     for key, inst in state.instances.items():
         spec = specs.get(key.node)
         if spec is None:
@@ -235,7 +237,7 @@ def next_actions(
                 actions.append(Stop(key, "timeout", spec.stop_grace_period_s))
             elif deadline is not None:
                 wake.append(deadline)
-    if stopping is None:
+    if stopping is None and plan.spec.loops:
         actions.extend(_loops(state, plan.spec, graph))
     if options.abort_on_failure and stopping is None:
         bad = next((i for i in state.instances.values() if i.state in _BAD_ENDS and i.ran), None)
@@ -254,6 +256,7 @@ class Graph:
         self.loop_of = {name: loop.name for loop in spec.loops for name in loop.body}
         self.loops = {loop.name: loop for loop in spec.loops}
         self.specs = {a.name: a for a in spec.agents}
+        self.fans_out = any(a.for_each is not None for a in spec.agents)
 
     def dependency(self, state: RunState, key: InstanceKey, dep: str) -> Instance | str | None:
         """The dependency's instance; a string saying why it failed (its loop failed); None while

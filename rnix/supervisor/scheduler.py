@@ -254,7 +254,9 @@ class Scheduler:
             warming = self._ready is not None and not self._ready.done()
             now = self.clock.time()
             starting = frozenset(k for k in self._busy if self.state.instances[k].state.waiting)
-            decision = act.next_actions(self.state, self.plan, now, self.options, held, warming, starting)
+            decision = act.next_actions(
+                self.state, self.plan, now, self.options, held, warming, starting, self._graph
+            )
             await self._perform(decision.actions)
             if self._wake.is_set():
                 continue  # something changed: decide again at once
