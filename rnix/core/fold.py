@@ -61,6 +61,7 @@ class Instance:
     sla: dict[str, Any] | None = None
     log_path: str | None = None
     out_path: str | None = None
+    rate_limited: bool = False  # a model call of the running attempt waits for the provider's limits
 
     @property
     def name(self) -> str:
@@ -250,6 +251,7 @@ def _started(inst: Instance, e: ev.InstanceStarted, ts: float) -> Instance:
         error=None,
         log_path=e.log_path,
         out_path=e.out_path,
+        rate_limited=False,
     )
 
 
@@ -296,6 +298,7 @@ def _exited(inst: Instance, e: ev.InstanceExited, ts: float) -> Instance:
         result=e.result,
         error=e.error,
         stop_reason=None,
+        rate_limited=False,
     )
     if new is AgentState.BACKOFF:
         return replace(inst, retry_at=ts + (e.retry_in or 0.0), pid=inst.pid)
@@ -304,7 +307,14 @@ def _exited(inst: Instance, e: ev.InstanceExited, ts: float) -> Instance:
 
 def _settle(inst: Instance, state: AgentState, reason: str | None, ts: float) -> Instance:
     inst = _unpause(inst, ts)
-    return replace(inst, state=transition(inst.state, state), error=reason, ended_at=ts, retry_at=None)
+    return replace(
+        inst,
+        state=transition(inst.state, state),
+        error=reason,
+        ended_at=ts,
+        retry_at=None,
+        rate_limited=False,
+    )
 
 
 def _skipped(inst: Instance, e: ev.InstanceSkipped, ts: float) -> Instance:
@@ -324,6 +334,11 @@ def _assessed(inst: Instance, e: ev.InstanceAssessed, ts: float) -> Instance:
     return replace(inst, assessed=True, sla=e.sla)
 
 
+def _throttled(inst: Instance, e: ev.InstanceThrottled, ts: float) -> Instance:
+    # A wait reported after the attempt ended (the gateway outlives the process) changes nothing.
+    return replace(inst, rate_limited=bool(e.waiting)) if inst.state.signallable else inst
+
+
 _INSTANCE_HANDLERS: dict[type, Any] = {
     ev.InstanceReused: _reused,
     ev.InstanceStarted: _started,
@@ -337,6 +352,7 @@ _INSTANCE_HANDLERS: dict[type, Any] = {
     ev.InstanceCancelled: _cancelled,
     ev.InstanceUnfunded: _unfunded,
     ev.InstanceAssessed: _assessed,
+    ev.InstanceThrottled: _throttled,
 }
 
 
