@@ -350,7 +350,9 @@ def ps_cmd(env: Env, as_json: bool, show_all: bool, project: str | None, listing
     One agent a line: piped output is never cut or wrapped (on a terminal INTENT and REASON are cut
     unless --no-trunc). REASON says why an agent failed or was stopped; RUN appears when the rows come
     from several runs. TOKENS is used/funded per agent; a budget pool lends what one agent leaves to
-    later ones, so the pool's own use is noted on stderr.
+    later ones, so the pool's own use is noted on stderr. STATE reads `running (rate_limited)` while
+    one of the agent's model calls waits for its model's max_concurrency or rpm, or to retry after
+    HTTP 429 (`rate_limited` in --json).
     """
     return list_processes(env, project=project, show_all=show_all, as_json=as_json, listing=listing)
 

@@ -394,6 +394,20 @@ class LoopEnded(Event):
 
 
 @dataclass(frozen=True)
+class InstanceThrottled(Event):
+    """A model call of the instance waits for the provider's limits (`waiting`), or stopped waiting:
+    queued in the gateway behind its model's `max_concurrency` or `rpm`, or sleeping before a retry
+    after an HTTP 429. Only waits longer than a moment are recorded. `until`: when the wait ends, if
+    known (seconds since the epoch)."""
+
+    KIND: ClassVar[str] = "agent_throttled"
+    key: InstanceKey = InstanceKey("")
+    waiting: bool = True
+    reason: str = ""  # max_concurrency | rpm | http_429
+    until: float | None = None
+
+
+@dataclass(frozen=True)
 class Unknown(Event):
     """A kind this version of rnix does not know: kept and shown, never folded."""
 
@@ -428,6 +442,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         InstanceSettled,
         LoopIterated,
         LoopEnded,
+        InstanceThrottled,
     )
 }
 

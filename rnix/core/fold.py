@@ -64,6 +64,7 @@ class Instance:
     item: Any = None  # a for_each instance's item
     label: str | None = None  # a for_each instance's item_name
     children: int | None = None  # a for_each node once expanded: how many instances it has
+    rate_limited: bool = False  # a model call of the running attempt waits for the provider's limits
 
     @property
     def name(self) -> str:
@@ -286,6 +287,7 @@ def _started(inst: Instance, e: ev.InstanceStarted, ts: float) -> Instance:
         error=None,
         log_path=e.log_path,
         out_path=e.out_path,
+        rate_limited=False,
     )
 
 
@@ -332,6 +334,7 @@ def _exited(inst: Instance, e: ev.InstanceExited, ts: float) -> Instance:
         result=e.result,
         error=e.error,
         stop_reason=None,
+        rate_limited=False,
     )
     if new is AgentState.BACKOFF:
         return replace(inst, retry_at=ts + (e.retry_in or 0.0), pid=inst.pid)
@@ -340,7 +343,14 @@ def _exited(inst: Instance, e: ev.InstanceExited, ts: float) -> Instance:
 
 def _settle(inst: Instance, state: AgentState, reason: str | None, ts: float) -> Instance:
     inst = _unpause(inst, ts)
-    return replace(inst, state=transition(inst.state, state), error=reason, ended_at=ts, retry_at=None)
+    return replace(
+        inst,
+        state=transition(inst.state, state),
+        error=reason,
+        ended_at=ts,
+        retry_at=None,
+        rate_limited=False,
+    )
 
 
 def _skipped(inst: Instance, e: ev.InstanceSkipped, ts: float) -> Instance:
@@ -377,6 +387,11 @@ def _settled_node(inst: Instance, e: ev.InstanceSettled, ts: float) -> Instance:
     )
 
 
+def _throttled(inst: Instance, e: ev.InstanceThrottled, ts: float) -> Instance:
+    # A wait reported after the attempt ended (the gateway outlives the process) changes nothing.
+    return replace(inst, rate_limited=bool(e.waiting)) if inst.state.signallable else inst
+
+
 _INSTANCE_HANDLERS: dict[type, Any] = {
     ev.InstanceExpanded: _expanded,
     ev.InstanceSettled: _settled_node,
@@ -392,6 +407,7 @@ _INSTANCE_HANDLERS: dict[type, Any] = {
     ev.InstanceCancelled: _cancelled,
     ev.InstanceUnfunded: _unfunded,
     ev.InstanceAssessed: _assessed,
+    ev.InstanceThrottled: _throttled,
 }
 
 

@@ -137,6 +137,7 @@ class ProcessRow:
     reused_from: str | None = None  # completed in that earlier run, not run again
     spec_hash: str | None = None
     pid_start_ticks: int | None = None  # None in rows recorded before rnix stored ticks
+    rate_limited: bool = False  # a model call waits for the provider's limits (while it runs)
 
     @property
     def terminal(self) -> bool:
@@ -564,6 +565,7 @@ def _run_row(row: sqlite3.Row) -> RunRow:
 
 _PROCESS_FIELDS = [f.name for f in fields(ProcessRow)]
 _DEPENDS_ON, _SLA = _PROCESS_FIELDS.index("depends_on"), _PROCESS_FIELDS.index("sla")
+_RATE_LIMITED = _PROCESS_FIELDS.index("rate_limited")
 
 
 def _process_row(row: sqlite3.Row) -> ProcessRow:
@@ -575,6 +577,7 @@ def _process_row(row: sqlite3.Row) -> ProcessRow:
         tuple(str(n) for n in json.loads(depends_on)) if depends_on not in (None, "", "[]") else ()
     )
     values[_SLA] = json.loads(values[_SLA]) if values[_SLA] else None
+    values[_RATE_LIMITED] = bool(values[_RATE_LIMITED])
     return ProcessRow(*values)
 
 

@@ -232,3 +232,9 @@ def m006_start_ticks(conn: sqlite3.Connection) -> None:
 def m007_journal_requests(conn: sqlite3.Connection) -> None:
     """What each answered call asked (the messages it added, masked), for `rnix log PID --llm`."""
     _run(conn, "ALTER TABLE journal ADD COLUMN request TEXT")
+
+
+@migration
+def m008_rate_limited(conn: sqlite3.Connection) -> None:
+    """Whether a running agent's model call waits for the provider's limits (`rate_limited` in ps)."""
+    _run(conn, "ALTER TABLE processes ADD COLUMN rate_limited INTEGER NOT NULL DEFAULT 0")

@@ -108,7 +108,7 @@ def _agent_started(conn: sqlite3.Connection, r: Record, e: ev.InstanceStarted) -
         " ppid = (SELECT supervisor_pid FROM runs WHERE id = ?),"
         " attempt = COALESCE(?, attempt), budget = COALESCE(?, budget), started_at = ?, log_path = ?,"
         " out_path = ?, ended_at = NULL, exit_code = NULL, signal = NULL, error = NULL, result = NULL,"
-        " elapsed_ms = NULL, paused_at = NULL, paused_ms = 0",
+        " elapsed_ms = NULL, paused_at = NULL, paused_ms = 0, rate_limited = 0",
         (
             AgentState.RUNNING.value,
             _scalar(e.pid),
@@ -148,7 +148,7 @@ def _agent_exited(conn: sqlite3.Connection, r: Record, e: ev.InstanceExited) -> 
         r,
         "state = COALESCE(?, state), exit_code = ?, signal = ?, tokens_used = COALESCE(?, tokens_used),"
         f" elapsed_ms = MAX(0, ? - paused_ms - {_PAUSED_NOW}), result = ?, error = ?, ended_at = ?,"
-        f" {_UNPAUSE}",
+        f" rate_limited = 0, {_UNPAUSE}",
         (
             e.state,
             _scalar(e.exit_code),
@@ -171,7 +171,7 @@ def _settled(state: AgentState) -> Projection:
             reason: str | None = f"the budget pool cannot fund it ({e.available:,} tokens left)"
         else:
             reason = _scalar(e.reason)
-        sets = f"state = ?, error = ?, ended_at = ?, {_UNPAUSE}"
+        sets = f"state = ?, error = ?, ended_at = ?, rate_limited = 0, {_UNPAUSE}"
         _update_process(conn, r, sets, (state.value, reason, r.ts, r.ts))
 
     return project
@@ -215,6 +215,22 @@ def _agent_assessed(conn: sqlite3.Connection, r: Record, e: ev.InstanceAssessed)
         _update_process(conn, r, "sla = ?", (_json(sla),))
 
 
+def _agent_throttled(conn: sqlite3.Connection, r: Record, e: ev.InstanceThrottled) -> None:
+    # Only a live attempt waits: a report that arrives after it ended must not mark the row.
+    conn.execute(
+        "UPDATE processes SET rate_limited = ?, updated_at = ? WHERE run_id = ? AND agent = ?"
+        " AND state IN (?, ?)",
+        (
+            1 if e.waiting else 0,
+            r.ts,
+            r.run_id,
+            r.agent,
+            AgentState.RUNNING.value,
+            AgentState.PAUSED.value,
+        ),
+    )
+
+
 def _run_stop_requested(conn: sqlite3.Connection, r: Record, e: ev.RunStopRequested) -> None:
     sql = "UPDATE runs SET stop_requested_at = ?, stop_grace = ? WHERE id = ?"
     conn.execute(sql, (r.ts, _scalar(e.grace), r.run_id))
@@ -224,7 +240,8 @@ def _run_finished(conn: sqlite3.Connection, r: Record, e: ev.RunFinished) -> Non
     # Once a run has ended nothing of it is live, whatever its supervisor managed to record.
     marks = ", ".join("?" * len(TERMINAL_STATES))
     conn.execute(
-        f"UPDATE processes SET state = ?, ended_at = COALESCE(ended_at, ?), {_UNPAUSE}, updated_at = ?"
+        f"UPDATE processes SET state = ?, ended_at = COALESCE(ended_at, ?), {_UNPAUSE}, rate_limited = 0,"
+        " updated_at = ?"
         f" WHERE run_id = ? AND state NOT IN ({marks})",
         (AgentState.CANCELLED.value, r.ts, r.ts, r.ts, r.run_id, *TERMINAL_STATES),
     )
@@ -256,6 +273,7 @@ PROJECTIONS: dict[type, Projection] = {
     ev.InstanceSettled: _agent_settled,
     ev.RunStopRequested: _run_stop_requested,
     ev.RunFinished: _run_finished,
+    ev.InstanceThrottled: _agent_throttled,
 }
 
 

@@ -27,7 +27,8 @@ Failed calls and `complete_internal` (the SLA judge) are neither journalled nor 
 The backend call runs in its own task: an agent that disconnects mid-call does not stop it, so its
 usage is still charged and recorded. Everything returned or recorded is masked with the secret
 values of the supervisor's environment. Concurrency is limited per provider (the api_base, else the
-model's provider prefix).
+model's provider prefix), and per model by its alias's max_concurrency and rpm (ModelGate); a call
+that waits for those, or for a retry after HTTP 429, is reported to `on_wait`.
 
 on_call data: {attempt (the agent's request number), try (1..max_attempts; 0 for a refusal or a
 replay), model, status ("ok" | "retry" | "provider_error" | "timeout" | "budget_exceeded" |
@@ -45,7 +46,7 @@ import math
 import os
 import secrets
 import stat
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -56,7 +57,7 @@ from rnix.core.secrets import mask, secret_values
 from rnix.llm import routing, tokens
 from rnix.llm.backend import CALLER, Backend, CallTimeout, Completion, ProviderError, Usage, one_line
 from rnix.llm.retry import call_with_retries, will_retry
-from rnix.supervisor.ratelimit import ModelGate
+from rnix.supervisor.ratelimit import ModelGate, OnWait, Waits
 
 log = logging.getLogger(__name__)
 
@@ -155,13 +156,16 @@ class Gateway:
         max_retry_after: float = 30.0,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         on_journal: OnJournal | None = None,
+        on_wait: OnWait | None = None,
     ) -> None:
         """`backends` maps a model ("mock?fail=1"), a model name ("mock") or "*" to a Backend; models
         not found there use the built-in one rnix.llm.routing picks: MockBackend for `mock`, the lean
         OpenAIHTTPBackend for OpenAI-protocol providers, LiteLLMBackend for the rest. The built-in
         ones are closed with the gateway.
         `sleep` paces the waits between retries (tests inject a fake one). `on_journal` makes each
-        journal entry durable (see the module docstring); without it nothing is journalled."""
+        journal entry durable (see the module docstring); without it nothing is journalled.
+        `on_wait` hears when an agent's call waits for its model's limits or for a retry after HTTP
+        429, and when it stops (rnix.supervisor.ratelimit.Waits): `ps` shows it rate_limited."""
         self.socket_path = socket_path
         self._on_call = on_call
         self._on_journal = on_journal
@@ -178,6 +182,7 @@ class Gateway:
         self._semaphores: dict[str, asyncio.Semaphore] = {}
         self._model_limits: dict[str, tuple[int | None, int | None]] = {}
         self._gates: dict[str, ModelGate] = {}
+        self._waits = Waits(on_wait)
         self._server: asyncio.AbstractServer | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -503,14 +508,14 @@ class Gateway:
         backend = self._backend(account.model)
         semaphore = self._semaphore(account)
         gate = self._gate(account.model)
-        tries, cut_off = 0, False
+        tries, cut_off, rate_limited = 0, False, False
         # A known secret value never reaches a provider, whatever an agent put in its messages (a
         # tool that read a key file, an upstream result that echoed one): it goes out as ***.
         outgoing = mask(request.messages, self._secrets)
 
         async def attempt() -> Completion:
             nonlocal cut_off
-            async with semaphore, gate:
+            async with semaphore, self._gated(account.agent, gate):
                 try:
                     return await asyncio.wait_for(
                         backend.complete(
@@ -537,8 +542,9 @@ class Gateway:
                     ) from None
 
         def on_attempt(n: int, outcome: Completion | ProviderError, latency: float) -> None:
-            nonlocal tries
+            nonlocal tries, rate_limited
             tries = n
+            rate_limited = isinstance(outcome, ProviderError) and outcome.status == 429
             if isinstance(outcome, Completion):
                 account.used += outcome.usage.total_tokens
                 self._record(account.agent, number, n, "ok", outcome, latency, max_tokens, None)
@@ -546,12 +552,19 @@ class Gateway:
             status = "retry" if will_retry(outcome, n, self._max_attempts) else _code(outcome)
             self._record(account.agent, number, n, status, None, latency, max_tokens, outcome.message)
 
+        async def sleep(delay: float) -> object:
+            """The wait before a retry: after a 429 the agent is rate limited meanwhile."""
+            if not rate_limited:
+                return await self._sleep(delay)
+            with self._waits.watch(account.agent, "http_429", delay):
+                return await self._sleep(delay)
+
         try:
             completion = await call_with_retries(
                 attempt,
                 max_attempts=self._max_attempts,
                 max_retry_after=self._max_retry_after,
-                sleep=self._sleep,
+                sleep=sleep,
                 on_attempt=on_attempt,
             )
         except ProviderError as exc:
@@ -647,13 +660,26 @@ class Gateway:
         if max_concurrency or rpm:
             self._model_limits[model] = (max_concurrency, rpm)
 
-    def _gate(self, model: str) -> contextlib.AbstractAsyncContextManager[object]:
+    def _gate(self, model: str) -> ModelGate | None:
         limits = self._model_limits.get(model)
         if limits is None:
-            return contextlib.nullcontext()
+            return None
         if model not in self._gates:
             self._gates[model] = ModelGate(*limits)
         return self._gates[model]
+
+    def _gated(self, agent: str, gate: ModelGate | None) -> contextlib.AbstractAsyncContextManager[object]:
+        """Inside `gate` (none: no limits), the agent's wait to get there watched by `_waits`."""
+        return contextlib.nullcontext() if gate is None else self._watched(agent, gate)
+
+    @contextlib.asynccontextmanager
+    async def _watched(self, agent: str, gate: ModelGate) -> AsyncIterator[None]:
+        with self._waits.watch(agent, gate.blocking):
+            await gate.__aenter__()
+        try:
+            yield
+        finally:
+            await gate.__aexit__(None, None, None)
 
     def _semaphore(self, account: Account) -> asyncio.Semaphore:
         model = account.model.split("?", 1)[0]

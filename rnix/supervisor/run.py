@@ -164,12 +164,25 @@ async def _supervise(
         else:  # the SLA judge's own account: logged, not an instance of the run
             record(Record(ctx.run_id, ctx.clock.time(), call))
 
+    def on_wait(agent: str, waiting: bool, reason: str, seconds: float | None) -> None:
+        """A call of `agent` waits for its model's limits, or a 429's retry (or stopped waiting)."""
+        key = InstanceKey.parse(agent)
+        if scheduler is None:
+            return
+        inst = scheduler.state.instances.get(key)
+        if inst is None or not inst.state.signallable:  # the judge's account, or an attempt that ended
+            return
+        now = ctx.clock.time()
+        until = None if seconds is None else now + seconds
+        scheduler.emit(ev.InstanceThrottled(key=key, waiting=waiting, reason=reason, until=until), now)
+
     journal = _Journal(home, ctx.run_id, secrets, on_broken)
     retries = retry.Settings.from_environ(os.environ)
     gateway = Gateway(
         socket_path,
         on_call=on_call,
         on_journal=journal.append,
+        on_wait=on_wait,
         max_attempts=retries.max_attempts,
         max_retry_after=retries.max_retry_after,
     )

@@ -7,6 +7,8 @@ Contract:
 - Free-text cells (INTENT, REASON) are cut to `TRUNCATE` characters only when `truncate` is true
   (a terminal without --no-trunc); piped output is never cut, so `rnix ps -a | grep` sees every word.
 - A RUN column appears when the rows come from more than one run; PROJECT when asked for.
+- STATE reads `running (rate_limited)` while one of the agent's model calls waits for its model's
+  limits (max_concurrency, rpm) or for a retry after HTTP 429; `--json` has `rate_limited` for it.
 - TOKENS is `used/funded`: what the agent spent of the budget it was given when it started. A budget
   pool lends unspent tokens to later agents, so the funded column can add up to more than the pool;
   `pool_lines` says how much of each run's pool was used.
@@ -29,6 +31,7 @@ TRUNCATE = 40
 PROCESS_FIELDS = (
     "pid", "ppid", "project", "run_id", "agent", "node", "index", "iteration", "state", "layer",
     "attempt", "tokens_used", "budget", "elapsed_ms", "exit_code", "intent", "error", "sla", "reused_from",
+    "rate_limited",
 )  # fmt: skip
 
 
@@ -70,6 +73,7 @@ def process_dict(row: ProcessRow) -> dict[str, Any]:
         "error": row.error,
         "sla": row.sla,
         "reused_from": row.reused_from,
+        "rate_limited": row.rate_limited,
     }
 
 
@@ -99,7 +103,7 @@ def table_lines(rows: Sequence[ProcessRow], *, with_project: bool, truncate: boo
                 *([inert(row.project)] if with_project else []),
                 *([row.run_id] if with_run else []),
                 inert(row.agent),
-                row.state,
+                state_word(row),
                 f"{tokens(row.tokens_used)}/{tokens(row.budget)}",
                 duration(round(elapsed_ms(row) / 1000, 1)) if row.started_at else "-",
                 "-" if row.exit_code is None else str(row.exit_code),
@@ -109,6 +113,12 @@ def table_lines(rows: Sequence[ProcessRow], *, with_project: bool, truncate: boo
             ]
         )
     return align(table)
+
+
+def state_word(row: ProcessRow) -> str:
+    """STATE: the lifecycle state, with `(rate_limited)` while a model call waits for the provider's
+    limits (as docker ps adds `(healthy)`)."""
+    return f"{row.state} (rate_limited)" if row.rate_limited else row.state
 
 
 def pool_lines(runs: Sequence[RunRow]) -> list[str]:

@@ -123,6 +123,28 @@ def test_paused_time_does_not_count_against_the_timeout() -> None:
     assert state.instance("a").elapsed_s(205.0) == pytest.approx(8.0)
 
 
+def test_rate_limited_while_a_call_waits_and_never_after_the_attempt() -> None:
+    plan = plan_of({"a": {"intent": "x", "max_retries": 1}})
+    state = step(planned(plan), 1.0, ev.InstanceStarted(key=A, attempt=1))
+    assert state.instance("a").rate_limited is False
+    state = step(state, 2.0, ev.InstanceThrottled(key=A, waiting=True, reason="http_429", until=3.0))
+    assert state.instance("a").rate_limited is True
+    assert act.next_actions(state, plan, 2.5).actions == ()  # waiting changes no decision
+    state = step(state, 3.0, ev.InstanceThrottled(key=A, waiting=False, reason="http_429"))
+    assert state.instance("a").rate_limited is False
+    # A wait that outlives the attempt ends with it; a late report does not mark the next one.
+    state = step(state, 4.0, ev.InstanceThrottled(key=A, waiting=True, reason="max_concurrency"))
+    state = step(state, 5.0, ev.InstanceExited(key=A, state="backoff", outcome="failed", retry_in=1))
+    assert state.instance("a").rate_limited is False
+    state = step(state, 5.5, ev.InstanceThrottled(key=A, waiting=True, reason="max_concurrency"))
+    assert state.instance("a").rate_limited is False
+    state = step(state, 6.0, ev.InstanceStarted(key=A, attempt=2))
+    assert state.instance("a").rate_limited is False
+    state = step(state, 7.0, ev.InstanceThrottled(key=A, waiting=True, reason="rpm"))
+    state = step(state, 8.0, ev.InstanceCancelled(key=A, reason="stop"))
+    assert state.instance("a").rate_limited is False
+
+
 def test_a_stop_is_asked_once_and_waiting_agents_are_cancelled() -> None:
     plan = plan_of({"a": {"intent": "x"}, "b": {"intent": "y", "depends_on": ["a"]}})
     state = step(planned(plan), 1.0, ev.InstanceStarted(key=A, attempt=1))

@@ -7,7 +7,8 @@
 
 `POST /v1/chat/completions` (and `/chat/completions`) takes the next scripted behaviour; once the
 script is used up it answers like `Echo()`. Every request is recorded (path, lower-cased headers, JSON
-body, arrival time) before it is answered. Leaving the `with` block (or the `openai_server` fixture)
+body, arrival time) before it is answered; `most_in_flight` is the most requests it was answering at
+once (a `Slow` one counts while it waits). Leaving the `with` block (or the `openai_server` fixture)
 stops the server and releases any handler still sleeping in `Slow`.
 
 Each answer goes out in one write on a TCP_NODELAY socket: headers and body written separately would
@@ -121,6 +122,8 @@ class OpenAIServer:
         """`responder(body)` decides every request once the script is used up (default: Echo)."""
         self.responder = responder
         self.requests: list[Request] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
         self._script: deque[Behaviour] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -149,6 +152,15 @@ class OpenAIServer:
     def record(self, request: Request) -> None:
         with self._lock:
             self.requests.append(request)
+
+    def entered(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+
+    def left(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def _serve(self) -> None:
         self._httpd.serve_forever(poll_interval=0.02)  # a short poll makes stop() quick
@@ -232,7 +244,11 @@ def _handler_class(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
             if path not in PATHS:
                 self._send(404, json.dumps({"error": {"message": "not found", "type": "invalid_request"}}))
                 return
-            self._behave(server.next_behaviour(body), body)
+            server.entered()
+            try:
+                self._behave(server.next_behaviour(body), body)
+            finally:
+                server.left()
 
         def _behave(self, behaviour: Behaviour, body: Any) -> None:
             model = str(body.get("model", "fake")) if isinstance(body, dict) else "fake"

@@ -41,6 +41,7 @@ class K:
     AGENT_SKIPPED = ev.InstanceSkipped.KIND
     AGENT_ASSESSED = ev.InstanceAssessed.KIND
     LLM_CALL = ev.LlmCall.KIND
+    AGENT_THROTTLED = ev.InstanceThrottled.KIND
 
 
 def event(kind: str, agent: str | None = None, ts: float = T0, run_id: str = RUN, /, **data: Any) -> Event:
@@ -194,6 +195,37 @@ def test_llm_call_sets_the_agents_usage_and_the_runs_sum(store: Store) -> None:
     )
     assert (process(store, "writer").tokens_used, process(store, "reviewer").tokens_used) == (300, 50)
     assert the_run(store).tokens_used == 350
+
+
+def test_agent_throttled_marks_a_live_agent_rate_limited_until_the_wait_or_the_attempt_ends(
+    store: Store,
+) -> None:
+    store.append([started_run(), planned("writer"), agent_started("writer", ts=T0 + 1)])
+    assert process(store, "writer").rate_limited is False
+    store.append([event(K.AGENT_THROTTLED, "writer", T0 + 2, waiting=True, reason="http_429", until=T0 + 3)])
+    assert process(store, "writer").rate_limited is True
+    store.append([event(K.AGENT_PAUSED, "writer", T0 + 2.5, pid=5000)])
+    assert process(store, "writer").rate_limited is True  # the gateway's wait goes on
+    store.append([event(K.AGENT_THROTTLED, "writer", T0 + 3, waiting=False, reason="http_429")])
+    assert process(store, "writer").rate_limited is False
+    store.append(
+        [
+            event(K.AGENT_RESUMED, "writer", T0 + 4, pid=5000),
+            event(K.AGENT_THROTTLED, "writer", T0 + 5, waiting=True, reason="max_concurrency"),
+            event(K.AGENT_EXITED, "writer", T0 + 6, state="backoff", exit_code=1, final=False),
+            event(K.AGENT_THROTTLED, "writer", T0 + 6.5, waiting=True, reason="max_concurrency"),
+        ]
+    )
+    assert process(store, "writer").rate_limited is False  # ended with the attempt; late report ignored
+    store.append(
+        [
+            agent_started("writer", ts=T0 + 7, attempt=1),
+            event(K.AGENT_THROTTLED, "writer", T0 + 8, waiting=True, reason="rpm"),
+        ]
+    )
+    assert process(store, "writer").rate_limited is True
+    store.append([event(K.RUN_FINISHED, None, T0 + 9, status="cancelled", exit_code=130)])
+    assert process(store, "writer").rate_limited is False
 
 
 def test_pause_and_resume_accumulate_paused_time(store: Store) -> None:
