@@ -186,7 +186,10 @@ def _agent_row(agent: AgentView, now: float, prefix: str, memo: Memo) -> TableRo
             _pid(row.ppid),
             Cell(inert(row.project), dim),
             Cell(prefix + inert(row.agent), dim or "bold"),
-            Cell(row.state, STATE_STYLE.get(row.state, "red")),
+            Cell(
+                f"{row.state} (rate_limited)" if row.rate_limited else row.state,
+                STATE_STYLE.get(row.state, "red"),
+            ),
             _tokens_cell(row.tokens_used, row.budget),
             Cell(inert(row.intent or ""), dim),
         )

@@ -40,8 +40,9 @@ def agent_line(run: AgentView, layers: int, now: float) -> str:
     name = inert(run.name) + (f" as {inert(run.plan.choice.chosen)}" if run.plan.choice else "")
     if run.instance.label:
         name += f" ({inert(run.instance.label)})"
+    state = run.state.value + (" (rate_limited)" if run.instance.rate_limited else "")
     line = (
-        f"[layer {run.plan.layer}/{layers}] {name} {pid} | {run.state.value} | "
+        f"[layer {run.plan.layer}/{layers}] {name} {pid} | {state} | "
         f"{seconds(run.elapsed_ms(now))} | {tokens(run.tokens_used)} tokens"
     )
     if run.sla is not None:
@@ -90,6 +91,8 @@ def live_table(
     for run in runs:
         budget = f"{tokens(run.tokens_used)}/{tokens(run.budget or run.plan.budget)}"
         state, elapsed = run.state.value, run.elapsed_ms(now)
+        if run.instance.rate_limited:
+            state += " (rate_limited)"
         style = "bold yellow" if state == AgentState.PAUSED.value else STATE_STYLE.get(run.state, "red")
         table.add_row(
             f"{run.plan.layer}/{layers}",
@@ -134,6 +137,7 @@ def up_document(plan: Plan, outcome: Outcome, project: str) -> dict[str, Any]:
             "pid": a.pid,
             "layer": a.plan.layer,
             "status": a.state.value,
+            "rate_limited": a.instance.rate_limited,
             "exit_code": a.exit_code,
             "signal": a.signal,
             "attempts": a.attempt,
