@@ -131,3 +131,15 @@ def test_every_format_shows_when_for_each_and_the_loop(rnix: RunRnix, tmp_path: 
     assert "  fix[*]   (mock)  <- triage\n           for_each: agents.triage.output.bugs" in text.stdout
     assert "  draft    (mock, loop polish)  <- fix (finished)\n           when: size(" in text.stdout
     assert f"loop polish (draft, review): review -> draft again, {until}\n" in text.stdout
+
+
+def test_the_pipelines_doc_shows_what_the_text_format_prints(rnix: RunRnix, tmp_path: Path) -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "pipelines.md").read_text()
+    section = page.split("## Seeing the pipeline", 1)[1].split("\n## ", 1)[0]
+    compose = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    shown = section.split("```text\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "compose.yaml").write_text(compose)
+    result = rnix("compose", "graph", "--format", "text", cwd=tmp_path / "demo")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == shown
