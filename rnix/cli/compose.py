@@ -221,7 +221,8 @@ def config_cmd(env: Env, file: str | None, project: str | None, as_json: bool, q
 def plan_cmd(env: Env, file: str | None, project: str | None, as_json: bool, seed: int | None) -> ExitCode:
     """Show what `up` will do, without running anything.
 
-    Layers, the critical path, each agent's model, budget, priority, timeout and retries.
+    Layers, the critical path, each agent's model, budget, priority, timeout and retries; its
+    `when` condition, `for_each` fan-out (as `name[*]`) and output_schema, and the loops.
     """
     from rnix.cli.reputation import plan_with_ledger
     from rnix.core.plan import plan_as_dict

@@ -34,7 +34,9 @@ def graph_cmd(env: Env, file: str | None, project: str | None, as_json: bool, fm
 
     Edges point from an agent to the agents that depend on it; the critical path is drawn bold.
     Labels show each agent's name and what it runs (definition, command or model), never its
-    intent. With --json: the layers, nodes, edges and critical path as data.
+    intent; a `when:` condition, and a `for_each:` fan-out drawn as `name[*]`. A loop's body is
+    boxed, with a back edge labelled `until: <expr> (max N)`. With --json: the layers, nodes,
+    edges, loops and critical path as data.
     """
     loaded = load(env, file, project)
     document = graph_document(loaded.spec, loaded.project, secret_values(env.environ))

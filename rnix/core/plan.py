@@ -15,7 +15,7 @@ from typing import Any
 
 from rnix.core import budget, dag
 from rnix.core.jsonable import contract_as_dict, seconds
-from rnix.core.model import AgentDefinition, AgentSpec, ComposeSpec
+from rnix.core.model import AgentDefinition, AgentSpec, ComposeSpec, LoopSpec
 from rnix.core.secrets import redact_environment
 
 
@@ -83,8 +83,10 @@ class AgentPlan:
             "role": definition.role if definition else None,
             "tools": {k: dict(v) for k, v in definition.tools.items()} if definition else None,
         }
-        if spec.conditions:  # only when set, so that the hashes of existing files do not change
+        # Only when set, so that the hashes of existing files do not change.
+        if spec.conditions:
             content["conditions"] = dict(spec.conditions)
+        content.update(pipeline_keys(spec))
         text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -185,6 +187,39 @@ def _requested(agent: AgentSpec, spec: ComposeSpec) -> int | None:
     return agent.definition.budget
 
 
+def pipeline_keys(agent: AgentSpec) -> dict[str, Any]:
+    """The agent's pipeline keys (docs/pipelines.md) that differ from their defaults, as written in a
+    compose file: nothing at all for an agent without them."""
+    out: dict[str, Any] = {
+        "output_schema": _plain(agent.output_schema) if agent.output_schema is not None else None,
+        "when": agent.when,
+        "for_each": agent.for_each,
+        "item_name": agent.item_name,
+        "for_each_policy": agent.for_each_policy if agent.for_each_policy != "all" else None,
+        "max_parallel": agent.max_parallel,
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def loop_as_dict(loop: LoopSpec) -> dict[str, Any]:
+    """One loop as written under `loops.<name>` (every key, defaults included)."""
+    return {
+        "body": list(loop.body),
+        "until": loop.until,
+        "max_iterations": loop.max_iterations,
+        "on_max": loop.on_max,
+    }
+
+
+def _plain(value: object) -> Any:
+    """A JSON value with read-only mappings turned into dicts (for yaml.safe_dump and json)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def agent_as_dict(agent: AgentSpec) -> dict[str, Any]:
     """One agent as it would be written in a normalised compose file."""
     out: dict[str, Any] = {
@@ -209,6 +244,7 @@ def agent_as_dict(agent: AgentSpec) -> dict[str, Any]:
         "environment": redact_environment(agent.environment) or None,
         "working_dir": agent.working_dir,
         "contract": contract_as_dict(agent.contract) if agent.contract else None,
+        **pipeline_keys(agent),
     }
     return {k: v for k, v in out.items() if v is not None}
 
@@ -230,6 +266,8 @@ def spec_as_dict(spec: ComposeSpec) -> dict[str, Any]:
             else None
         ),
         "max_parallel": spec.max_parallel,
+        "vars": _plain(spec.vars) or None,
+        "loops": {loop.name: loop_as_dict(loop) for loop in spec.loops} or None,
         "agents": {a.name: agent_as_dict(a) for a in spec.agents},
         # An extension key, so the output stays a valid compose file: where each named definition
         # was found (the model, max_steps and contract it supplied are already in the agents above).
@@ -240,6 +278,12 @@ def spec_as_dict(spec: ComposeSpec) -> dict[str, Any]:
         or None,
     }
     return {k: v for k, v in out.items() if v is not None}
+
+
+def output_properties(agent: AgentSpec) -> list[str] | None:
+    """The top-level properties the agent's output_schema names (None without a schema or a list)."""
+    properties = agent.output_schema.get("properties") if agent.output_schema else None
+    return sorted(properties) if isinstance(properties, Mapping) else None
 
 
 def _source(definition: AgentDefinition | None) -> dict[str, str] | None:
@@ -253,6 +297,7 @@ def _tools(definition: AgentDefinition | None) -> list[str]:
 def plan_as_dict(plan: Plan) -> dict[str, Any]:
     """The `data` of `rnix compose plan --json`."""
     alloc = plan.allocation
+    loop_of = {name: loop.name for loop in plan.spec.loops for name in loop.body}
     return {
         "project": plan.project,
         "file": plan.spec.file,
@@ -284,9 +329,18 @@ def plan_as_dict(plan: Plan) -> dict[str, Any]:
                 "choice": {"chosen": a.choice.chosen, "reason": a.choice.reason} if a.choice else None,
                 "intent": a.spec.intent,
                 "contract": contract_as_dict(a.spec.contract) if a.spec.contract else None,
+                "when": a.spec.when,
+                "for_each": a.spec.for_each,
+                "item_name": a.spec.item_name,
+                "for_each_policy": a.spec.for_each_policy,
+                "max_parallel": a.spec.max_parallel,
+                "output_schema": _plain(a.spec.output_schema) if a.spec.output_schema else None,
+                "output_properties": output_properties(a.spec),
+                "loop": loop_of.get(a.spec.name),
             }
             for a in plan.agents
         ],
+        "loops": [{"name": loop.name, **loop_as_dict(loop)} for loop in plan.spec.loops],
         "budget_pool": {
             "total": alloc.total,
             "allocation": alloc.strategy,

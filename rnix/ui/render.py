@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rnix.core.secrets import mask_text, secret_values
-from rnix.ui.text import duration, inert, tokens, with_condition
+from rnix.ui.text import duration, inert, node_name, tokens, with_condition
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -59,7 +59,7 @@ def render_plan(env: Env, plan: Plan) -> None:
     for agent in plan.agents:
         spec = agent.spec
         budget = Text(tokens(agent.budget)) if agent.funded else Text("unfunded", style="red")
-        name = safe(spec.name)
+        name = safe(node_name(spec.name, spec.for_each))
         if agent.on_critical_path:
             name.stylize("bold")
         table.add_row(
@@ -97,6 +97,39 @@ def render_plan(env: Env, plan: Plan) -> None:
                     f"of {', '.join(inert(c) for c in plan.agent(spec_name).spec.candidates)})",
                 )
             )
+    for label, line in pipeline_lines(plan):
+        out.print(Text.assemble((f"{label}: ", "dim"), safe(line)))
     if alloc.total:
         line = f"budget: {tokens(alloc.allocated)} of {tokens(alloc.total)} tokens allocated"
         out.print(Text(line + (f"; {alloc.note}" if alloc.note else ""), style="dim"))
+
+
+def pipeline_lines(plan: Plan) -> list[tuple[str, str]]:
+    """What the pipeline keys add to the plan, as (label, text) lines: conditions, fan-outs,
+    structured results and loops (docs/pipelines.md). Nothing for a file without them."""
+    from rnix.core.plan import output_properties
+
+    lines: list[tuple[str, str]] = []
+    for agent in plan.agents:
+        spec = agent.spec
+        if spec.when is not None:
+            lines.append(("when", f"{spec.name} runs only if {spec.when}"))
+        if spec.for_each is not None:
+            extras = [f"policy {spec.for_each_policy}"]
+            if spec.max_parallel is not None:
+                extras.append(f"max_parallel {spec.max_parallel}")
+            if spec.item_name is not None:
+                extras.append(f"named {spec.item_name}")
+            lines.append(("for_each", f"{spec.name}[*] over {spec.for_each} ({', '.join(extras)})"))
+        if spec.output_schema is not None:
+            keys = output_properties(spec)
+            lines.append(("output_schema", f"{spec.name}: yes" + (f" ({', '.join(keys)})" if keys else "")))
+    for loop in plan.spec.loops:
+        lines.append(
+            (
+                f"loop {loop.name}",
+                f"{', '.join(loop.body)} again until {loop.until} "
+                f"(max {loop.max_iterations} iterations, then {loop.on_max})",
+            )
+        )
+    return lines

@@ -48,3 +48,13 @@ def align(table: Sequence[Sequence[str]], gap: str = "   ") -> list[str]:
 def with_condition(name: str, condition: str) -> str:
     """A dependency as listed: `build`, or `build (failed)` when its condition is not `completed`."""
     return name if condition == "completed" else f"{name} ({condition})"
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, ending in `...` when it was longer."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def node_name(name: str, for_each: str | None) -> str:
+    """An agent as drawn: `fix[*]` for a fan-out (its instances are fix[0], fix[1], ...)."""
+    return f"{name}[*]" if for_each is not None else name

@@ -6,6 +6,8 @@ import json
 import textwrap
 from pathlib import Path
 
+import yaml
+
 from tests.conftest import RunRnix
 
 VALID = """\
@@ -294,3 +296,71 @@ def test_config_keeps_max_parallel_and_dependency_conditions(rnix: RunRnix, tmp_
     write(tmp_path / "again", first.stdout)
     second = rnix("compose", "config", cwd=tmp_path / "again")
     assert second.returncode == 0 and second.stdout == first.stdout
+
+
+PIPELINE = (Path(__file__).resolve().parents[1] / "fixtures" / "pipeline.yaml").read_text()
+
+
+def test_config_keeps_the_pipeline_keys_and_round_trips(rnix: RunRnix, tmp_path: Path) -> None:
+    write(tmp_path, PIPELINE)
+    first = rnix("compose", "config")
+    assert first.returncode == 0, first.stderr
+    config = yaml.safe_load(first.stdout)
+    assert config["vars"] == {"limit": 3}
+    assert config["loops"] == {
+        "polish": {
+            "body": ["draft", "review"],
+            "until": "agents.review.output.ok == true",
+            "max_iterations": 4,
+            "on_max": "fail",
+        }
+    }
+    fix, draft = config["agents"]["fix"], config["agents"]["draft"]
+    assert fix["for_each"] == "agents.triage.output.bugs" and fix["item_name"] == "fix-{{ index }}"
+    assert fix["for_each_policy"] == "any" and fix["max_parallel"] == 2
+    assert draft["when"] == "size(agents.triage.output.bugs) > vars.limit"
+    assert "for_each_policy" not in draft and "max_parallel" not in draft
+    assert config["agents"]["review"]["output_schema"]["properties"] == {"ok": {"type": "boolean"}}
+    again = tmp_path / "again"
+    again.mkdir()
+    write(again, first.stdout)
+    assert rnix("compose", "config", "-q", cwd=again).returncode == 0
+    second = rnix("compose", "config", cwd=again)
+    assert second.returncode == 0 and second.stdout == first.stdout
+    plans = [rnix("compose", "plan", "--json", cwd=where) for where in (tmp_path, again)]
+    assert all(p.returncode == 0 for p in plans), [p.stderr for p in plans]
+    datas = [json.loads(p.stdout)["data"] for p in plans]
+    for data in datas:
+        data.pop("file")
+    assert datas[0] == datas[1]
+
+
+def test_plan_shows_conditions_fan_outs_schemas_and_loops(rnix: RunRnix, tmp_path: Path) -> None:
+    write(tmp_path, PIPELINE)
+    result = rnix("compose", "plan", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)["data"]
+    agents = {a["name"]: a for a in data["agents"]}
+    assert agents["draft"]["when"] == "size(agents.triage.output.bugs) > vars.limit"
+    assert agents["fix"]["for_each"] == "agents.triage.output.bugs"
+    assert agents["fix"]["max_parallel"] == 2 and agents["fix"]["for_each_policy"] == "any"
+    assert agents["triage"]["output_properties"] == ["bugs"] and agents["triage"]["output_schema"]
+    assert agents["publish"]["output_schema"] is None and agents["publish"]["when"] is None
+    assert [agents[n]["loop"] for n in ("triage", "draft", "review")] == [None, "polish", "polish"]
+    assert data["loops"] == [
+        {
+            "name": "polish",
+            "body": ["draft", "review"],
+            "until": "agents.review.output.ok == true",
+            "max_iterations": 4,
+            "on_max": "fail",
+        }
+    ]
+    text = rnix("compose", "plan")
+    assert text.returncode == 0, text.stderr
+    assert "fix[*]" in text.stdout
+    assert "when: draft runs only if size(agents.triage.output.bugs) > vars.limit" in text.stdout
+    assert "for_each: fix[*] over agents.triage.output.bugs (policy any, max_parallel 2" in text.stdout
+    assert "output_schema: triage: yes (bugs)" in text.stdout
+    assert "loop polish: draft, review again until agents.review.output.ok == true" in text.stdout
+    assert "(max 4 iterations, then fail)" in text.stdout

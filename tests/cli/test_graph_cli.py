@@ -96,3 +96,50 @@ def test_conditions_show_on_edges_and_in_the_plan(rnix: RunRnix, tmp_path: Path)
     graph = dotsyntax.parse(dot)
     assert graph.edge_attrs[("build", "report")] == {"label": "finished", "style": "dashed"}
     assert "build (finished), diagnose" in rnix("compose", "plan").stdout
+
+
+PIPELINE = (Path(__file__).resolve().parents[1] / "fixtures" / "pipeline.yaml").read_text()
+
+
+def test_every_format_shows_when_for_each_and_the_loop(rnix: RunRnix, tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(PIPELINE)
+    as_json = rnix("compose", "graph", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    data = json.loads(as_json.stdout)["data"]
+    nodes = {n["name"]: n for n in data["nodes"]}
+    assert nodes["draft"]["when"] == "size(agents.triage.output.bugs) > vars.limit"
+    assert nodes["fix"]["for_each"] == "agents.triage.output.bugs" and nodes["fix"]["max_parallel"] == 2
+    assert data["loops"][0]["first"] == ["draft"] and data["loops"][0]["last"] == ["review"]
+    until = "until: agents.review.output.ok == true (max 4)"
+    dot = rnix("compose", "graph", "--format", "dot")
+    assert dot.returncode == 0, dot.stderr
+    graph = dotsyntax.parse(dot.stdout)
+    assert graph.edge_attrs[("review", "draft")]["label"] == until
+    assert graph.edge_attrs[("fix", "draft")] == {"label": "finished", "style": "dashed"}
+    loop_box = next(sub for sub in graph.subgraphs if sub.name == "cluster_loop1")
+    assert sorted(loop_box.nodes) == ["draft", "review"]
+    assert loop_box.nodes["draft"]["label"].endswith("\nwhen: size(agents.triage.output.bugs) > vars.limit")
+    mermaid = rnix("compose", "graph")
+    assert mermaid.returncode == 0, mermaid.stderr
+    assert '  subgraph loop1["loop polish"]' in mermaid.stdout
+    assert f'-.->|"{until}"|' in mermaid.stdout and "-.->|finished|" in mermaid.stdout
+    assert (
+        "fix#91;#42;#93;<br/>mock<br/>for_each: agents.triage.output.bugs (max_parallel 2)" in mermaid.stdout
+    )
+    text = rnix("compose", "graph", "--format", "text")
+    assert text.returncode == 0, text.stderr
+    assert "  fix[*]   (mock)  <- triage\n           for_each: agents.triage.output.bugs" in text.stdout
+    assert "  draft    (mock, loop polish)  <- fix (finished)\n           when: size(" in text.stdout
+    assert f"loop polish (draft, review): review -> draft again, {until}\n" in text.stdout
+
+
+def test_the_pipelines_doc_shows_what_the_text_format_prints(rnix: RunRnix, tmp_path: Path) -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "pipelines.md").read_text()
+    section = page.split("## Seeing the pipeline", 1)[1].split("\n## ", 1)[0]
+    compose = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    shown = section.split("```text\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "compose.yaml").write_text(compose)
+    result = rnix("compose", "graph", "--format", "text", cwd=tmp_path / "demo")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == shown

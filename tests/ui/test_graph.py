@@ -140,3 +140,107 @@ def test_text_lists_layers_with_dependencies() -> None:
         "  merge   (mock)  <- left, right\n"
         "critical path: plan -> left -> merge\n"
     )
+
+
+PIPELINE: dict[str, Any] = {
+    "vars": {"x": "a", "y": 1},
+    "loops": {"ref": {"body": ["split", "one", "two", "join"], "until": "agents.join.status == 'completed'"}},
+    "agents": {
+        "plan": {"intent": "p"},
+        "split": {"intent": "s", "depends_on": ["plan"]},
+        "one": {"intent": "1", "depends_on": ["split"], "when": "vars.y > 0"},
+        "two": {"intent": "2", "depends_on": ["split"], "for_each": "[1, 2, 3]", "max_parallel": 2},
+        "join": {"intent": "j", "depends_on": ["one", "two"]},
+        "side": {"intent": "not in the loop", "depends_on": ["split"]},
+    },
+}
+
+
+def test_document_has_pipeline_keys_and_each_loops_ends() -> None:
+    d = doc(PIPELINE)
+    nodes = {n["name"]: n for n in d["nodes"]}
+    assert nodes["one"]["when"] == "vars.y > 0" and nodes["plan"]["when"] is None
+    assert nodes["two"]["for_each"] == "[1, 2, 3]" and nodes["two"]["max_parallel"] == 2
+    assert [nodes[n]["loop"] for n in ("plan", "split", "side")] == [None, "ref", None]
+    assert d["loops"] == [
+        {
+            "name": "ref",
+            "body": ["split", "one", "two", "join"],
+            "until": "agents.join.status == 'completed'",
+            "max_iterations": 5,
+            "on_max": "fail",
+            "first": ["split"],
+            "last": ["join"],
+        }
+    ]
+
+
+def test_a_loop_with_parallel_ends_gets_a_back_edge_per_pair() -> None:
+    data = {
+        "loops": {"l": {"body": ["a", "b", "c", "d"], "until": "true", "max_iterations": 3}},
+        "agents": {
+            "a": {"intent": "a"},
+            "b": {"intent": "b"},
+            "c": {"intent": "c", "depends_on": ["a", "b"]},
+            "d": {"intent": "d", "depends_on": ["a"]},
+        },
+    }
+    graph = dotsyntax.parse(render(doc(data), "dot"))
+    back = [edge for edge, attrs in graph.edge_attrs.items() if attrs.get("constraint") == "false"]
+    assert sorted(back) == [("c", "a"), ("c", "b"), ("d", "a"), ("d", "b")]
+    assert all(graph.edge_attrs[e]["label"] == "until: true (max 3)" for e in back)
+
+
+def test_dot_draws_the_loop_as_a_box_and_a_back_edge() -> None:
+    graph = dotsyntax.parse(render(doc(PIPELINE), "dot"))
+    boxes = {sub.name: sub for sub in graph.subgraphs}
+    # a layer whose agents are all in the loop is not drawn; the loop box has the body
+    assert sorted(boxes) == ["cluster_layer1", "cluster_layer3", "cluster_loop1"]
+    assert boxes["cluster_loop1"].attrs["label"] == "loop ref"
+    assert sorted(boxes["cluster_loop1"].nodes) == ["join", "one", "split", "two"]
+    assert sorted(boxes["cluster_layer3"].nodes) == ["side"]
+    labels = {name: attrs["label"] for sub in graph.subgraphs for name, attrs in sub.nodes.items()}
+    assert labels["one"] == "one\nmock\nwhen: vars.y > 0"
+    assert labels["two"] == "two[*]\nmock\nfor_each: [1, 2, 3] (max_parallel 2)"
+    assert graph.edge_attrs[("join", "split")] == {
+        "label": "until: agents.join.status == 'completed' (max 5)",
+        "style": "bold",
+        "constraint": "false",
+    }
+
+
+def test_mermaid_and_text_show_conditions_fan_outs_and_loops() -> None:
+    out = render(doc(PIPELINE), "mermaid")
+    assert '  subgraph loop1["loop ref"]' in out
+    assert "two#91;#42;#93;<br/>mock<br/>for_each: #91;1, 2, 3#93; (max_parallel 2)" in out
+    assert "when: vars.y #62; 0" in out
+    ids = dict(re.findall(r'^    (n\d+)\["(\w+)', out, re.M))
+    back = re.findall(r'^  (n\d+) -\.->\|"until: (.*)"\| (n\d+)$', out, re.M)
+    assert [(ids[a], label, ids[b]) for a, label, b in back] == [
+        ("join", "agents.join.status == #39;completed#39; (max 5)", "split")
+    ]
+    lines = render(doc(PIPELINE), "text").splitlines()
+    assert "  one     (mock, loop ref)  <- split" in lines
+    assert "          when: vars.y > 0" in lines
+    assert "  two[*]  (mock, loop ref)  <- split" in lines
+    assert "          for_each: [1, 2, 3] (max_parallel 2)" in lines
+    assert "loop ref (split, one, two, join): join -> split again, until: agents.join.status == " in lines[-2]
+
+
+@pytest.mark.parametrize("fmt", ["mermaid", "dot", "text"])
+def test_expressions_are_inert_and_shortened(fmt: str) -> None:
+    hostile = 'vars.x == "evil\\"] --> n1 <b>x</b> \x1b[31m" ||\n vars.y == ' + "1" * 80
+    data = {
+        "vars": {"x": "a", "y": 1},
+        "loops": {"l": {"body": ["b"], "until": hostile}},
+        "agents": {"a": {"intent": "a", "when": hostile}, "b": {"intent": "b", "depends_on": ["a"]}},
+    }
+    out = render(doc(data), fmt)
+    assert "\x1b" not in out and "1" * 70 not in out and "..." in out
+    if fmt == "dot":
+        graph = dotsyntax.parse(out)
+        assert graph.edges == [("a", "b"), ("b", "b")]
+    if fmt == "mermaid":
+        assert len(re.findall(r"-->", out)) == 1 and "<b>" not in out
+    if fmt == "text":
+        assert len(out.splitlines()) == 8  # the newline in the expression adds no line
