@@ -85,6 +85,8 @@ class AgentPlan:
         }
         if spec.conditions:  # only when set, so that the hashes of existing files do not change
             content["conditions"] = dict(spec.conditions)
+        if spec.output_schema is not None:  # the same: a changed schema runs the agent again
+            content["output_schema"] = dict(spec.output_schema)
         text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -209,6 +211,7 @@ def agent_as_dict(agent: AgentSpec) -> dict[str, Any]:
         "environment": redact_environment(agent.environment) or None,
         "working_dir": agent.working_dir,
         "contract": contract_as_dict(agent.contract) if agent.contract else None,
+        "output_schema": dict(agent.output_schema) if agent.output_schema is not None else None,
     }
     return {k: v for k, v in out.items() if v is not None}
 
