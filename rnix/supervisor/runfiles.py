@@ -87,6 +87,7 @@ class RunFiles:
             instructions=definition_prompt(spec.definition),
             tools=tools_as_json(spec.definition),
             workspace=self.cwd_for(spec),
+            output_schema=spec.output_schema,
         )
         data = json.dumps(mask(document, self.secrets), ensure_ascii=False).encode("utf-8")
         _write_private(paths.task, data)
