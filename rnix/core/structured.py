@@ -385,3 +385,12 @@ def _merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(ra, list) and isinstance(rb, list):
         out["required"] = list(dict.fromkeys([*ra, *rb]))
     return out
+
+
+def result_error(schema: Mapping[str, Any] | None, returncode: int | None, result: str | None) -> str | None:
+    """What the supervisor records when an attempt that exited 0 printed a result that does not match
+    its agent's `output_schema` (`output_schema: <errors>`), else None: nothing to check or valid."""
+    if schema is None or returncode != 0 or result is None:
+        return None
+    errors = validate(schema, result)
+    return f"output_schema: {'; '.join(errors)}" if errors else None
