@@ -131,3 +131,15 @@ def test_a_yaml_ref_is_read_and_config_shows_the_schema(rnix: RunRnix, tmp_path:
     assert result.returncode == 0, result.stderr
     config = json.loads(result.stdout)["data"]["config"]
     assert config["agents"]["a"]["output_schema"] == {"type": "object", "required": ["verdict"]}
+
+
+def test_rnix_run_takes_a_schema_file(rnix: RunRnix, tmp_path: Path) -> None:
+    (tmp_path / "verdict.yaml").write_text(
+        "type: object\nrequired: [verdict]\nproperties: {verdict: {enum: [pass, fail]}}\n"
+    )
+    result = rnix("run", "--output-schema", "verdict.yaml", "Judge the change")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"verdict": "pass"}
+    missing = rnix("run", "--output-schema", "nope.json", "Judge the change")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "rnix: error: --output-schema: $ref nope.json: no such file" in missing.stderr
