@@ -112,7 +112,7 @@ def _loop(client: GatewayClient, task: dict[str, Any]) -> str:
     from rnix.agent.tools.policy import ToolPolicy
 
     workspace = task.get("workspace") or os.getcwd()
-    policy = ToolPolicy.from_json(task["tools"], workspace)
+    policy = ToolPolicy.from_json(task.get("tools"), workspace)
     signal.signal(signal.SIGTERM, _stop_tools)  # a stopped agent takes its running command with it
     max_steps = task.get("max_steps")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
