@@ -65,8 +65,10 @@ RULES = (
         "rnix.agent",
         "the thin agent runtime runs in every agent process: standard library and itself only, but"
         " for rnix.core.journal (standard library only), whose tool_key the tool loop derives"
-        " (only the agent calls it: it could move to rnix.agent.protocol)",
-        allowed=("rnix.agent", "rnix.core.journal"),
+        " (only the agent calls it: it could move to rnix.agent.protocol), and rnix.core.structured"
+        " (standard library only when imported; jsonschema is loaded by its functions), which"
+        " checks a result against the task's output_schema, for agents that have one",
+        allowed=("rnix.agent", "rnix.core.journal", "rnix.core.structured"),
     ),
     Rule(
         "rnix.store",

@@ -30,8 +30,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rnix.core.journal import tool_key
+from rnix.core.structured import SUBMIT_TOOL
 
 if TYPE_CHECKING:
+    from rnix.agent.submit import Submission
     from rnix.agent.tools.policy import ToolPolicy
     from rnix.agent.tools.result import ToolResult
 
@@ -125,19 +127,30 @@ def run_loop(
     max_steps: int,
     log: Callable[[str], None],
     journal: ToolJournal | None = None,
+    submit: Submission | None = None,
 ) -> Outcome:
     """Run the loop on a copy of `messages`; raises StepLimit, or GatewayError from the client.
-    With `journal`, tool results are taken from it and recorded in it (see the module docstring)."""
+    With `journal`, tool results are taken from it and recorded in it (see the module docstring).
+    With `submit`, the answer is what the model submits through `submit_result` (rnix.agent.submit),
+    and submit.OutputInvalid is raised when it has not submitted a valid result after the repair turns."""
     from rnix.agent import tools
 
     schemas = tools.schemas(policy)
     conversation = list(messages)
+    if submit is not None:
+        schemas.append(submit.tool)
+        conversation.append(submit.instruction())
     for step in range(1, max_steps + 1):
         reply = client.complete(conversation, tools=schemas)
         content = reply.get("content") or ""
         calls = _calls(reply)
-        if not calls:
+        if not calls and submit is None:
             return Outcome(content, step)
+        if not calls and submit is not None:
+            log(log_line(WARN, f"step {step}: a plain text answer instead of {SUBMIT_TOOL}"))
+            conversation += [{"role": "assistant", "content": content}, submit.plain_answer()]
+            submit.failed_turn()
+            continue
         if content.strip():
             log(log_line(THINK, content))
         parts = [_call_parts(call, step, index) for index, call in enumerate(calls)]
@@ -147,10 +160,22 @@ def run_loop(
         ]
         conversation.append({"role": "assistant", "content": content or None, "tool_calls": normalised})
         request_hash = reply.get("request_hash")
+        failed = False
         for index, (call_id, name, arguments) in enumerate(parts):
+            if submit is not None and name == SUBMIT_TOOL:
+                answer, message = submit.check(arguments)
+                if answer is not None:
+                    log(log_line(TOOL, f"step {step}: {SUBMIT_TOOL} -> valid"))
+                    return Outcome(answer, step)
+                log(log_line(WARN, f"step {step}: {SUBMIT_TOOL} -> {'; '.join(submit.errors)}"))
+                conversation.append({"role": "tool", "tool_call_id": call_id, "content": message})
+                failed = True
+                continue
             key = tool_key(request_hash, index, name, arguments) if isinstance(request_hash, str) else None
             result, replayed = _run_tool(policy, name, arguments, journal, key)
             note = " (replayed)" if replayed else ""
             log(log_line(WARN if result.denied else TOOL, f"step {step}: {result.summary}{note}"))
             conversation.append({"role": "tool", "tool_call_id": call_id, "content": result.output})
+        if failed and submit is not None:
+            submit.failed_turn()
     raise StepLimit(f"max_steps ({max_steps}) reached without a final answer")

@@ -22,6 +22,8 @@ from rnix.agent.client import GatewayClient, GatewayError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from rnix.agent.submit import Submission
+
 PREFIX = "rnix-agent"
 
 
@@ -59,7 +61,7 @@ def run() -> int:
         # its task arrives on stdin, so only the task is on the critical path.
         with GatewayClient.from_environ() as client:
             task = read_task()
-            if task.get("tools"):
+            if task.get("tools") or task.get("output_schema") is not None:
                 content = _loop(client, task)
             else:
                 content = client.complete(task["messages"]).get("content") or ""
@@ -75,6 +77,9 @@ def run() -> int:
     except StepLimitReached as exc:
         _diagnose(str(exc))
         return protocol.EXIT_ERROR
+    except ResultInvalid as exc:  # the one line the run shows as the error (docs/pipelines.md)
+        _write_all(2, f"output_schema: {' '.join(str(exc).split())}\n".encode("utf-8", "replace"))
+        return protocol.EXIT_ERROR
     except (TaskError, OSError, ValueError) as exc:
         _diagnose(str(exc) or type(exc).__name__)
         return protocol.EXIT_ERROR
@@ -83,6 +88,10 @@ def run() -> int:
 
 class StepLimitReached(Exception):
     """The tool loop used all its steps; the message says so."""
+
+
+class ResultInvalid(Exception):
+    """No result that validates against the task's `output_schema`; the message has the errors."""
 
 
 def _log(line: str) -> None:
@@ -97,21 +106,38 @@ def _stop_tools(signum: int, frame: object) -> None:
 
 
 def _loop(client: GatewayClient, task: dict[str, Any]) -> str:
-    """The multi-step tool loop (rnix.agent.loop), imported only by agents that have tools."""
-    from rnix.agent import loop
+    """The multi-step tool loop (rnix.agent.loop), imported only by agents that have tools or an
+    `output_schema` (then the loop offers `submit_result`: rnix.agent.submit)."""
+    from rnix.agent import loop, submit
     from rnix.agent.tools.policy import ToolPolicy
 
     workspace = task.get("workspace") or os.getcwd()
-    policy = ToolPolicy.from_json(task["tools"], workspace)
+    policy = ToolPolicy.from_json(task.get("tools"), workspace)
     signal.signal(signal.SIGTERM, _stop_tools)  # a stopped agent takes its running command with it
     max_steps = task.get("max_steps")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise TaskError("the task's `max_steps` must be a positive integer")
+    submission = _submission(task.get("output_schema"))
     try:
-        outcome = loop.run_loop(client, task["messages"], policy, max_steps, _log, journal=client)
+        outcome = loop.run_loop(
+            client, task["messages"], policy, max_steps, _log, journal=client, submit=submission
+        )
     except loop.StepLimit as exc:
         raise StepLimitReached(str(exc)) from None
+    except submit.OutputInvalid as exc:
+        raise ResultInvalid(str(exc)) from None
     return outcome.answer
+
+
+def _submission(schema: object) -> Submission | None:
+    """The task's `output_schema` as a rnix.agent.submit.Submission, or None without one."""
+    if schema is None:
+        return None
+    if not isinstance(schema, dict):
+        raise TaskError("the task's `output_schema` must be a JSON object")
+    from rnix.agent.submit import Submission
+
+    return Submission(schema)
 
 
 def main(on_exit: Callable[[int], object] | None = None) -> NoReturn:

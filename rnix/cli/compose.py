@@ -55,6 +55,7 @@ def load(env: Env, file: str | None, project: str | None) -> Loaded:
         resolve_project_name,
     )
     from rnix.store.definitions import DEFINITIONS_HINT, find_definitions, named_in, resolve_definitions
+    from rnix.store.output_schemas import resolve_output_schemas
 
     ctx = click.get_current_context()
     file = file or ctx.meta.get("rnix.compose.file") or compose_file_from_env(env.environ)
@@ -76,6 +77,8 @@ def load(env: Env, file: str | None, project: str | None) -> Loaded:
     hint = DEFINITIONS_HINT if len(problems) > checked else None
     if spec is not None:
         spec = collecting(problems, resolve_models, env, spec)
+    if spec is not None:
+        spec = collecting(problems, resolve_output_schemas, spec, loaded.path.parent, loaded.lines)
     if spec is None or problems:
         raise InvalidCompose(display, once(problems, loaded.problems, display), hint)
     for warning in spec.warnings:

@@ -243,6 +243,12 @@ def _stamp(ts: float) -> str:
 @click.option(
     "--api-base", metavar="URL", help="The model server's base URL (as api_base: in a compose file)."
 )
+@click.option(
+    "--output-schema",
+    "output_schema",
+    metavar="FILE",
+    help="A JSON Schema file (JSON or YAML) the result must match (as output_schema: in a compose file).",
+)
 @click.option("-p", "--project-name", "project", default="run", show_default=True, help="Project name.")
 @json_option
 @click.pass_obj
@@ -254,6 +260,7 @@ def run_cmd(
     budget: int | None,
     timeout: str | None,
     api_base: str | None,
+    output_schema: str | None,
     project: str,
     as_json: bool,
 ) -> int:
@@ -285,8 +292,14 @@ def run_cmd(
     ):
         if value is not None:
             body[key] = value
+    if output_schema is not None:
+        body["output_schema"] = {"$ref": output_schema}
     try:
         spec = parse_compose({"agents": {"agent": body}}, {}, COMMAND_LINE)
+        if output_schema is not None:
+            from rnix.store.output_schemas import resolve_output_schemas
+
+            spec = resolve_output_schemas(spec, env.cwd, {})
         if definition is not None:  # --agent: found like a compose file's, with the project here
             from rnix.cli.compose import library
             from rnix.store.definitions import resolve_definitions

@@ -19,6 +19,7 @@ OPTIONS = {
     "budget": "--budget",
     "timeout": "--timeout",
     "api_base": "--api-base",
+    "output_schema": "--output-schema",
 }
 
 

@@ -93,11 +93,13 @@ def task_document(
     tools: Mapping[str, Mapping[str, object]] | None = None,
     workspace: str | None = None,
     upstream_messages: Sequence[tuple[str, str]] | None = None,
+    output_schema: Mapping[str, object] | None = None,
 ) -> dict[str, Any]:
     """The JSON object written to every agent's stdin (docs/agent-protocol.md).
 
     `instructions` and `tools` come from the agent's definition only (never from upstream results);
-    `workspace` is the absolute directory the tools work in.
+    `workspace` is the absolute directory the tools work in; `output_schema` is the JSON Schema the
+    result must match (the built-in agent then answers through its `submit_result` tool).
     """
     return {
         "name": name,
@@ -116,4 +118,5 @@ def task_document(
         "instructions": instructions,
         "tools": {tool: dict(options) for tool, options in (tools or {}).items()},
         "workspace": workspace,
+        "output_schema": dict(output_schema) if output_schema is not None else None,
     }

@@ -11,6 +11,8 @@ Model string: `mock` or `mock?latency=200ms&words=60&fail=2&mode=json`.
   that ask for a `VERDICT: PASS|FAIL` line get `VERDICT: PASS` first, so contracts pass offline.
 - `script=FILE`: scripted tool calls and answers. Without a script, a mock offered tools explores
   the workspace first (list, read two files) and names what it read; see rnix.llm.mock_tools.
+- Offered `submit_result` (an agent with an `output_schema`), it ends by calling it with a sample
+  of the tool's parameters (rnix.core.structured.sample), after its exploring or its script.
 
 The same messages always give the same answer. It states the task (the text after "Your task: " in
 the last user message) and names every upstream agent whose fenced result it received, then pads
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from rnix.core.structured import SUBMIT_TOOL
 from rnix.core.types import parse_duration
 from rnix.llm import mock_tools, tokens
 from rnix.llm.backend import CALLER, CallTimeout, Completion, ProviderError, Usage
@@ -146,12 +149,17 @@ def _tool_step(
     """Tool calls to make now, a scripted final answer, or None to answer as usual."""
     if options.script:
         steps = mock_tools.load_script(options.script)
-        return mock_tools.scripted(steps, messages, options.script)
+        step = mock_tools.scripted(steps, messages, options.script)
+        return step if step is not None else mock_tools.submission(tools, messages)
     if not tools:
         return None
-    calls = mock_tools.explore(mock_tools.tool_names(tools), messages, options.mode)
+    names = [n for n in mock_tools.tool_names(tools) if n != SUBMIT_TOOL]
+    calls = mock_tools.explore(names, messages, options.mode)
     if calls is not None:
         return calls
+    submitted = mock_tools.submission(tools, messages)
+    if submitted is not None:
+        return submitted
     read = mock_tools.files_read(messages)
     if read:
         return answer(messages, options).rstrip(".") + f"; files read: {', '.join(read)}."

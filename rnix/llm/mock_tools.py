@@ -5,6 +5,8 @@
   in the conversation): `{"tool": NAME, "arguments": {...}}` calls one tool, a list of those calls
   several at once, `{"answer": TEXT}` ends with that final answer. After the last step the mock answers
   as usual. A script is read on every call, so tests may write it just before the run.
+- When `submit_result` is offered (an agent with an `output_schema`), the mock's last step is a call
+  to it whose arguments are `rnix.core.structured.sample` of its parameters: valid, deterministic.
 - Otherwise, when tools are offered, the mock explores like a careful agent would and then answers:
   it lists the workspace (`list_dir` or `glob`), reads up to `READS` of the files it saw
   (`read_file`), and its final answer names the files it read. With `mode=tools` and none of those
@@ -19,6 +21,8 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+
+from rnix.core.structured import SUBMIT_TOOL
 
 READS = 2  # files the exploring mock reads before it answers
 # A regular file in list_dir's output: `name  1,204 bytes` (rnix.agent.tools.files).
@@ -124,3 +128,16 @@ def explore(names: list[str], messages: list[dict[str, Any]], mode: str) -> list
 def files_read(messages: list[dict[str, Any]]) -> list[str]:
     """The files the conversation read, for the exploring mock's final answer."""
     return _read_paths(messages)
+
+
+def submission(tools: list[Any] | None, messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """A `submit_result` call with a sample of its parameters, or None when it is not offered."""
+    for tool in tools or []:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and function.get("name") == SUBMIT_TOOL:
+            from rnix.core.structured import sample
+
+            parameters = function.get("parameters")
+            arguments = sample(parameters if isinstance(parameters, dict) else {})
+            return [_call(len(_turns(messages)), 0, SUBMIT_TOOL, arguments)]
+    return None

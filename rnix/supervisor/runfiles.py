@@ -102,6 +102,7 @@ class RunFiles:
             tools=tools_as_json(spec.definition),
             workspace=self.cwd_for(spec),
             upstream_messages=messages,
+            output_schema=spec.output_schema,
         )
         if extra:
             document.update(extra)

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from rnix.core import actions as act
 from rnix.core import events as ev
+from rnix.core import structured
 from rnix.core.actions import Options
 from rnix.core.events import InstanceKey, Record
 from rnix.core.fold import Instance, RunState, apply
@@ -629,12 +630,15 @@ class Scheduler:
             ts=requested,
         )
         exit_info = await process.wait()
+        schema_error = structured.result_error(spec.output_schema, exit_info.returncode, exit_info.result)
+        if schema_error is not None:  # stdout does not match output_schema: a failed attempt, exit 1
+            exit_info = dataclasses.replace(exit_info, returncode=1)
         inst = self.state.instances[key]
         result = exit_info.result  # read next to the process by the spawner
         decision = act.exit_decision(
             inst, spec.max_retries, exit_info.returncode, exit_info.signal, self.state.stopping, self.options
         )
-        error = self._error_text(decision.outcome, inst, exit_info, spec.timeout_s, paths.log)
+        error = schema_error or self._error_text(decision.outcome, inst, exit_info, spec.timeout_s, paths.log)
         self.emit(
             _exit_event(
                 inst,

@@ -207,3 +207,26 @@ def test_builtin_agent_through_the_fork_server(
 
     asyncio.run(main())
     assert wait_marked_gone(marker, 10.0) == []
+
+
+def test_an_output_schema_task_without_a_valid_result_exits_1_with_the_errors(
+    gateway: Callable[[Reply | None], FakeGateway],
+) -> None:
+    fake = gateway(ok("it passes"))  # plain text, every time
+    task = {**TASK, "max_steps": 10, "output_schema": {"type": "object", "required": ["verdict"]}}
+    result = run_agent(agent_env(fake.path), json.dumps(task))
+    assert result.returncode == 1 and result.stdout == ""
+    assert (
+        result.stderr.splitlines()[-1]
+        == "output_schema: answered in plain text instead of calling submit_result"
+    )
+    assert [m["op"] for m in fake.received].count("complete") == 3  # the answer and two repairs
+
+
+def test_an_output_schema_that_is_not_an_object_is_a_bad_task(
+    gateway: Callable[[Reply | None], FakeGateway],
+) -> None:
+    task = {**TASK, "max_steps": 10, "output_schema": [1]}
+    result = run_agent(agent_env(gateway(ok("x")).path), json.dumps(task))
+    assert result.returncode == 1
+    assert result.stderr == "rnix-agent: the task's `output_schema` must be a JSON object\n"

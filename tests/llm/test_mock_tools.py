@@ -91,3 +91,35 @@ def test_answers_in_the_format_the_instructions_ask_for() -> None:
     assert result.content.startswith("VERDICT: PASS\n") and looks_like_markdown(result.content)
     plain = complete(MockBackend())
     assert plain.content.startswith("mock answer to") and not looks_like_markdown(plain.content)
+
+
+def test_offered_submit_result_the_mock_submits_a_valid_sample() -> None:
+    from rnix.core.structured import tool_schema, validate_value
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "verdict": {"enum": ["pass", "fail"]},
+            "issues": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["verdict", "issues"],
+    }
+    step = complete(MockBackend(), tools=[tool_schema(schema)])
+    assert step.tool_calls is not None
+    (submitted,) = step.tool_calls
+    arguments = json.loads(submitted["function"]["arguments"])
+    assert submitted["function"]["name"] == "submit_result"
+    assert arguments == {"verdict": "pass", "issues": ["text"]} and validate_value(schema, arguments) == []
+    assert complete(MockBackend(), tools=[tool_schema(schema)]).tool_calls == step.tool_calls  # deterministic
+
+
+def test_an_exploring_mock_submits_after_it_has_read() -> None:
+    from rnix.core.structured import tool_schema
+
+    tools = [tool("list_dir"), tool_schema({"type": "string"})]
+    first = complete(MockBackend(), tools=tools)
+    assert first.tool_calls is not None and first.tool_calls[0]["function"]["name"] == "list_dir"
+    messages = answered(MESSAGES, first.tool_calls, "nothing here")
+    last = complete(MockBackend(), messages=messages, tools=tools)
+    assert last.tool_calls is not None and last.tool_calls[0]["function"]["name"] == "submit_result"
+    assert json.loads(last.tool_calls[0]["function"]["arguments"]) == {"result": "text"}
