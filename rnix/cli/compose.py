@@ -81,7 +81,9 @@ def load(env: Env, file: str | None, project: str | None) -> Loaded:
         spec = collecting(problems, resolve_output_schemas, spec, loaded.path.parent, loaded.lines)
     if spec is None or problems:
         raise InvalidCompose(display, once(problems, loaded.problems, display), hint)
-    for warning in spec.warnings:
+    from rnix.core.pipeline_checks import warnings_of
+
+    for warning in warnings_of(spec, loaded.lines):  # again: `$ref` schemas are read by now
         env.warn(warning)
     return Loaded(spec, resolve_project_name(project, env.environ, spec.name, loaded.path), loaded.path)
 

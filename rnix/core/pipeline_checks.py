@@ -33,6 +33,14 @@ def check(spec: ComposeSpec, graph: Mapping[str, list[str]], ck: Checker) -> lis
     return warnings
 
 
+def warnings_of(spec: ComposeSpec, lines: Mapping[Path, int]) -> list[str]:
+    """The warnings of a valid spec, once its `output_schema: {$ref}` files have been read."""
+    if not any(a.output_schema is not None for a in spec.agents):
+        return list(spec.warnings)
+    ck = Checker(spec.file, lines)
+    return check(spec, {a.name: list(a.depends_on) for a in spec.agents}, ck)
+
+
 def _check_agent(
     agent: AgentSpec,
     names: list[str],
@@ -84,13 +92,13 @@ def _references(
     schemas: Mapping[str, object],
     ck: Checker,
     warnings: list[str],
-    what: str = "depends on",
+    what: str = "depend on",
 ) -> None:
     for name, prop in expr.agent_references(text):
         if name not in names:
             ck.error(path, f"unknown agent '{name}'{did_you_mean(name, names)}")
         elif name not in upstream:
-            hint = f"add it to {owner}'s depends_on" if what == "depends on" else "add it to the body"
+            hint = f"add it to {owner}'s depends_on" if what == "depend on" else "add it to the body"
             ck.error(path, f"reads agent '{name}', which '{owner}' does not {what}: {hint}")
         elif prop is not None:
             _warn_property(path, name, prop, schemas.get(name), ck, warnings)

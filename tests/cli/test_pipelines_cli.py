@@ -216,3 +216,58 @@ def test_a_run_killed_mid_loop_resumes_in_the_right_iteration(rnix: RunRnix, tmp
     again = starts(tmp_path)[len(first) :]
     assert again == ["review@1", "test@1", "publish"]  # iteration 1 again, nothing of iteration 0
     assert json.loads(agents["review@1"]["result"])["verdict"] == "pass"
+
+
+def test_config_reports_expression_problems_at_their_lines(rnix: RunRnix, tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        """\
+agents:
+  review: {intent: review, output_schema: {type: object}}
+  fix:
+    intent: fix
+    depends_on: [review]
+    when: agents.reveiw.output.verdict == "fail"
+  test:
+    intent: "test {{ item }}"
+    when: agents.review.status ==
+  other:
+    intent: other
+    for_each: agents.fix.output
+loops:
+  again:
+    body: [fix, nobody]
+    until: agents.other.status == "completed"
+"""
+    )
+    done = rnix("compose", "config", "-q")
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.startswith("compose.yaml:")]
+    assert lines == [
+        "compose.yaml:6: agents.fix.when: unknown agent 'reveiw' (did you mean 'review'?)",
+        "compose.yaml:8: agents.test.intent: {{ item }} is only set in an agent with for_each",
+        "compose.yaml:9: agents.test.when: invalid expression: syntax error at column 22, near '=='",
+        "compose.yaml:12: agents.other.for_each: reads agent 'fix', which 'other' does not depend on: "
+        "add it to other's depends_on",
+        "compose.yaml:15: loops.again.body[1]: unknown agent 'nobody'",
+        "compose.yaml:16: loops.again.until: reads agent 'other', which 'again' does not reach: "
+        "add it to the body",
+    ], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_reading_a_property_the_schema_does_not_define_is_a_warning(rnix: RunRnix, tmp_path: Path) -> None:
+    (tmp_path / "review.json").write_text('{"type": "object", "properties": {"verdict": {"type": "string"}}}')
+    (tmp_path / "compose.yaml").write_text(
+        """\
+agents:
+  review: {intent: review, output_schema: {$ref: review.json}}
+  fix: {intent: fix, depends_on: [review], when: 'agents.review.output.verdikt == "fail"'}
+"""
+    )
+    done = rnix("compose", "config", "-q")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == (
+        "rnix: warning: compose.yaml:3: agents.fix.when: reads agents.review.output.verdikt, but "
+        "review's output_schema defines no property 'verdikt' (it defines: verdict) "
+        "(did you mean 'verdict'?)"
+    )
