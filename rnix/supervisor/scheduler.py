@@ -383,6 +383,8 @@ class Scheduler:
         label: Any = None,
     ) -> None:
         event = _planned_event(agent, key, depends_on, item, label)
+        if key.fanned:  # shown as it will run (ps, top): its item in its intent; funded when it starts
+            event = dataclasses.replace(event, intent=self._shown_intent(agent.spec, item, key), budget=None)
         self.emit(event)
         found = self._reusable.get(str(key))
         if found is None or self.state.instances[key].spec_hash != found[0]:
@@ -390,6 +392,17 @@ class Scheduler:
         reused = found[1]
         if not any(self._made_here(i) for i in self._inputs(key)):
             self.emit(reused)
+
+    def _shown_intent(self, spec: AgentSpec, item: Any, key: InstanceKey) -> str:
+        if "{{" not in spec.intent:
+            return spec.intent
+        from rnix.core import expr
+
+        context = {**self._graph.context(self.state, key), "item": item, "index": key.index}
+        try:
+            return expr.render(spec.intent, context)
+        except expr.ExprError:
+            return spec.intent
 
     def _made_here(self, inst: Instance) -> bool:
         """Whether this run produced the instance's result (it ran, or one of its items did): what
