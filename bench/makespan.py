@@ -7,11 +7,12 @@ Scenarios (each run through the installed `rnix compose up --json` in a temp RNI
   dag500   500 agents in a random uneven DAG (seeded), mock latencies 50-400 ms; the critical path
            is the heaviest latency chain (target ratio <= 1.10)
   fan500   500 agents in one layer against an OpenAI-compatible server on 127.0.0.1 (bench/loopback.py)
+  each500  the same 500 calls as the items of one `for_each` agent, between a list and a join
            that answers after 1 s (target makespan <= 3 s)
 
 The ratio is printed two ways: `agents` measures from the first agent start to the last agent end
 (scheduling only), `run` from the supervisor's start to its end (including its own start-up).
-Usage: python bench/makespan.py [dag20 dag500 fan500] [--json] [--seed N]
+Usage: python bench/makespan.py [dag20 dag500 fan500 each500] [--json] [--seed N]
 """
 
 from __future__ import annotations
@@ -117,6 +118,36 @@ def fan500(home: Path) -> dict[str, Any]:
     return figures
 
 
+def each500(home: Path) -> dict[str, Any]:
+    """fan500's work as one `for_each` agent over a list of 500 items (plus the list and a join)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from loopback import Loopback
+
+    items = json.dumps([f"a{i}" for i in range(500)])
+    with Loopback(1.0) as server:
+        doc = {
+            "name": "bench-each500",
+            "model": "openai/bench",
+            "api_base": server.base_url,
+            "agents": {
+                "list": {
+                    "intent": "list",
+                    "command": [sys.executable, "-c", f"print({items!r})"],
+                    "output_schema": {"type": "array"},
+                },
+                "each": {
+                    "intent": "do {{ item }}",
+                    "depends_on": ["list"],
+                    "for_each": "agents.list.output",
+                    "budget": 500 * 20_000,
+                },
+                "join": {"intent": "join", "command": ["true"], "depends_on": ["each"]},
+            },
+        }
+        figures = run_compose(doc, home, {"OPENAI_API_KEY": "sk-bench-not-a-real-key"})
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -129,8 +160,8 @@ def main() -> int:
     for scenario in args.scenarios:
         with tempfile.TemporaryDirectory(prefix="rnix-bench-") as tmp:
             home = Path(tmp)
-            if scenario == "fan500":
-                figures = fan500(home)
+            if scenario in ("fan500", "each500"):
+                figures = fan500(home) if scenario == "fan500" else each500(home)
                 figures["target_s"] = 3.0
             else:
                 doc, critical = dag20() if scenario == "dag20" else dag500(args.seed)
@@ -144,9 +175,10 @@ def main() -> int:
         print(json.dumps(results))
         return 0
     for name, f in results.items():
-        if name == "fan500":
+        if name in ("fan500", "each500"):
+            what = "500 agents" if name == "fan500" else "500 for_each items (list -> each[*] -> join)"
             print(
-                f"fan500: 500 agents, 1 s loopback LLM: agents {f['agents_s']:.2f} s, "
+                f"{name}: {what}, 1 s loopback LLM: agents {f['agents_s']:.2f} s, "
                 f"run {f['run_s']:.2f} s, "
                 f"command {f['command_s']:.2f} s (target makespan <= 3 s); "
                 f"first answer after {f['first_answer_s']:.2f} s, "
