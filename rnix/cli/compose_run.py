@@ -84,6 +84,7 @@ class UpView:
         from rnix.ui.runview import live_table
 
         ordered = [self.runs[a.spec.name] for a in self.plan.agents if a.spec.name in self.runs]
+        ordered += [r for r in self.runs.values() if r.instance.compensates is not None]  # the saga
         return live_table(ordered, self.layers, f"project {self.plan.project}")
 
     def update(self, run: AgentView) -> None:
@@ -100,7 +101,7 @@ class UpView:
         self.env.stdout.flush()
 
     def finish(self, outcome: Outcome) -> None:
-        from rnix.ui.runview import agent_line, summary_line, up_document
+        from rnix.ui.runview import agent_line, compensation_line, summary_line, up_document
 
         if self.live is not None:
             self.live.stop()
@@ -129,7 +130,15 @@ class UpView:
                 self.env.stdout.write(
                     mask_text(agent_line(run, self.layers, now), secret_values(self.env.environ)) + "\n"
                 )
+        for run in outcome.agents.values():  # compensations (rnix.core.saga) not printed yet
+            if run.instance.compensates is not None and run.name not in self.printed:
+                self.env.stdout.write(
+                    mask_text(agent_line(run, self.layers, now), secret_values(self.env.environ)) + "\n"
+                )
         self.env.stdout.write(summary_line(outcome) + "\n")
+        saga = compensation_line(outcome)
+        if saga is not None:
+            self.env.stdout.write(mask_text(saga, secret_values(self.env.environ)) + "\n")
         self.env.stdout.flush()
 
 
@@ -140,6 +149,11 @@ class UpView:
 @click.option("-d", "--detach", is_flag=True, help="Start the run in the background and print its id.")
 @click.option("--abort-on-failure", is_flag=True, help="Stop every agent as soon as one fails for good.")
 @click.option("--fresh", is_flag=True, help="Run every agent again: do not resume the last run.")
+@click.option(
+    "--no-compensate",
+    is_flag=True,
+    help="When the run fails, do not run the `compensate:` of the agents that completed.",
+)
 @click.option(
     "--from",
     "from_agent",
@@ -158,6 +172,7 @@ def up_cmd(
     detach: bool,
     abort_on_failure: bool,
     fresh: bool,
+    no_compensate: bool,
     from_agent: str | None,
     run_id: str | None,
     seed: int | None,
@@ -171,6 +186,9 @@ def up_cmd(
     When the project's last run did not complete (it failed, was stopped, or its supervisor died),
     `up` resumes it: agents that completed are not run again, and model calls already paid for are
     answered from the journal. --fresh starts over; --from AGENT re-runs AGENT and its dependents.
+
+    When the run fails (not when it is stopped), the `compensate:` of each agent that completed runs,
+    last completed first, each once; --no-compensate skips them. The run stays failed.
 
     Exit status 0 when every agent completed, 1 otherwise, 2 when the project already has a live
     run (or for a usage error), 3 when RNIX_HOME cannot hold the run's state (checked before
@@ -208,6 +226,7 @@ def up_cmd(
         if detach:
             lock.release()  # the detached supervisor takes it
             extra = ["--fresh"] if fresh else ["--from", from_agent] if from_agent else []
+            extra = ["--no-compensate", *extra] if no_compensate else extra
             extra += ["--", *agents] if agents else []
             return _detach(env, loaded.path, loaded.project, abort_on_failure, as_json, seed, extra)
         _credentials_from_dotenv(env, loaded.path.parent)
@@ -221,7 +240,9 @@ def up_cmd(
             compose_file=str(loaded.path),
             clock=SystemClock(),
             detached=run_id is not None,
-            options=Options(abort_on_failure=abort_on_failure, early_spawn=EARLY_SPAWN),
+            options=Options(
+                abort_on_failure=abort_on_failure, early_spawn=EARLY_SPAWN, compensate=not no_compensate
+            ),
             resume=resume,
         )
         if resume is not None and resume.worth_saying:

@@ -42,6 +42,7 @@ class Options:
     # Early spawn: at most this many built-in agents are forked ahead of their release, while
     # their dependencies run, and wait for their task (0: never; see `Hold`).
     early_spawn: int = 0
+    compensate: bool = True  # run `compensate:` when the run fails (rnix.core.saga); --no-compensate
 
 
 DEFAULT_OPTIONS = Options()

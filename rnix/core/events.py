@@ -154,6 +154,7 @@ class RunStopRequested(Event):
     grace: float | None = None  # None: each agent's own stop_grace_period
     by_pid: int | None = None
     reason: str = "stop"
+    failure: bool = False  # the run stops because it failed (--abort-on-failure), not by a user
 
 
 @dataclass(frozen=True)
@@ -408,6 +409,17 @@ class InstanceThrottled(Event):
 
 
 @dataclass(frozen=True)
+class CompensationPlanned(Event):
+    """The run failed after `of` completed: its compensation runs as the instance `key` (planned
+    just before, `<node>:undo`), one at a time, in reverse order of completion (rnix.core.saga)."""
+
+    KIND: ClassVar[str] = "compensation_planned"
+    key: InstanceKey = InstanceKey("")
+    of: str = ""  # the compensated instance's key text
+    reason: str = ""  # why the run failed
+
+
+@dataclass(frozen=True)
 class Unknown(Event):
     """A kind this version of rnix does not know: kept and shown, never folded."""
 
@@ -443,6 +455,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         LoopIterated,
         LoopEnded,
         InstanceThrottled,
+        CompensationPlanned,
     )
 }
 

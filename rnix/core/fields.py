@@ -97,6 +97,27 @@ CONTRACT = Obj(
     }
 )
 
+_COMMAND = OneOf(((str, text), (list, ListOf(text, min_items=1))), what="a string or a list of strings")
+
+# `compensate:` as a mapping: the agent keys that apply to an undo (rnix.core.saga).
+COMPENSATE = Obj(
+    {
+        "command": Field(
+            _COMMAND, "The compensation as a command line (split like a shell does) or argv list."
+        ),
+        "intent": Field(
+            text, "The compensation as a task of the built-in agent (or the command's description)."
+        ),
+        "model": Field(text, "Its model (default: the agent's)."),
+        "timeout": Field(Duration(), "Wall time after which it is stopped (default: the agent's)."),
+        "environment": Field(
+            MapOf(Scalar(), ENV_NAME, "an environment variable name"),
+            "Extra environment variables, added to the agent's.",
+        ),
+        "budget": Field(Int(minimum=1), "Its token budget (default: the agent's planned budget)."),
+    }
+)
+
 AGENT = Obj(
     {
         "intent": Field(text, "What this agent must achieve (its task).", required=True),
@@ -171,6 +192,16 @@ AGENT = Obj(
         "max_parallel": Field(
             Int(minimum=1, maximum=100_000),
             "With for_each: most instances of this agent alive at once. Default: no limit of its own.",
+        ),
+        "compensate": Field(
+            OneOf(
+                ((str, text), (list, ListOf(text, min_items=1)), (dict, COMPENSATE)),
+                what="a command (string or argv list) or a mapping {command | intent, ...}",
+            ),
+            "Compensation (saga): what undoes this agent's work when the run fails after it completed. "
+            "A command (string or argv list), or a mapping with `command` or `intent` and any of "
+            "`model`, `timeout`, `environment`, `budget`. Compensations run in reverse order of "
+            "completion, each once (docs/pipelines.md).",
         ),
     },
     exclusive=("command", "agent", "candidates"),

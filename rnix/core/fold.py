@@ -65,6 +65,12 @@ class Instance:
     label: str | None = None  # a for_each instance's item_name
     children: int | None = None  # a for_each node once expanded: how many instances it has
     rate_limited: bool = False  # a model call of the running attempt waits for the provider's limits
+    # Compensation (saga, rnix.core.saga): on a compensation instance, the instance it undoes; on a
+    # compensated one, where its compensation is (pending, compensating, compensated, or
+    # "compensation failed: ..."); `completed_seq`: its place in the run's order of completion.
+    compensates: str | None = None
+    compensation: str | None = None
+    completed_seq: int | None = None
 
     @property
     def name(self) -> str:
@@ -120,6 +126,8 @@ class RunState:
     # one keeps its keys' hashes, and the fold copies it once per event.
     instances: Mapping[InstanceKey, Instance] = field(default_factory=dict)
     loops: Mapping[str, LoopState] = field(default_factory=dict)
+    stop_failure: bool = False  # the stop asked for is a failure's (--abort-on-failure), not a user's
+    completions: int = 0  # instances completed so far: the next one's `completed_seq`
 
     def loop(self, name: str) -> LoopState:
         return self.loops.get(name) or LoopState()
@@ -168,6 +176,8 @@ def apply(state: RunState, record: Record) -> RunState:
     if instance_handler is None:
         return state
     changed: Instance = instance_handler(current, event, record.ts)
+    if changed.state is not current.state:
+        return _state_changed(_put(state, changed), changed)
     return _put(state, changed)
 
 
@@ -185,9 +195,9 @@ def _run_started(state: RunState, e: ev.RunStarted, ts: float) -> RunState:
 
 
 def _stop_requested(state: RunState, e: ev.RunStopRequested, ts: float) -> RunState:
-    if state.stopping is not None:
-        return state  # the first reason stands
-    return replace(state, stopping=e.reason, stop_grace=e.grace)
+    if state.stopping is not None and not (state.stop_failure and not e.failure):
+        return state  # the first reason stands (a user's stop overrides a failure's)
+    return replace(state, stopping=e.reason, stop_grace=e.grace, stop_failure=e.failure)
 
 
 def _run_finished(state: RunState, e: ev.RunFinished, ts: float) -> RunState:
@@ -409,6 +419,42 @@ _INSTANCE_HANDLERS: dict[type, Any] = {
     ev.InstanceAssessed: _assessed,
     ev.InstanceThrottled: _throttled,
 }
+
+
+# -- compensation (saga) ------------------------------------------------------------------------------
+
+
+def _compensation_planned(state: RunState, e: ev.CompensationPlanned, ts: float) -> RunState:
+    comp = state.instances.get(e.key)
+    of = state.instances.get(InstanceKey.parse(e.of))
+    if comp is None or of is None:
+        raise TransitionError(f"compensation {e.key} of {e.of}: not planned")
+    state = _put(state, replace(comp, compensates=e.of))
+    return _put(state, replace(of, compensation="pending"))
+
+
+_RUN_HANDLERS[ev.CompensationPlanned] = _compensation_planned
+
+
+def _state_changed(state: RunState, inst: Instance) -> RunState:
+    """Bookkeeping of a change of state: the order of completion, and a compensation's progress
+    shown on the instance it undoes."""
+    if inst.state is AgentState.COMPLETED:
+        inst = replace(inst, completed_seq=state.completions)
+        state = replace(_put(state, inst), completions=state.completions + 1)
+    if inst.compensates is not None:
+        of = state.instances.get(InstanceKey.parse(inst.compensates))
+        if of is not None:
+            state = _put(state, replace(of, compensation=_compensation_word(inst)))
+    return state
+
+
+def _compensation_word(comp: Instance) -> str:
+    if comp.state is AgentState.COMPLETED:
+        return "compensated"
+    if not comp.state.terminal:
+        return "compensating"
+    return f"compensation {comp.state.value}" + (f": {comp.error}" if comp.error else "")
 
 
 def replace(obj: _T, **changes: Any) -> _T:

@@ -54,6 +54,19 @@ class AgentDefinition:
 
 
 @dataclass(frozen=True)
+class Compensation:
+    """`compensate:` on an agent: a command, or an intent for the built-in agent; the keys left
+    unset come from the agent (rnix.core.saga.compensation_spec)."""
+
+    command: tuple[str, ...] | None = None
+    intent: str | None = None
+    model: str | None = None
+    timeout_s: float | None = None
+    environment: Mapping[str, str | None] = field(default_factory=lambda: MappingProxyType({}))
+    budget: int | None = None
+
+
+@dataclass(frozen=True)
 class AgentSpec:
     """One agent node of the compose file, with the top-level defaults already applied."""
 
@@ -91,6 +104,7 @@ class AgentSpec:
     item_name: str | None = None  # a template: how each for_each instance is shown
     for_each_policy: str = "all"
     max_parallel: int | None = None  # for_each instances alive at once
+    compensate: Compensation | None = None  # saga: what undoes it when the run fails (rnix.core.saga)
 
     @property
     def kind(self) -> str:

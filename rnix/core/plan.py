@@ -15,7 +15,7 @@ from typing import Any
 
 from rnix.core import budget, dag
 from rnix.core.jsonable import contract_as_dict, seconds
-from rnix.core.model import AgentDefinition, AgentSpec, ComposeSpec, LoopSpec
+from rnix.core.model import AgentDefinition, AgentSpec, Compensation, ComposeSpec, LoopSpec
 from rnix.core.secrets import redact_environment
 
 
@@ -197,6 +197,20 @@ def pipeline_keys(agent: AgentSpec) -> dict[str, Any]:
         "item_name": agent.item_name,
         "for_each_policy": agent.for_each_policy if agent.for_each_policy != "all" else None,
         "max_parallel": agent.max_parallel,
+        "compensate": compensation_as_dict(agent.compensate) if agent.compensate is not None else None,
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def compensation_as_dict(comp: Compensation) -> dict[str, Any]:
+    """`compensate:` as a mapping written in a compose file (only the keys that are set)."""
+    out: dict[str, Any] = {
+        "command": list(comp.command) if comp.command is not None else None,
+        "intent": comp.intent,
+        "model": comp.model,
+        "timeout": seconds(comp.timeout_s) if comp.timeout_s is not None else None,
+        "environment": redact_environment(comp.environment) or None,
+        "budget": comp.budget,
     }
     return {k: v for k, v in out.items() if v is not None}
 
@@ -337,6 +351,7 @@ def plan_as_dict(plan: Plan) -> dict[str, Any]:
                 "output_schema": _plain(a.spec.output_schema) if a.spec.output_schema else None,
                 "output_properties": output_properties(a.spec),
                 "loop": loop_of.get(a.spec.name),
+                "compensate": compensation_as_dict(a.spec.compensate) if a.spec.compensate else None,
             }
             for a in plan.agents
         ],

@@ -15,7 +15,16 @@ from typing import Any
 
 from rnix.core import dag
 from rnix.core.fields import AGENT_NAME_MAX, COMPOSE, DEFAULTS
-from rnix.core.model import AgentSpec, BudgetPool, ComposeSpec, Contract, Judge, LoopSpec, ModelAlias
+from rnix.core.model import (
+    AgentSpec,
+    BudgetPool,
+    Compensation,
+    ComposeSpec,
+    Contract,
+    Judge,
+    LoopSpec,
+    ModelAlias,
+)
 from rnix.core.problems import did_you_mean
 from rnix.core.types import INVALID, Checker, Path
 from rnix.errors import InvalidCompose
@@ -206,6 +215,36 @@ def _build_agent(
         item_name=body.get("item_name"),
         for_each_policy=body.get("for_each_policy", "all"),
         max_parallel=body.get("max_parallel"),
+        compensate=_compensation(name, body.get("compensate"), ck),
+    )
+
+
+def _compensation(name: str, raw: object, ck: Checker) -> Compensation | None:
+    """A checked `compensate:` value (a command, or a mapping) as a `Compensation`."""
+    if raw is None:
+        return None
+    body: dict[str, Any] = raw if isinstance(raw, dict) else {"command": raw}
+    command = body.get("command")
+    path: Path = ("agents", name, "compensate") + (("command",) if isinstance(raw, dict) else ())
+    argv: tuple[str, ...] | None = None
+    if isinstance(command, str):
+        try:
+            argv = tuple(shlex.split(command))
+        except ValueError as exc:
+            ck.error(path, f"cannot split the command line: {exc}")
+        if argv == ():
+            ck.error(path, "must not be empty")
+    elif isinstance(command, list):
+        argv = tuple(command)
+    if argv is None and body.get("intent") is None:
+        ck.error(("agents", name, "compensate"), "needs a `command` or an `intent`")
+    return Compensation(
+        command=argv,
+        intent=body.get("intent"),
+        model=body.get("model"),
+        timeout_s=body.get("timeout"),
+        environment=MappingProxyType(dict(body.get("environment", {}))),
+        budget=body.get("budget"),
     )
 
 

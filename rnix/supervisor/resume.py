@@ -9,7 +9,10 @@ of the new plan (in dependency order):
 - **replay** it: it runs again, but every model call it had already paid for in its last attempt is
   answered from the LLM-call journal (identical request hash): no request, no token charged. Not
   for `--from` targets (the user asked for a fresh answer) nor for agents whose spec changed.
-- run it afresh otherwise.
+- run it afresh otherwise; also an agent whose compensation completed in the previous run (its
+  work was undone, rnix.core.saga). A compensation is never carried over: one that completed is not
+  run again for that execution (its agent runs again); one that failed, or never ran, may run in
+  the new run if it fails too, for the agent it reuses.
 
 Before deciding, results the previous supervisor never learned of are recovered: an agent the log
 shows running, whose exit report (written by its leader next to the process) says it exited 0, is
@@ -122,7 +125,7 @@ def prepare(
             if name not in rerun:  # its paid calls may be in this run or one it resumed
                 replay_names.append(name)
             continue
-        if old.state is AgentState.COMPLETED:
+        if old.state is AgentState.COMPLETED and old.compensation != "compensated":
             reused.append(_reused_event(old, previous.id))
             reused_tokens += old.tokens_used
             continue
@@ -130,6 +133,8 @@ def prepare(
         replay_names.append(name)
     replays = _replays(store, previous, replay_names)
     to_assess = _unjudged(store, plan, previous, state, newer)
+    # Undone by its compensation (rnix.core.saga): its work is gone, so it runs again, items too.
+    undone = {k.node for k, i in state.instances.items() if i.compensation == "compensated"}
     reusable = {
         str(key): (old.spec_hash, _reused_event(old, previous.id))
         for key, old in state.instances.items()
@@ -137,6 +142,7 @@ def prepare(
         and old.state is AgentState.COMPLETED
         and key.node not in rerun
         and key.node not in changed
+        and key.node not in undone
     }
     return Resume(
         from_run=previous.id,

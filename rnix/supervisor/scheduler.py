@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from rnix.core import actions as act
 from rnix.core import events as ev
-from rnix.core import structured
+from rnix.core import saga, structured
 from rnix.core.actions import Options
 from rnix.core.events import InstanceKey, Record
 from rnix.core.fold import Instance, RunState, apply
@@ -169,6 +169,10 @@ class Scheduler:
         self._registered: set[InstanceKey] = set()  # accounts opened by a hold, funded at release
         self._ready = ready
         self._files_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnix-files")
+        # Compensation (saga): only a file with `compensate:` pays for its decisions.
+        self._saga = any(a.spec.compensate is not None for a in plan.agents)
+        self._comp_specs: dict[str, AgentSpec] = {}  # by node (`<agent>:undo`)
+        self._comp_reasons: dict[InstanceKey, str] = {}
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -207,10 +211,14 @@ class Scheduler:
             self._files_thread.shutdown(wait=False)
         return self.agents
 
-    def request_stop(self, reason: str, grace: float | None = None, by_pid: int | None = None) -> None:
-        """Stop everything gracefully: waiting agents are cancelled, running ones get SIGTERM."""
-        if self.state.stopping is None:
-            self.emit(ev.RunStopRequested(grace=grace, by_pid=by_pid, reason=reason))
+    def request_stop(
+        self, reason: str, grace: float | None = None, by_pid: int | None = None, failure: bool = False
+    ) -> None:
+        """Stop everything gracefully: waiting agents are cancelled, running ones get SIGTERM.
+        `failure`: the run stops because it failed (its compensations still run); a user's stop
+        after such a stop stops them too."""
+        if self.state.stopping is None or (self.state.stop_failure and not failure):
+            self.emit(ev.RunStopRequested(grace=grace, by_pid=by_pid, reason=reason, failure=failure))
 
     def kill_now(self) -> None:
         """A second interrupt: SIGKILL every running agent at once."""
@@ -258,6 +266,8 @@ class Scheduler:
             decision = act.next_actions(
                 self.state, self.plan, now, self.options, held, warming, starting, self._graph
             )
+            if self._saga:
+                decision = self._saga_step(decision, now)
             await self._perform(decision.actions)
             if self._wake.is_set():
                 continue  # something changed: decide again at once
@@ -278,7 +288,7 @@ class Scheduler:
             elif isinstance(action, act.Assess):
                 self._start_assessment(action.key)
             elif isinstance(action, act.StopRun):
-                self.request_stop(action.reason)
+                self.request_stop(action.reason, failure=True)
             elif isinstance(action, act.Hold):
                 if action.key not in self._busy:
                     self._spawn_task(self._hold(action.key), action.key)
@@ -602,6 +612,8 @@ class Scheduler:
             budget = inst.budget
             self.accounts.begin_attempt(name, attempt)
         upstream, messages, extra = self._upstream(key, spec)
+        if key in self._comp_reasons:
+            upstream, messages, extra = self._compensation_task(key)
         try:
             spec = self.instance_spec(key)
         except ValueError as exc:  # a template that reads what is not there
@@ -753,6 +765,10 @@ class Scheduler:
 
     def _settled(self, inst: Instance) -> None:
         name, key = inst.name, inst.key
+        if key.node in self._comp_specs:  # not funded by the pool: nothing to give back
+            with contextlib.suppress(KeyError):
+                self.accounts.revoke(name)
+            return
         if self._dynamic(key.node):
             wallet = self._wallets.get(key.node)
             if inst.ran and wallet is not None and key in self._budgets:
@@ -765,6 +781,59 @@ class Scheduler:
             self.pool.cancel(name)  # never started here: its share is re-divided
         with contextlib.suppress(KeyError):
             self.accounts.revoke(name)
+
+    # -- compensation (saga) ----------------------------------------------------------------------
+
+    def _saga_step(self, decision: act.Decision, now: float) -> act.Decision:
+        """Start the next compensation when one is due (rnix.core.saga); add the stops of running
+        compensations (a user's stop, their timeout) to the decision."""
+        if self.options.compensate:
+            step = saga.next_compensation(self.state, self.plan.spec)
+            if step is not None and step.key not in self._busy:
+                self._compensate(step)
+        if not self._comp_specs:
+            return decision
+        stops, wake = saga.stops(self.state, self._comp_specs, now)
+        wakes = [w for w in (decision.wake_at, wake) if w is not None]
+        return act.Decision((*decision.actions, *stops), min(wakes) if wakes else None)
+
+    def _compensate(self, step: saga.Compensate) -> None:
+        """Plan the compensation as an instance of its own and start it (not funded by the pool: its
+        own `budget`, else the planned budget of the agent it undoes)."""
+        from rnix.core.fields import DEFAULT_AGENT_BUDGET
+
+        undone = self._plans[step.of.node]
+        spec = saga.compensation_spec(undone.spec)
+        budget = spec.budget or undone.budget or DEFAULT_AGENT_BUDGET
+        self._plans[step.key.node] = AgentPlan(spec, undone.layer, budget, False)
+        self._comp_specs[step.key.node] = spec
+        self._comp_reasons[step.key] = step.reason
+        self.emit(_planned_event(self._plans[step.key.node]))
+        self.emit(ev.CompensationPlanned(key=step.key, of=str(step.of), reason=step.reason))
+        self._budgets[step.key] = budget
+        self._spawn_task(self._run_compensation(step.key), step.key)
+
+    async def _run_compensation(self, key: InstanceKey) -> None:
+        await self._flush()  # what it undoes, and why, is durable before it starts
+        self._unflushed = False
+        await self._drive(key)
+
+    def _compensation_task(
+        self, key: InstanceKey
+    ) -> tuple[dict[str, str], list[tuple[str, str]], dict[str, Any]]:
+        """What a compensation receives: the undone agent's result as its upstream, and `compensate`
+        in its task: {agent, result, state, reason} (docs/pipelines.md)."""
+        of_name = self.state.instances[key].compensates or ""
+        of = self.state.instances[InstanceKey.parse(of_name)]
+        text = _upstream_text(of)
+        extra = {
+            "compensate": {
+                "agent": of.name,
+                "result": of.result,
+                "reason": self._comp_reasons.get(key, ""),
+            }
+        }
+        return {of.name: text}, [(of.name, text)], extra
 
     def _error_text(
         self, state: AgentState, inst: Instance, exit_info: ExitInfo, timeout: float, log: Any

@@ -107,6 +107,8 @@ def render_plan(env: Env, plan: Plan) -> None:
 def pipeline_lines(plan: Plan) -> list[tuple[str, str]]:
     """What the pipeline keys add to the plan, as (label, text) lines: conditions, fan-outs,
     structured results and loops (docs/pipelines.md). Nothing for a file without them."""
+    import shlex
+
     from rnix.core.plan import output_properties
 
     lines: list[tuple[str, str]] = []
@@ -124,6 +126,10 @@ def pipeline_lines(plan: Plan) -> list[tuple[str, str]]:
         if spec.output_schema is not None:
             keys = output_properties(spec)
             lines.append(("output_schema", f"{spec.name}: yes" + (f" ({', '.join(keys)})" if keys else "")))
+        if spec.compensate is not None:
+            comp = spec.compensate
+            how = shlex.join(comp.command) if comp.command is not None else f"intent: {comp.intent}"
+            lines.append(("compensate", f"{spec.name} is undone by {how} if the run fails after it"))
     for loop in plan.spec.loops:
         lines.append(
             (

@@ -51,7 +51,34 @@ def agent_line(run: AgentView, layers: int, now: float) -> str:
         line += f" | {inert(run.error)}"
     if run.reused_from:
         line += f" | reused from run {run.reused_from}"
-    return line
+    return line + compensation_note(run)
+
+
+def compensation_note(run: AgentView) -> str:
+    """` | compensated` on an undone agent, ` | undoes b` on a compensation (rnix.core.saga)."""
+    inst = run.instance
+    if inst.compensation is not None:
+        return f" | {inert(inst.compensation)}"
+    if inst.compensates is not None:
+        return f" | undoes {inert(inst.compensates)}"
+    return ""
+
+
+def compensation_line(outcome: Outcome) -> str | None:
+    """`compensation | b compensated | a compensation failed: exit status 3`: the saga's outcome,
+    in the order the compensations ran; None when none ran."""
+    undone = sorted(
+        (a for a in outcome.agents.values() if a.instance.compensates is not None),
+        key=lambda a: a.instance.started_at or 0.0,
+    )
+    if not undone:
+        return None
+    words = []
+    for comp in undone:
+        of = outcome.agents.get(comp.instance.compensates or "")
+        word = of.instance.compensation if of is not None else comp.state.value
+        words.append(f"{inert(comp.instance.compensates or '')} {inert(word or '')}")
+    return "compensation | " + " | ".join(words)
 
 
 def sla_word(verdict: dict[str, Any] | None) -> str:
@@ -67,11 +94,11 @@ def sla_word(verdict: dict[str, Any] | None) -> str:
 
 def summary_line(outcome: Outcome) -> str:
     """`compose | completed | 3/3 agents | 10.5s | 3,520 tokens`."""
-    agents = outcome.agents.values()
+    agents = [a for a in outcome.agents.values() if a.instance.compensates is None]
     done = sum(a.state is AgentState.COMPLETED for a in agents)
     used = sum(a.tokens_used for a in agents if not a.reused_from)  # what this run paid
     return (
-        f"compose | {outcome.status.value} | {done}/{len(outcome.agents)} agents | "
+        f"compose | {outcome.status.value} | {done}/{len(agents)} agents | "
         f"{seconds(outcome.elapsed_ms)} | {tokens(used)} tokens"
     )
 
@@ -105,7 +132,7 @@ def live_table(
                 sla_word(run.sla),
                 style="green" if (run.sla or {}).get("passed") else "red" if run.sla else "dim",
             ),
-            Text(inert(run.error or ""), style="dim"),
+            Text(inert(run.error or "") + compensation_note(run), style="dim"),
         )
     return table
 
@@ -152,9 +179,13 @@ def up_document(plan: Plan, outcome: Outcome, project: str) -> dict[str, Any]:
             "choice": {"chosen": a.plan.choice.chosen, "reason": a.plan.choice.reason}
             if a.plan.choice
             else None,
+            "compensation": a.instance.compensation,
+            "compensates": a.instance.compensates,
         }
-        for a in _in_plan_order(plan, runs)
+        for a in _in_plan_order(plan, outcome.agents)
     ]
+    undone = [a for a in outcome.agents.values() if a.instance.compensates is not None]
+    runs = {n: a for n, a in runs.items() if a.instance.compensates is None}  # the saga apart
     count = {state: sum(a.state is state for a in runs.values()) for state in AgentState}
     return {
         "project": project,
@@ -171,5 +202,10 @@ def up_document(plan: Plan, outcome: Outcome, project: str) -> dict[str, Any]:
             "tokens_used": sum(a.tokens_used for a in runs.values() if not a.reused_from),
             "reused": sum(1 for a in runs.values() if a.reused_from),
             "elapsed_ms": outcome.elapsed_ms,
+            "compensations": {
+                "run": len(undone),
+                "completed": sum(a.state is AgentState.COMPLETED for a in undone),
+                "failed": [a.instance.compensates for a in undone if a.state is not AgentState.COMPLETED],
+            },
         },
     }
