@@ -120,6 +120,8 @@ SAMPLES: dict[str, Any] = {
     "item_name": "a-{{ index }}",
     "body": ["a"],
     "until": 'agents.a.status == "completed"',
+    "compensate": {"command": "./undo.sh", "timeout": "1m"},
+    "model": "mock",
 }
 
 
@@ -135,6 +137,8 @@ def _document_with(section: str, key: str, value: Any) -> dict[str, Any]:
         agents["a"]["depends_on"] = ["other"]
         if key in ("item_name", "for_each_policy", "max_parallel"):
             agents["a"]["for_each"] = "[1, 2]"
+    elif section == "`agents.<name>.compensate`":
+        agents["a"]["compensate"] = {"command": "./undo.sh", key: value}
     elif section == "`loops.<name>`":
         doc["loops"] = {"again": {"body": ["a"], "until": "true", key: value}}
     else:
