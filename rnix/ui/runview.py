@@ -96,7 +96,7 @@ def summary_line(outcome: Outcome) -> str:
     """`compose | completed | 3/3 agents | 10.5s | 3,520 tokens`."""
     agents = [a for a in outcome.agents.values() if a.instance.compensates is None]
     done = sum(a.state is AgentState.COMPLETED for a in agents)
-    used = sum(a.tokens_used for a in agents if not a.reused_from)  # what this run paid
+    used = sum(a.tokens_used for a in outcome.agents.values() if not a.reused_from)  # what this run paid
     return (
         f"compose | {outcome.status.value} | {done}/{len(agents)} agents | "
         f"{seconds(outcome.elapsed_ms)} | {tokens(used)} tokens"
@@ -199,7 +199,7 @@ def up_document(plan: Plan, outcome: Outcome, project: str) -> dict[str, Any]:
             "failed": len(runs) - count[AgentState.COMPLETED] - count[AgentState.SKIPPED],
             "skipped": count[AgentState.SKIPPED],
             "by_status": {state.value: n for state, n in count.items() if n},
-            "tokens_used": sum(a.tokens_used for a in runs.values() if not a.reused_from),
+            "tokens_used": sum(a.tokens_used for a in outcome.agents.values() if not a.reused_from),
             "reused": sum(1 for a in runs.values() if a.reused_from),
             "elapsed_ms": outcome.elapsed_ms,
             "compensations": {
