@@ -350,7 +350,13 @@ def test_request_stop_sets_the_runs_stop_fields_and_logs_it(store: Store) -> Non
     run = the_run(store)
     assert (run.stop_requested_at, run.stop_grace, run.status) == (T0 + 7, 2.5, "running")
     (logged,) = store.events(RUN, kinds=[K.RUN_STOP_REQUESTED])
-    assert logged.data == {"grace": 2.5, "by_pid": os.getpid(), "reason": "compose down", "v": 1}
+    assert logged.data == {
+        "grace": 2.5,
+        "by_pid": os.getpid(),
+        "reason": "compose down",
+        "failure": False,
+        "v": 1,
+    }
     store.request_stop(RUN, None, T0 + 8)
     assert (the_run(store).stop_requested_at, the_run(store).stop_grace) == (T0 + 8, None)
 
