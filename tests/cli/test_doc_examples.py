@@ -20,8 +20,9 @@ from tests.procs import marked_pids, wait_gone
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "compose-examples").glob("*.yaml"))
-# budget-contention ends with an agent out of tokens, diagnose-on-failure with a failed build: on purpose
-EXPECTED_EXIT = {"budget-contention.yaml": 1, "diagnose-on-failure.yaml": 1}
+# budget-contention ends with an agent out of tokens, diagnose-on-failure with a failed build, saga-booking
+# with a failed confirmation (and its compensations): on purpose
+EXPECTED_EXIT = {"budget-contention.yaml": 1, "diagnose-on-failure.yaml": 1, "saga-booking.yaml": 1}
 TROUBLESHOOTING = (ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
 DOC_DIR = "/home/me/team"  # the directory troubleshooting.md shows in messages
 
