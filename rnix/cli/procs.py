@@ -80,7 +80,7 @@ def list_processes(
 ) -> int:
     """`ps` and `compose ps`: the rows, then one of the outputs `listing` asks for (table by default)."""
     from rnix.supervisor.control import find_lost
-    from rnix.ui.proctable import PROCESS_FIELDS, pool_lines, process_dict, table_lines
+    from rnix.ui.proctable import PROCESS_FIELDS, compensation_notes, pool_lines, process_dict, table_lines
 
     listing = listing or Listing()
     db_exists = (env.home / "rnix.db").exists()
@@ -91,11 +91,12 @@ def list_processes(
         if show_all and project:
             runs = runs[:1]  # `compose ps -a`: the latest run of the project
         rows = [row for run in reversed(runs) for row in store.processes(run_id=run.id)]
+    notes = compensation_notes(rows)  # read from every row, before they are filtered
     if not show_all:
         rows = [r for r in rows if r.state in ("running", "paused", "pending")]
     shown = [run for run in runs if any(r.run_id == run.id for r in rows)]
     if as_json or listing.format == "json":
-        dicts = [process_dict(r) for r in rows]
+        dicts = [process_dict(r, notes.get((r.run_id, r.agent))) for r in rows]
         if as_json:
             jsonout.write_ok(env.stdout, {"processes": dicts, "runs": [_run_dict(r) for r in shown]})
         else:  # docker's `--format json`: one object per line
@@ -108,7 +109,9 @@ def list_processes(
         from rnix.ui.template import render
 
         fields = list(process_dict(rows[0])) if rows else list(PROCESS_FIELDS)  # checked with no rows too
-        lines = render(listing.format, [process_dict(r) for r in rows], fields)
+        lines = render(
+            listing.format, [process_dict(r, notes.get((r.run_id, r.agent))) for r in rows], fields
+        )
         env.stdout.writelines(line + "\n" for line in lines)
         return ExitCode.OK
     if not rows:
@@ -117,7 +120,8 @@ def list_processes(
         return ExitCode.OK
     truncate = env.stdout_isatty and not listing.no_trunc
     env.stdout.writelines(
-        line + "\n" for line in table_lines(rows, with_project=project is None, truncate=truncate)
+        line + "\n"
+        for line in table_lines(rows, with_project=project is None, truncate=truncate, notes=notes)
     )
     for line in pool_lines(shown):  # a note for people, not a row: stderr keeps the table parseable
         env.stderr.write(f"rnix: {line}\n")

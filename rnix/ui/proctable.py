@@ -9,6 +9,8 @@ Contract:
 - A RUN column appears when the rows come from more than one run; PROJECT when asked for.
 - STATE reads `running (rate_limited)` while one of the agent's model calls waits for its model's
   limits (max_concurrency, rpm) or for a retry after HTTP 429; `--json` has `rate_limited` for it.
+- REASON of an agent undone by its compensation (`<agent>:undo`, rnix.core.saga) adds `compensated`
+  (or `compensating`, `compensation failed: ...`); `--json` has it as `compensation`.
 - TOKENS is `used/funded`: what the agent spent of the budget it was given when it started. A budget
   pool lends unspent tokens to later agents, so the funded column can add up to more than the pool;
   `pool_lines` says how much of each run's pool was used.
@@ -31,7 +33,7 @@ TRUNCATE = 40
 PROCESS_FIELDS = (
     "pid", "ppid", "project", "run_id", "agent", "node", "index", "iteration", "state", "layer",
     "attempt", "tokens_used", "budget", "elapsed_ms", "exit_code", "intent", "error", "sla", "reused_from",
-    "rate_limited",
+    "rate_limited", "compensation",
 )  # fmt: skip
 
 
@@ -53,8 +55,9 @@ def _instance(agent: str) -> dict[str, Any]:
     return {"node": key.node, "index": key.index, "iteration": key.iteration}
 
 
-def process_dict(row: ProcessRow) -> dict[str, Any]:
-    """The row as `--json` shows it (keys: `PROCESS_FIELDS`)."""
+def process_dict(row: ProcessRow, compensation: str | None = None) -> dict[str, Any]:
+    """The row as `--json` shows it (keys: `PROCESS_FIELDS`); `compensation`: see
+    `compensation_notes`."""
     return {
         "pid": row.pid,
         "ppid": row.ppid,
@@ -74,11 +77,52 @@ def process_dict(row: ProcessRow) -> dict[str, Any]:
         "sla": row.sla,
         "reused_from": row.reused_from,
         "rate_limited": row.rate_limited,
+        "compensation": compensation,
     }
 
 
-def table_lines(rows: Sequence[ProcessRow], *, with_project: bool, truncate: bool) -> list[str]:
-    """The header and one line per row (see the module contract)."""
+def compensation_notes(rows: Sequence[ProcessRow]) -> dict[tuple[str, str], str]:
+    """Where each compensated agent's compensation is (rnix.core.saga), by (run, agent): read from
+    the rows of the compensations (`<agent>:undo`), shown on the agent's last completed instance:
+    `compensated`, `compensating`, or `compensation failed: <reason>`."""
+    from rnix.core.events import InstanceKey
+    from rnix.core.saga import SUFFIX
+
+    notes: dict[tuple[str, str], str] = {}
+    comps = [r for r in rows if r.agent.endswith(SUFFIX)]
+    for comp in comps:
+        node = comp.agent[: -len(SUFFIX)]
+        undone = [
+            r
+            for r in rows
+            if r.run_id == comp.run_id
+            and r.state == "completed"
+            and (key := InstanceKey.parse(r.agent)).node == node
+            and key.index is None
+        ]
+        if not undone:
+            continue
+        last = max(undone, key=lambda r: InstanceKey.parse(r.agent).iteration)
+        if comp.state == "completed":
+            word = "compensated"
+        elif comp.state in ("pending", "running", "paused", "backoff"):
+            word = "compensating"
+        else:
+            word = f"compensation {comp.state}" + (f": {comp.error}" if comp.error else "")
+        notes[(last.run_id, last.agent)] = word
+    return notes
+
+
+def table_lines(
+    rows: Sequence[ProcessRow],
+    *,
+    with_project: bool,
+    truncate: bool,
+    notes: dict[tuple[str, str], str] | None = None,
+) -> list[str]:
+    """The header and one line per row (see the module contract); `notes`: compensations, added to
+    REASON (`compensation_notes`)."""
+    notes = notes or {}
     with_run = len({row.run_id for row in rows}) > 1
     header = [
         "PID",
@@ -108,11 +152,15 @@ def table_lines(rows: Sequence[ProcessRow], *, with_project: bool, truncate: boo
                 duration(round(elapsed_ms(row) / 1000, 1)) if row.started_at else "-",
                 "-" if row.exit_code is None else str(row.exit_code),
                 sla_word(row.sla),
-                _cut(inert(row.error or "") or "-", truncate),
+                _cut(inert(_reason(row.error, notes.get((row.run_id, row.agent)))) or "-", truncate),
                 _cut(inert(row.intent or "") or "-", truncate),
             ]
         )
     return align(table)
+
+
+def _reason(error: str | None, note: str | None) -> str:
+    return "; ".join(text for text in (error, note) if text)
 
 
 def state_word(row: ProcessRow) -> str:

@@ -55,8 +55,12 @@ def test_a_late_failure_undoes_the_completed_agents_last_first(rnix: RunRnix, tm
     assert data["summary"]["total"] == 3 and data["summary"]["compensations"] == {
         "run": 2, "completed": 2, "failed": []
     }  # fmt: skip
-    listed = rnix("compose", "ps", "-a")
-    assert "b:undo" in listed.stdout and "a:undo" in listed.stdout
+    listed = {p["agent"]: p for p in ps(rnix, "-a")}
+    assert listed["b:undo"]["state"] == "completed" and listed["a:undo"]["state"] == "completed"
+    assert listed["a"]["compensation"] == listed["b"]["compensation"] == "compensated"
+    assert listed["c"]["compensation"] is None
+    table = rnix("compose", "ps", "-a").stdout.splitlines()
+    assert any(line.split()[2] == "b" and "compensated" in line for line in table)
 
 
 def test_the_human_output_says_what_was_compensated(rnix: RunRnix, tmp_path: Path) -> None:

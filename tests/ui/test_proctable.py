@@ -31,3 +31,25 @@ def test_a_waiting_agent_says_so_in_state_and_json() -> None:
     assert process_dict(waiting)["state"] == "running" and process_dict(waiting)["rate_limited"] is True
     assert process_dict(other)["rate_limited"] is False
     assert tuple(process_dict(waiting)) == PROCESS_FIELDS
+
+
+def test_a_compensated_agent_says_so_in_reason_and_json() -> None:
+    from rnix.ui.proctable import compensation_notes
+
+    rows = [
+        row(agent="deploy", state="completed"),
+        row(agent="fix", state="completed"),
+        row(agent="fix@1", state="completed"),
+        row(agent="check", state="failed", error="exit status 1"),
+        row(agent="fix:undo", state="completed"),
+        row(agent="deploy:undo", state="failed", error="exit status 5"),
+    ]
+    notes = compensation_notes(rows)
+    assert notes == {("r1", "fix@1"): "compensated", ("r1", "deploy"): "compensation failed: exit status 5"}
+    lines = [
+        re.split(r" {3,}", line.strip())
+        for line in table_lines(rows, with_project=False, truncate=False, notes=notes)
+    ]
+    reason = lines[0].index("REASON")
+    assert [line[reason] for line in lines[1:4]] == ["compensation failed: exit status 5", "-", "compensated"]
+    assert process_dict(rows[2], notes.get(("r1", "fix@1")))["compensation"] == "compensated"
