@@ -138,3 +138,38 @@ def test_a_resumed_run_reruns_undone_agents_and_does_not_undo_them_twice(
     assert code == 0 and undone(tmp_path) == "b a"
     agents = {a["name"]: a for a in data["agents"]}
     assert agents["a"]["reused_from"] is None and agents["a"]["attempts"] == 1
+
+
+def test_ctrl_c_during_the_saga_stops_the_running_compensation_and_starts_no_other(
+    rnix: RunRnix, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+
+    from tests.conftest import RNIX
+
+    (tmp_path / "compose.yaml").write_text(
+        "agents:\n"
+        f"  a: {{intent: do a, command: 'sh -c \"echo A\"', compensate: {undo('a')}}}\n"
+        "  b: {intent: do b, command: 'sh -c \"echo B\"', depends_on: [a],"
+        " compensate: 'sh -c \"touch b.undoing; exec sleep 30\"'}\n"
+        "  c: {intent: do c, command: 'sh -c \"exit 3\"', depends_on: [b]}\n"
+    )
+    proc = subprocess.Popen(
+        [RNIX, "compose", "up", "--json"], cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "b.undoing").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (tmp_path / "b.undoing").exists()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    agents = {a["name"]: a for a in json.loads(out)["data"]["agents"]}
+    assert agents["b:undo"]["status"] == "cancelled" and "a:undo" not in agents
+    assert agents["b"]["compensation"].startswith("compensation cancelled")
+    assert undone(tmp_path) == ""
