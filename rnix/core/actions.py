@@ -128,7 +128,37 @@ class EndLoop:
     reason: str
 
 
-Action = Start | Skip | Cancel | Stop | StopRun | Assess | Hold | Expand | Settle | Iterate | EndLoop
+@dataclass(frozen=True)
+class AskApproval:
+    """The instance reached its approval gate: record that it waits, until `deadline` if any."""
+
+    key: InstanceKey
+    deadline: float | None
+
+
+@dataclass(frozen=True)
+class TimeOutApproval:
+    """Nobody decided before the gate's deadline: record its `on_timeout` decision."""
+
+    key: InstanceKey
+    decision: str
+
+
+Action = (
+    Start
+    | Skip
+    | Cancel
+    | Stop
+    | StopRun
+    | Assess
+    | Hold
+    | Expand
+    | Settle
+    | Iterate
+    | EndLoop
+    | AskApproval
+    | TimeOutApproval
+)
 
 
 @dataclass(frozen=True)
@@ -138,6 +168,8 @@ class Decision:
 
 
 _BAD_ENDS = frozenset({AgentState.FAILED, AgentState.TIMEOUT, AgentState.BUDGET_EXCEEDED})
+# How a `{x: failed}` dependency may have ended; a rejected gate counts (its work did not happen).
+_FAILED_ENDS = _BAD_ENDS | {AgentState.REJECTED}
 
 
 def next_actions(
@@ -209,9 +241,15 @@ def next_actions(
             if startable and (spec.when is not None or spec.for_each is not None):
                 decided = _evaluate(state, inst, spec, graph)
                 startable = bool(decided) and isinstance(decided[0], Start)
+            if startable and spec.approval is not None:  # a gate: wait for people, not for the pool
+                timeout = spec.approval.timeout_s
+                actions.append(AskApproval(key, None if timeout is None else now + timeout))
+                continue
             if warming and startable:
                 decided = []
-            plain = not spec.conditions and spec.when is None and spec.for_each is None
+            plain = (
+                not spec.conditions and spec.when is None and spec.for_each is None and spec.approval is None
+            )
             holdable = (plain and _holdable(state, inst, spec.command, graph)) or (
                 startable and _first_builtin(inst, spec.command)
             )
@@ -224,6 +262,20 @@ def next_actions(
                 else:
                     slots -= 1
             actions.extend(decided)
+        elif inst.state is AgentState.WAITING_APPROVAL and spec.approval is not None:
+            from rnix.core.approval import verdict
+
+            word, why = verdict(spec.approval, inst.approvals)
+            if word == "rejected":
+                actions.append(Settle(key, AgentState.REJECTED, None, why))
+            elif word == "approved" and (slots is None or slots > 0):
+                actions.append(Start(key))
+                slots = None if slots is None else slots - 1
+            elif word == "waiting" and inst.approval_deadline is not None:
+                if inst.approval_deadline <= now:
+                    actions.append(TimeOutApproval(key, spec.approval.on_timeout))
+                else:
+                    wake.append(inst.approval_deadline)
         elif inst.state is AgentState.BACKOFF:
             due = inst.retry_at if inst.retry_at is not None else now
             if due > now:
@@ -446,7 +498,7 @@ def _pending(
         if condition == "finished":
             continue
         if condition == "failed":
-            if dep.state not in _BAD_ENDS:
+            if dep.state not in _FAILED_ENDS:
                 reason = f"dependency '{dep_name}' {dep.state.value}: this agent runs only if it failed"
                 return [Skip(inst.key, reason, by_condition=dep.ok)]
             continue

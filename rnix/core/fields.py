@@ -34,6 +34,9 @@ OUTPUT_FORMATS = ("text", "json", "markdown")
 SLA_LEVELS = ("bronze", "silver", "gold")
 VERSIONS: tuple[object, ...] = ("1", "1.0", 1)
 FOR_EACH_POLICIES = ("all", "any")
+APPROVAL_POLICIES = ("any", "all", "quorum")
+ON_TIMEOUT = ("reject", "approve")
+APPROVER = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}"
 ON_MAX = ("fail", "continue")
 LOOP_NAME = r"[a-z0-9][a-z0-9_-]*"
 VAR_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -94,6 +97,35 @@ CONTRACT = Obj(
         "max_tokens": Field(Int(minimum=1), "Most tokens the agent may use and still pass."),
         "timeout": Field(Duration(), "Longest wall time the agent may take and still pass."),
         "sla_level": Field(Enum(SLA_LEVELS), "How much the verdict weighs in reputation.", default="bronze"),
+    }
+)
+
+APPROVAL = Obj(
+    {
+        "approvers": Field(
+            ListOf(
+                Str(pattern=APPROVER, what="a name (letters, digits, '.', '_', '@', '-')", max_length=64),
+                unique=True,
+                min_items=1,
+                label="a list of names",
+            ),
+            "Who may decide (`--as NAME`); anyone may when absent.",
+        ),
+        "policy": Field(
+            Enum(APPROVAL_POLICIES),
+            "`any`: the first decision counts; `all`: every approver must approve; `quorum`: "
+            "`quorum` approvals are enough.",
+            default="any",
+        ),
+        "quorum": Field(Int(minimum=1, maximum=1000), "Approvals needed with policy: quorum."),
+        "timeout": Field(Duration(), "How long the gate waits for decisions. Default: no limit."),
+        "on_timeout": Field(
+            Enum(ON_TIMEOUT), "What a timeout decides: reject (the default) or approve.", default="reject"
+        ),
+        "notify": Field(
+            OneOf(((str, text), (list, ListOf(text, min_items=1))), what="a string or a list of strings"),
+            "A command run when the gate opens; it gets the run, agent and approvers as JSON on stdin.",
+        ),
     }
 )
 
@@ -171,6 +203,11 @@ AGENT = Obj(
         "max_parallel": Field(
             Int(minimum=1, maximum=100_000),
             "With for_each: most instances of this agent alive at once. Default: no limit of its own.",
+        ),
+        "approval": Field(
+            APPROVAL,
+            "A human approval gate: when its dependencies are done the agent waits (`waiting_approval`) "
+            "until `rnix compose approve` (or `reject`) decides, by `policy`.",
         ),
     },
     exclusive=("command", "agent", "candidates"),

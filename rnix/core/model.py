@@ -54,6 +54,18 @@ class AgentDefinition:
 
 
 @dataclass(frozen=True)
+class Approval:
+    """`approval:` on an agent: a human gate before it starts (docs/pipelines.md)."""
+
+    approvers: tuple[str, ...] = ()  # empty: anyone may decide
+    policy: str = "any"  # any | all | quorum
+    quorum: int | None = None
+    timeout_s: float | None = None
+    on_timeout: str = "reject"  # reject | approve
+    notify: tuple[str, ...] | None = None  # argv
+
+
+@dataclass(frozen=True)
 class AgentSpec:
     """One agent node of the compose file, with the top-level defaults already applied."""
 
@@ -91,6 +103,7 @@ class AgentSpec:
     item_name: str | None = None  # a template: how each for_each instance is shown
     for_each_policy: str = "all"
     max_parallel: int | None = None  # for_each instances alive at once
+    approval: Approval | None = None
 
     @property
     def kind(self) -> str:

@@ -45,6 +45,9 @@ class Resume:
     # for_each items and loop iterations it completed, by name, with their spec hash: the scheduler
     # takes them when it plans them again (rnix.supervisor.scheduler._plan_dynamic).
     reusable: dict[str, tuple[str | None, ev.InstanceReused]] = field(default_factory=dict)
+    # Decisions recorded at approval gates that had not opened, by instance name: the new run's gate
+    # starts with them (a decision made while no supervisor was alive counts too).
+    decisions: dict[str, tuple[ev.ApprovalDecided, ...]] = field(default_factory=dict)
     replays: dict[str, Any] = field(default_factory=dict)  # instance name -> journal Replay
     # Executions that ended without a verdict (their supervisor died first), with the run they ran in.
     to_assess: tuple[tuple[str, AgentPlan, Instance], ...] = ()
@@ -138,10 +141,20 @@ def prepare(
         and key.node not in rerun
         and key.node not in changed
     }
+    decisions = {
+        str(key): tuple(
+            ev.ApprovalDecided(key=key, decision=decision, by=by, message=message)
+            for by, decision, message in old.approvals
+            if by != "timeout"  # a timed-out gate waits again: its clock starts again too
+        )
+        for key, old in state.instances.items()
+        if old.approvals and old.state is not AgentState.COMPLETED
+    }
     return Resume(
         from_run=previous.id,
         reused=tuple(reused),
         reusable=reusable,
+        decisions={name: found for name, found in decisions.items() if found},
         replays=replays,
         to_assess=to_assess,
         changed=tuple(changed),

@@ -126,6 +126,8 @@ class Scheduler:
         replays: Mapping[str, Any] | None = None,
         ready: asyncio.Future[Any] | None = None,
         reusable: Mapping[str, tuple[str | None, ev.InstanceReused]] | None = None,
+        decisions: Mapping[str, Sequence[ev.ApprovalDecided]] | None = None,
+        notify: Callable[[AgentPlan, InstanceKey, Mapping[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
         """`reused`: instances completed in an earlier run (resume); `replays`: per instance name,
         the journal replay its first attempt is registered with; `ready`: done once what agents'
@@ -159,6 +161,9 @@ class Scheduler:
         # Resume: instances an earlier run completed that are planned only as the run goes (for_each
         # items, loop iterations), by name; taken when planned with the same spec hash.
         self._reusable = dict(reusable or {})
+        # Resume: decisions an earlier run recorded at gates that had not opened, by instance name.
+        self._decisions = {name: list(found) for name, found in (decisions or {}).items()}
+        self._notify = notify
         self._busy: set[InstanceKey] = set()  # a spawn, an attempt or a verdict is under way
         self._assessing: set[InstanceKey] = set()  # verdicts asked for (once each)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -290,6 +295,10 @@ class Scheduler:
                         key=action.key, state=action.state.value, result=action.result, error=action.error
                     )
                 )
+            elif isinstance(action, act.AskApproval):
+                self._ask_approval(action)
+            elif isinstance(action, act.TimeOutApproval):
+                self.emit(ev.ApprovalDecided(key=action.key, decision=action.decision, by="timeout"))
             elif isinstance(action, act.Iterate):
                 self._iterate(action)
             elif isinstance(action, act.EndLoop):
@@ -355,6 +364,73 @@ class Scheduler:
         if wallet is None:
             wallet = self._wallets[node] = _Wallet(self.pool.fund(node))
         return wallet
+
+    # -- approval gates ---------------------------------------------------------------------------
+
+    def _ask_approval(self, action: act.AskApproval) -> None:
+        agent = self._plans[action.key.node]
+        approval = agent.spec.approval
+        assert approval is not None
+        self.emit(
+            ev.ApprovalRequested(
+                key=action.key,
+                approvers=approval.approvers,
+                policy=approval.policy,
+                quorum=approval.quorum,
+                deadline=action.deadline,
+            )
+        )
+        for decided in self._decisions.pop(str(action.key), ()):  # recorded before a resume
+            if self.state.instances[action.key].state is AgentState.WAITING_APPROVAL:
+                self.emit(dataclasses.replace(decided, key=action.key))
+        if approval.notify and self._notify is not None:
+            document = {
+                "run_id": self.run_id,
+                "project": self.plan.project,
+                "agent": str(action.key),
+                "intent": agent.spec.intent,
+                "approvers": list(approval.approvers),
+                "policy": approval.policy,
+                "quorum": approval.quorum,
+                "deadline": action.deadline,
+                "approve": f"rnix compose -p {self.plan.project} approve {action.key}",
+                "reject": f"rnix compose -p {self.plan.project} reject {action.key}",
+            }
+            task = asyncio.ensure_future(self._notify(agent, action.key, document))
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    def decide(self, key: InstanceKey, decision: str, by: str, message: str | None) -> dict[str, Any]:
+        """A person's decision at a gate (`rnix compose approve/reject`); raises LookupError or
+        PermissionError (refused) with the reason. Returns what it changed."""
+        from rnix.core.approval import may_decide, verdict
+
+        inst = self.state.instances.get(key)
+        if inst is None:
+            raise LookupError(f"no agent {key} in this run")
+        spec = self._plans[key.node].spec
+        if spec.approval is None:
+            raise LookupError(f"agent {key} has no approval gate")
+        if inst.state is not AgentState.WAITING_APPROVAL:
+            raise LookupError(f"agent {key} is {inst.state.value}, not waiting for approval")
+        before = verdict(spec.approval, inst.approvals)
+        if before[0] != "waiting":
+            raise LookupError(f"agent {key} is not waiting for approval any more: {before[1]}")
+        refused = may_decide(spec.approval, inst.approvals, by)
+        if refused is not None:
+            raise PermissionError(refused)
+        self.emit(ev.ApprovalDecided(key=key, decision=decision, by=by, message=message))
+        inst = self.state.instances[key]
+        word, why = verdict(spec.approval, inst.approvals)
+        return {
+            "agent": str(key),
+            "decision": decision,
+            "by": by,
+            "before": before[0],
+            "outcome": word,  # approved (it starts now) | rejected | waiting (for more decisions)
+            "detail": why,
+            "decisions": [{"by": b, "decision": d, "message": m} for b, d, m in inst.approvals],
+        }
 
     # -- pipelines: fan-out and loops -------------------------------------------------------------
 
@@ -755,11 +831,11 @@ class Scheduler:
         name, key = inst.name, inst.key
         if self._dynamic(key.node):
             wallet = self._wallets.get(key.node)
-            if inst.ran and wallet is not None and key in self._budgets:
+            if wallet is not None and key in self._budgets:  # funded, whether or not it ran
                 wallet.give_back(self._budgets[key], inst.tokens_used)
             if key.node not in self._loop_of and not key.fanned:  # the node itself ended
                 self._close_node(key.node)
-        elif inst.ran:
+        elif inst.ran or key in self._budgets:  # funded: it started, or failed to (e.g. its task file)
             self.pool.release(name, inst.tokens_used)  # unused tokens go back to agents not started
         elif inst.state is not AgentState.BUDGET_EXCEEDED:
             self.pool.cancel(name)  # never started here: its share is re-divided

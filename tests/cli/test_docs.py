@@ -119,6 +119,11 @@ SAMPLES: dict[str, Any] = {
     "for_each": "[1, 2, 3]",
     "item_name": "a-{{ index }}",
     "body": ["a"],
+    "approval": {"approvers": ["alice", "bob"], "policy": "all", "timeout": "1h"},
+    "approvers": ["alice"],
+    "policy": "any",
+    "quorum": 1,
+    "notify": ["./notify.sh"],
     "until": 'agents.a.status == "completed"',
 }
 
@@ -135,6 +140,11 @@ def _document_with(section: str, key: str, value: Any) -> dict[str, Any]:
         agents["a"]["depends_on"] = ["other"]
         if key in ("item_name", "for_each_policy", "max_parallel"):
             agents["a"]["for_each"] = "[1, 2]"
+    elif section == "`agents.<name>.approval`":
+        gate: dict[str, Any] = {key: value}
+        if key == "quorum":
+            gate["policy"] = "quorum"
+        agents["a"]["approval"] = gate
     elif section == "`loops.<name>`":
         doc["loops"] = {"again": {"body": ["a"], "until": "true", key: value}}
     else:
