@@ -113,3 +113,32 @@ def test_a_gate_survives_its_supervisor_being_killed(rnix: RunRnix, tmp_path: Pa
     assert agents["build"]["reused_from"] is not None
     assert [d["by"] for d in agents["deploy"]["approvals"]] == ["alice", "bob"]
     assert starts(tmp_path) == ["build", "deploy", "announce"]  # build ran once
+
+
+def test_top_approves_the_selected_agent(rnix: RunRnix, tmp_path: Path, rnix_home: Path) -> None:
+    import asyncio
+
+    from rnix.tui.collect import Collector
+    from rnix.tui.screens import ConfirmScreen
+    from rnix.tui.table import ProcTable
+    from rnix.tui.top import TopApp
+
+    (tmp_path / "compose.yaml").write_text(GATED.replace("approvers: [alice, bob]\n      policy: all\n", ""))
+    assert rnix("compose", "up", "-d").returncode == 0
+    rows = wait_for_gate(rnix)
+    run_id = rows["deploy"]["run_id"]
+
+    async def scenario() -> None:
+        app = TopApp(Collector(rnix_home), interval=60, environ={**os.environ, "USER": "carol"})
+        async with app.run_test(size=(200, 40)) as pilot:
+            app.refresh_now()
+            assert app.query_one(ProcTable).select(f"agent:{run_id}:deploy")
+            await pilot.press("A")
+            assert isinstance(app.screen, ConfirmScreen)
+            await pilot.press("y")
+            await pilot.pause()
+
+    asyncio.run(scenario())
+    assert rnix("compose", "wait").returncode == 0
+    decided = states(rnix)
+    assert decided["deploy"]["state"] == "completed" and decided["announce"]["state"] == "completed"
