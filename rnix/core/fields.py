@@ -34,6 +34,8 @@ OUTPUT_FORMATS = ("text", "json", "markdown")
 SLA_LEVELS = ("bronze", "silver", "gold")
 VERSIONS: tuple[object, ...] = ("1", "1.0", 1)
 FOR_EACH_POLICIES = ("all", "any")
+AGGREGATES = ("all", "any", "first", "merge", "vote", "quorum")  # rnix.core.jury
+WEIGHTS = ("equal", "reputation")
 ON_MAX = ("fail", "continue")
 LOOP_NAME = r"[a-z0-9][a-z0-9_-]*"
 VAR_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -171,6 +173,23 @@ AGENT = Obj(
         "max_parallel": Field(
             Int(minimum=1, maximum=100_000),
             "With for_each: most instances of this agent alive at once. Default: no limit of its own.",
+        ),
+        "aggregate": Field(
+            Enum(AGGREGATES),
+            "With candidates: run every candidate (a jury) instead of choosing one, and combine their "
+            "results: `all`, `any`, `first`, `merge`, `vote` or `quorum` (docs/pipelines.md).",
+        ),
+        "vote_on": Field(
+            text, "With `aggregate: vote` or `quorum` and an output_schema: the result field voted on."
+        ),
+        "quorum": Field(
+            Int(minimum=1, maximum=100),
+            "With `aggregate: quorum`: how many candidates must agree (1 to the number of candidates).",
+        ),
+        "weights": Field(
+            Enum(WEIGHTS),
+            "With `aggregate: vote`: `equal` votes, or each counted by its candidate's reputation score.",
+            default="equal",
         ),
     },
     exclusive=("command", "agent", "candidates"),

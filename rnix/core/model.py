@@ -91,6 +91,11 @@ class AgentSpec:
     item_name: str | None = None  # a template: how each for_each instance is shown
     for_each_policy: str = "all"
     max_parallel: int | None = None  # for_each instances alive at once
+    # Juries (rnix.core.jury): every candidate runs, and their results are combined.
+    aggregate: str | None = None  # all | any | first | merge | vote | quorum
+    vote_on: str | None = None  # the output_schema field voted on
+    quorum: int | None = None  # with aggregate quorum: how many must agree
+    weights: str = "equal"  # equal | reputation (votes counted by reputation score)
 
     @property
     def kind(self) -> str:

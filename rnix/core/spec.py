@@ -206,6 +206,10 @@ def _build_agent(
         item_name=body.get("item_name"),
         for_each_policy=body.get("for_each_policy", "all"),
         max_parallel=body.get("max_parallel"),
+        aggregate=body.get("aggregate"),
+        vote_on=body.get("vote_on"),
+        quorum=body.get("quorum"),
+        weights=body.get("weights", "equal"),
     )
 
 
