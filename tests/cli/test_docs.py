@@ -120,6 +120,9 @@ SAMPLES: dict[str, Any] = {
     "item_name": "a-{{ index }}",
     "body": ["a"],
     "until": 'agents.a.status == "completed"',
+    "aggregate": "vote",
+    "vote_on": "verdict",
+    "quorum": 2,
 }
 
 
@@ -135,6 +138,14 @@ def _document_with(section: str, key: str, value: Any) -> dict[str, Any]:
         agents["a"]["depends_on"] = ["other"]
         if key in ("item_name", "for_each_policy", "max_parallel"):
             agents["a"]["for_each"] = "[1, 2]"
+        if key in ("aggregate", "vote_on", "quorum", "weights"):  # a jury
+            agents["a"].update(
+                candidates=["researcher", "planner"], aggregate=agents["a"].get("aggregate", "vote")
+            )
+        if key == "vote_on":
+            agents["a"]["output_schema"] = SAMPLES["output_schema"]
+        if key == "quorum":
+            agents["a"]["aggregate"] = "quorum"
     elif section == "`loops.<name>`":
         doc["loops"] = {"again": {"body": ["a"], "until": "true", key: value}}
     else:
