@@ -212,3 +212,15 @@ def test_all_fails_when_one_member_fails_and_any_does_not(tmp_path: Path) -> Non
     scheduler, *_ = run_jury(tmp_path / "any", jury_compose("any"), script)
     review = scheduler.state.instance("review")
     assert review.state is AgentState.COMPLETED and json.loads(review.result or "") == ["a", None, "c"]
+
+
+def test_a_resume_judges_an_earlier_member_under_its_candidate() -> None:
+    from rnix.supervisor.resume import _judged_as
+
+    spec = parse_compose(jury_compose("vote"), {}, "compose.yaml")
+    definitions = {name: AgentDefinition(name, name, f"You are {name}.") for name in CANDIDATES}
+    plan = make_plan(dataclasses.replace(spec, definitions=MappingProxyType(definitions)), "proj")
+    node = plan.agent("review")
+    member = Instance(InstanceKey("review", 1), AgentState.COMPLETED, attempt=1, item="beta", label="beta")
+    assert _judged_as(node, member, plan).definition == "beta"
+    assert _judged_as(node, Instance(InstanceKey("review")), plan) is node
