@@ -37,6 +37,8 @@ FOR_EACH_POLICIES = ("all", "any")
 APPROVAL_POLICIES = ("any", "all", "quorum")
 ON_TIMEOUT = ("reject", "approve")
 APPROVER = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}"
+AGGREGATES = ("all", "any", "first", "merge", "vote", "quorum")  # rnix.core.jury
+WEIGHTS = ("equal", "reputation")
 ON_MAX = ("fail", "continue")
 LOOP_NAME = r"[a-z0-9][a-z0-9_-]*"
 VAR_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -208,6 +210,23 @@ AGENT = Obj(
             APPROVAL,
             "A human approval gate: when its dependencies are done the agent waits (`waiting_approval`) "
             "until `rnix compose approve` (or `reject`) decides, by `policy`.",
+        ),
+        "aggregate": Field(
+            Enum(AGGREGATES),
+            "With candidates: run every candidate (a jury) instead of choosing one, and combine their "
+            "results: `all`, `any`, `first`, `merge`, `vote` or `quorum` (docs/pipelines.md).",
+        ),
+        "vote_on": Field(
+            text, "With `aggregate: vote` or `quorum` and an output_schema: the result field voted on."
+        ),
+        "quorum": Field(
+            Int(minimum=1, maximum=100),
+            "With `aggregate: quorum`: how many candidates must agree (1 to the number of candidates).",
+        ),
+        "weights": Field(
+            Enum(WEIGHTS),
+            "With `aggregate: vote`: `equal` votes, or each counted by its candidate's reputation score.",
+            default="equal",
         ),
     },
     exclusive=("command", "agent", "candidates"),

@@ -104,6 +104,11 @@ class AgentSpec:
     for_each_policy: str = "all"
     max_parallel: int | None = None  # for_each instances alive at once
     approval: Approval | None = None
+    # Juries (rnix.core.jury): every candidate runs, and their results are combined.
+    aggregate: str | None = None  # all | any | first | merge | vote | quorum
+    vote_on: str | None = None  # the output_schema field voted on
+    quorum: int | None = None  # with aggregate quorum: how many must agree
+    weights: str = "equal"  # equal | reputation (votes counted by reputation score)
 
     @property
     def kind(self) -> str:

@@ -216,6 +216,10 @@ def _build_agent(
         for_each_policy=body.get("for_each_policy", "all"),
         max_parallel=body.get("max_parallel"),
         approval=_approval(body.get("approval"), ("agents", name, "approval"), ck),
+        aggregate=body.get("aggregate"),
+        vote_on=body.get("vote_on"),
+        quorum=body.get("quorum"),
+        weights=body.get("weights", "equal"),
     )
 
 

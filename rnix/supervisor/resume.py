@@ -198,7 +198,7 @@ def _unjudged(
             state if run.id == base.id else fold((r.to_record() for r in store.events(run.id)), strict=False)
         )
         out += [
-            (run.id, by_name[key.node], inst)
+            (run.id, _judged_as(by_name[key.node], inst, plan), inst)
             for key, inst in folded.instances.items()
             if key.node in by_name
             and inst.ran
@@ -292,3 +292,12 @@ def _replays(store: Store, run: RunRow, names: Iterable[str]) -> dict[str, Any]:
                 break
             current = store.run(current.resumed_from) if current.resumed_from else None
     return out
+
+
+def _judged_as(agent: AgentPlan, inst: Instance, plan: Plan) -> AgentPlan:
+    """The plan an execution is judged with: a jury member's is its candidate's (rnix.core.jury)."""
+    if agent.spec.aggregate is None or not inst.key.fanned or inst.item is None:
+        return agent
+    from rnix.core.plan import jury_member
+
+    return jury_member(agent, str(inst.item), plan.spec.definitions)

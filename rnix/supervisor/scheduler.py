@@ -34,7 +34,7 @@ from rnix.core.events import InstanceKey, Record
 from rnix.core.fold import Instance, RunState, apply
 from rnix.core.lifecycle import AgentState
 from rnix.core.model import AgentSpec
-from rnix.core.plan import AgentPlan, Plan
+from rnix.core.plan import AgentPlan, Plan, jury_member
 from rnix.core.pool import Pool
 from rnix.supervisor.api import AgentProcess, ExitInfo, Spawner, SpawnRequest
 from rnix.supervisor.early import Held
@@ -174,18 +174,17 @@ class Scheduler:
         self._registered: set[InstanceKey] = set()  # accounts opened by a hold, funded at release
         self._ready = ready
         self._files_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnix-files")
+        self._members: dict[tuple[str, str], AgentPlan] = {}  # jury members' plans (_member)
 
     # -- public -----------------------------------------------------------------------------------
 
     @property
     def agents(self) -> dict[str, AgentView]:
         """Every instance with its plan, by name, in plan order."""
-        return {
-            str(key): AgentView(self._plans[key.node], inst) for key, inst in self.state.instances.items()
-        }
+        return {str(key): AgentView(self._plan_of(key), inst) for key, inst in self.state.instances.items()}
 
     def view(self, key: InstanceKey) -> AgentView:
-        return AgentView(self._plans[key.node], self.state.instances[key])
+        return AgentView(self._plan_of(key), self.state.instances[key])
 
     @property
     def stopping(self) -> str | None:
@@ -357,7 +356,8 @@ class Scheduler:
     def _dynamic(self, node: str) -> bool:
         """A node with instances planned as the run goes (for_each items, loop iterations): its
         budget is drawn once and shared among them (`_Wallet`)."""
-        return node in self._loop_of or self._plans[node].spec.for_each is not None
+        spec = self._plans[node].spec
+        return node in self._loop_of or spec.for_each is not None or spec.aggregate is not None
 
     def _wallet(self, node: str) -> _Wallet:
         wallet = self._wallets.get(node)
@@ -440,7 +440,8 @@ class Scheduler:
         agent = self._plans[key.node]
         for index, (item, label) in enumerate(zip(action.items, action.labels, strict=True)):
             child = InstanceKey(key.node, index, key.iteration)
-            self._plan_dynamic(agent, child, (), item=item, label=label)
+            member = agent if agent.spec.aggregate is None else self._member(agent, str(item))
+            self._plan_dynamic(member, child, (), item=item, label=label)
 
     def _iterate(self, action: act.Iterate) -> None:
         self.emit(ev.LoopIterated(loop=action.loop, iteration=action.iteration, reason=action.reason))
@@ -524,10 +525,28 @@ class Scheduler:
                 wallet.closed = True
                 self.pool.release(node, wallet.used)
 
+    def _plan_of(self, key: InstanceKey) -> AgentPlan:
+        """The plan an instance runs with: its node's, or for a jury member its candidate's."""
+        agent = self._plans[key.node]
+        if agent.spec.aggregate is None or not key.fanned:
+            return agent
+        inst = self.state.instances.get(key)
+        if inst is None or inst.item is None:
+            return agent
+        return self._member(agent, str(inst.item))
+
+    def _member(self, agent: AgentPlan, candidate: str) -> AgentPlan:
+        found = self._members.get((agent.spec.name, candidate))
+        if found is None:
+            found = jury_member(agent, candidate, self.plan.spec.definitions)
+            self._members[(agent.spec.name, candidate)] = found
+        return found
+
     def instance_spec(self, key: InstanceKey) -> AgentSpec:
         """The spec an instance runs: its name, and `{{ ... }}` in its intent and command filled in
-        (item, index, iteration, vars, upstream outputs). Raises ExprError."""
-        spec = self._plans[key.node].spec
+        (item, index, iteration, vars, upstream outputs); a jury member's with its candidate's
+        definition. Raises ExprError."""
+        spec = self._plan_of(key).spec
         intent, command = spec.intent, spec.command
         texts = [intent, *(command or ())]
         if key == InstanceKey(spec.name) and not any("{{" in t for t in texts):
@@ -556,7 +575,7 @@ class Scheduler:
             if not isinstance(inst, Instance):
                 continue
             upstream[dep] = _upstream_text(inst)
-            if inst.children:
+            if inst.children and self._plans[dep].spec.aggregate is None:  # a jury passes its verdict
                 for i in range(inst.children):
                     child = self.state.instances.get(InstanceKey(dep, i, inst.key.iteration))
                     if child is not None:
@@ -659,7 +678,7 @@ class Scheduler:
     # -- one attempt ------------------------------------------------------------------------------
 
     async def _attempt(self, key: InstanceKey) -> None:
-        agent = self._plans[key.node]
+        agent = self._plan_of(key)
         spec = agent.spec
         inst = self.state.instances[key]
         attempt = inst.attempt + 1
@@ -804,7 +823,7 @@ class Scheduler:
     async def _assess(self, key: InstanceKey) -> None:
         assert self.assess is not None
         try:
-            event = await self.assess(self._plans[key.node], self.state.instances[key])
+            event = await self.assess(self._plan_of(key), self.state.instances[key])
         except Exception:  # a verdict that cannot be reached must not wedge the run
             return
         if event is not None:

@@ -122,9 +122,11 @@ SAMPLES: dict[str, Any] = {
     "approval": {"approvers": ["alice", "bob"], "policy": "all", "timeout": "1h"},
     "approvers": ["alice"],
     "policy": "any",
-    "quorum": 1,
     "notify": ["./notify.sh"],
     "until": 'agents.a.status == "completed"',
+    "aggregate": "vote",
+    "vote_on": "verdict",
+    "quorum": 2,
 }
 
 
@@ -140,6 +142,14 @@ def _document_with(section: str, key: str, value: Any) -> dict[str, Any]:
         agents["a"]["depends_on"] = ["other"]
         if key in ("item_name", "for_each_policy", "max_parallel"):
             agents["a"]["for_each"] = "[1, 2]"
+        if key in ("aggregate", "vote_on", "quorum", "weights"):  # a jury
+            agents["a"].update(
+                candidates=["researcher", "planner"], aggregate=agents["a"].get("aggregate", "vote")
+            )
+        if key == "vote_on":
+            agents["a"]["output_schema"] = SAMPLES["output_schema"]
+        if key == "quorum":
+            agents["a"]["aggregate"] = "quorum"
     elif section == "`agents.<name>.approval`":
         gate: dict[str, Any] = {key: value}
         if key == "quorum":
