@@ -516,8 +516,26 @@ class Scheduler:
         for name in self._graph.loops[loop].body:
             self._close_node(name)
 
+    def _node_ended(self, key: InstanceKey) -> bool:
+        """The node of `key` (an item) ended and all its items did: a jury settled by `first` ends
+        before the members it stops, which give their unused budget back as they end."""
+        node = self.state.instances.get(key.node_key())
+        if node is None or not node.state.terminal:
+            return False
+        return all(
+            i.state.terminal for k, i in self.state.instances.items() if k.node_key() == node.key and k.fanned
+        )
+
     def _close_node(self, node: str) -> None:
         wallet = self._wallets.get(node)
+        if wallet is not None and not wallet.closed:
+            node_key = InstanceKey(node)
+            if any(
+                not i.state.terminal
+                for k, i in self.state.instances.items()
+                if k.fanned and k.node_key() == node_key
+            ):
+                return  # items still end: the last of them closes the node
         with contextlib.suppress(Exception):  # the pool's own checks: never wedge the run on them
             if wallet is None:
                 self.pool.cancel(node)
@@ -852,8 +870,8 @@ class Scheduler:
             wallet = self._wallets.get(key.node)
             if wallet is not None and key in self._budgets:  # funded, whether or not it ran
                 wallet.give_back(self._budgets[key], inst.tokens_used)
-            if key.node not in self._loop_of and not key.fanned:  # the node itself ended
-                self._close_node(key.node)
+            if key.node not in self._loop_of and (not key.fanned or self._node_ended(key)):
+                self._close_node(key.node)  # the node ended, and none of its instances still runs
         elif inst.ran or key in self._budgets:  # funded: it started, or failed to (e.g. its task file)
             self.pool.release(name, inst.tokens_used)  # unused tokens go back to agents not started
         elif inst.state is not AgentState.BUDGET_EXCEEDED:
