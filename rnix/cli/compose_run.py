@@ -422,6 +422,95 @@ def down_cmd(env: Env, file: str | None, project: str | None, as_json: bool, gra
     return ExitCode.OK if all(o.action != "timeout" for o in outcomes) else ExitCode.FAILURE
 
 
+def _decide_options(fn: Any) -> Any:
+    fn = click.option("-m", "--message", metavar="TEXT", help="Why: recorded with the decision.")(fn)
+    fn = click.option(
+        "--as",
+        "by",
+        metavar="NAME",
+        help="Decide as NAME (default: $USER); must be one of the gate's approvers when it lists them.",
+    )(fn)
+    return json_option(project_option(file_option(click.argument("agent")(fn))))
+
+
+def _decide(
+    env: Env,
+    file: str | None,
+    project: str | None,
+    agent: str,
+    decision: str,
+    by: str | None,
+    message: str | None,
+    as_json: bool,
+) -> int:
+    import getpass
+
+    from rnix.store.db import Store
+    from rnix.supervisor.control import decide
+
+    name = _project_of(env, file, project)
+    who = by or env.environ.get("USER") or getpass.getuser()
+    with Store.open(env.home, readonly=False) as store:
+        data = decide(store, name, agent, decision, who, message, environ=env.environ)
+    if as_json:
+        jsonout.write_ok(env.stdout, data)
+        return ExitCode.OK
+    outcome = data["outcome"]
+    when = (
+        "" if data["applied"] == "now" else " (recorded: it applies when the run resumes, `rnix compose up`)"
+    )
+    if outcome == "approved":
+        env.stdout.write(f"{agent}: {data['detail']}: it starts{when}\n")
+    elif outcome == "rejected":
+        env.stdout.write(f"{agent}: {data['detail']}: it will not run{when}\n")
+    else:
+        env.stdout.write(f"{agent}: {decision} by {who} recorded; {data['detail']}{when}\n")
+    return ExitCode.OK
+
+
+@compose.command("approve")
+@_decide_options
+@click.pass_obj
+def approve_cmd(
+    env: Env,
+    file: str | None,
+    project: str | None,
+    as_json: bool,
+    agent: str,
+    by: str | None,
+    message: str | None,
+) -> int:
+    """Approve AGENT, which waits at its approval gate (from any terminal).
+
+    The gate opens by its policy: `any` at the first decision, `all` once every approver approved,
+    `quorum` at N approvals. --json says what the decision changed (`outcome`: approved, rejected or
+    waiting). A decision while the run's supervisor is gone is recorded and applies when the run is
+    resumed. Refused (exit 1): a name not among the approvers, a second decision by the same name, an
+    agent that is not waiting.
+    """
+    return _decide(env, file, project, agent, "approve", by, message, as_json)
+
+
+@compose.command("reject")
+@_decide_options
+@click.pass_obj
+def reject_cmd(
+    env: Env,
+    file: str | None,
+    project: str | None,
+    as_json: bool,
+    agent: str,
+    by: str | None,
+    message: str | None,
+) -> int:
+    """Reject AGENT at its approval gate: it ends `rejected` and what depends on it is skipped.
+
+    Under `all` one rejection is enough; under `quorum` enough rejections that the quorum cannot be
+    met. Same options and refusals as `approve`.
+    """
+    return _decide(env, file, project, agent, "reject", by, message, as_json)
+
+
 @compose.command("ps")
 @file_option
 @project_option

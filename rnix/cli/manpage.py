@@ -54,6 +54,7 @@ ENVIRONMENT = (
     ),
     ("COMPOSE_FILE", "docker compose's name for RNIX_COMPOSE_FILE, used when that is not set."),
     ("RNIX_SEED", "Seed for choosing among candidates, as --seed."),
+    ("USER", "The name `rnix compose approve` and `reject` decide under when --as is not given."),
     ("RNIX_EXPLORE", "Share of candidate choices that explore at random, from 0 to 1 (default 0.1)."),
     ("RNIX_MODEL", "Model of rnix run when --model is not given (default: mock)."),
     (

@@ -63,7 +63,8 @@ def explore_rate(env: Env) -> float:
 
 
 def plan_with_ledger(env: Env, spec: ComposeSpec, project: str, seed: int | None) -> Plan:
-    """The plan, with candidates chosen by reputation and `proportional` fed by history."""
+    """The plan, with candidates chosen by reputation and `proportional` fed by history; juries get
+    their candidates' scores (votes weighed by reputation, ties)."""
     from rnix.core import reputation
     from rnix.core.plan import Choice, definition_key, make_plan
 
@@ -75,7 +76,7 @@ def plan_with_ledger(env: Env, spec: ComposeSpec, project: str, seed: int | None
     rate = explore_rate(env)
     choices = {}
     for agent in spec.agents:
-        if agent.candidates:
+        if agent.candidates and agent.aggregate is None:  # a jury runs every candidate
             chosen, reason = reputation.choose(agent.candidates, scores, rng=rng.random, explore=rate)
             choices[agent.name] = Choice(chosen, reason)
     usage = reputation.average_usage(records, now)
@@ -84,7 +85,9 @@ def plan_with_ledger(env: Env, spec: ComposeSpec, project: str, seed: int | None
         for a in spec.agents
         if (key := definition_key(a, choices[a.name].chosen if a.name in choices else None)) in usage
     }
-    return make_plan(spec, project, history=history, choices=choices)
+    jurors = {c for a in spec.agents if a.aggregate is not None for c in a.candidates}
+    jury_scores = {c: reputation.score(records, now, definition=c).score for c in sorted(jurors)}
+    return make_plan(spec, project, history=history, choices=choices, reputation=jury_scores)
 
 
 @click.command("reputation")

@@ -10,6 +10,9 @@ The scheduler performs the actions and appends the events that result; it decide
   time out), or every running attempt once the run is stopping. Never twice for one attempt.
 - `StopRun(reason)`: with `abort_on_failure`, the first instance that ended badly stops the run.
 - `Assess(key)`: an instance this run executed reached its end and has no verdict yet.
+- A jury (`aggregate`, rnix.core.jury) is expanded into one instance per candidate, settled by its
+  verdict; members still running or waiting once it is decided (`first`, `quorum`) get a `Stop`
+  or a `Cancel`.
 
 `Decision.wake_at` is the earliest time at which a decision changes by the clock alone (a backoff or
 a timeout ending); the scheduler sleeps until then or until an event arrives.
@@ -129,7 +132,37 @@ class EndLoop:
     reason: str
 
 
-Action = Start | Skip | Cancel | Stop | StopRun | Assess | Hold | Expand | Settle | Iterate | EndLoop
+@dataclass(frozen=True)
+class AskApproval:
+    """The instance reached its approval gate: record that it waits, until `deadline` if any."""
+
+    key: InstanceKey
+    deadline: float | None
+
+
+@dataclass(frozen=True)
+class TimeOutApproval:
+    """Nobody decided before the gate's deadline: record its `on_timeout` decision."""
+
+    key: InstanceKey
+    decision: str
+
+
+Action = (
+    Start
+    | Skip
+    | Cancel
+    | Stop
+    | StopRun
+    | Assess
+    | Hold
+    | Expand
+    | Settle
+    | Iterate
+    | EndLoop
+    | AskApproval
+    | TimeOutApproval
+)
 
 
 @dataclass(frozen=True)
@@ -139,6 +172,8 @@ class Decision:
 
 
 _BAD_ENDS = frozenset({AgentState.FAILED, AgentState.TIMEOUT, AgentState.BUDGET_EXCEEDED})
+# How a `{x: failed}` dependency may have ended; a rejected gate counts (its work did not happen).
+_FAILED_ENDS = _BAD_ENDS | {AgentState.REJECTED}
 
 
 def next_actions(
@@ -192,8 +227,15 @@ def next_actions(
                 grace = spec.stop_grace_period_s if state.stop_grace is None else state.stop_grace
                 actions.append(Stop(key, stopping, grace))
             continue
+        if key.fanned and spec.aggregate is not None and _jury_over(state, key):
+            actions.extend(_dismiss(inst, spec))
+            continue
         if inst.state is AgentState.PENDING and inst.children is not None:
-            joined = _join(state, inst, spec, graph)
+            joined = (
+                _join(state, inst, spec, graph)
+                if spec.aggregate is None
+                else _verdict(state, inst, spec, plan)
+            )
             if joined is not None:
                 actions.append(joined)
         elif inst.state is AgentState.PENDING and key.fanned:
@@ -207,12 +249,24 @@ def next_actions(
         elif inst.state is AgentState.PENDING:
             decided = _pending(state, inst, spec.conditions, graph)
             startable = bool(decided) and isinstance(decided[0], Start)
-            if startable and (spec.when is not None or spec.for_each is not None):
+            if startable and (
+                spec.when is not None or spec.for_each is not None or spec.aggregate is not None
+            ):
                 decided = _evaluate(state, inst, spec, graph)
                 startable = bool(decided) and isinstance(decided[0], Start)
+            if startable and spec.approval is not None:  # a gate: wait for people, not for the pool
+                timeout = spec.approval.timeout_s
+                actions.append(AskApproval(key, None if timeout is None else now + timeout))
+                continue
             if warming and startable:
                 decided = []
-            plain = not spec.conditions and spec.when is None and spec.for_each is None
+            plain = (
+                not spec.conditions
+                and spec.when is None
+                and spec.for_each is None
+                and spec.approval is None
+                and spec.aggregate is None
+            )
             holdable = (plain and _holdable(state, inst, spec.command, graph)) or (
                 startable and _first_builtin(inst, spec.command)
             )
@@ -225,6 +279,20 @@ def next_actions(
                 else:
                     slots -= 1
             actions.extend(decided)
+        elif inst.state is AgentState.WAITING_APPROVAL and spec.approval is not None:
+            from rnix.core.approval import verdict
+
+            word, why = verdict(spec.approval, inst.approvals)
+            if word == "rejected":
+                actions.append(Settle(key, AgentState.REJECTED, None, why))
+            elif word == "approved" and (slots is None or slots > 0):
+                actions.append(Start(key))
+                slots = None if slots is None else slots - 1
+            elif word == "waiting" and inst.approval_deadline is not None:
+                if inst.approval_deadline <= now:
+                    actions.append(TimeOutApproval(key, spec.approval.on_timeout))
+                else:
+                    wake.append(inst.approval_deadline)
         elif inst.state is AgentState.BACKOFF:
             due = inst.retry_at if inst.retry_at is not None else now
             if due > now:
@@ -302,7 +370,8 @@ def output_of(inst: Instance, spec: AgentSpec) -> Any:
     result, else the text."""
     if inst.result is None:
         return None
-    if spec.output_schema is not None or (spec.for_each is not None and not inst.key.fanned):
+    listed = spec.for_each is not None or spec.aggregate in ("all", "any")  # the node's result is a list
+    if spec.output_schema is not None or (listed and not inst.key.fanned):
         try:
             return json.loads(inst.result)
         except ValueError:
@@ -323,7 +392,7 @@ def _evaluate(state: RunState, inst: Instance, spec: AgentSpec, graph: Graph) ->
         except expr.ExprError as exc:
             return [Settle(key, AgentState.FAILED, None, f"when: {exc}")]
     if spec.for_each is None:
-        return [Start(key)]
+        return [Start(key)] if spec.aggregate is None else [_convene(key, spec)]
     try:
         items = expr.items(spec.for_each, context)
     except expr.ExprError as exc:
@@ -447,7 +516,7 @@ def _pending(
         if condition == "finished":
             continue
         if condition == "failed":
-            if dep.state not in _BAD_ENDS:
+            if dep.state not in _FAILED_ENDS:
                 reason = f"dependency '{dep_name}' {dep.state.value}: this agent runs only if it failed"
                 return [Skip(inst.key, reason, by_condition=dep.ok)]
             continue
@@ -503,3 +572,51 @@ def exit_decision(
         return ExitDecision(outcome, outcome, None)
     delay = min(options.retry_max_delay, options.retry_base_delay * 2 ** (inst.attempt - 1))
     return ExitDecision(AgentState.BACKOFF, outcome, delay)
+
+
+# -- juries (rnix.core.jury) -----------------------------------------------------------------------
+
+
+def _convene(key: InstanceKey, spec: AgentSpec) -> Expand:
+    """A jury whose dependencies are done: one instance per candidate, labelled with its name."""
+    return Expand(key, tuple(spec.candidates), tuple(spec.candidates))
+
+
+def _verdict(state: RunState, inst: Instance, spec: AgentSpec, plan: Plan) -> Settle | None:
+    """A jury once its members decide it (rnix.core.jury.decide)."""
+    from rnix.core import jury
+
+    members = []
+    for i in range(inst.children or 0):
+        child = state.instances.get(InstanceKey(inst.key.node, i, inst.key.iteration))
+        if child is None:
+            return None
+        candidate = str(child.item) if child.item is not None else child.name
+        members.append(jury.Member(candidate, child.state, child.result, child.ended_at))
+    rule = jury.Rule(
+        spec.aggregate or "all",
+        structured=spec.output_schema is not None,
+        vote_on=spec.vote_on,
+        quorum=spec.quorum,
+        weighted=spec.weights == "reputation",
+    )
+    verdict = jury.decide(rule, members, plan.reputation)
+    if verdict is None:
+        return None
+    ended = AgentState.COMPLETED if verdict.completed else AgentState.FAILED
+    return Settle(inst.key, ended, verdict.result, verdict.error)
+
+
+def _jury_over(state: RunState, key: InstanceKey) -> bool:
+    node = state.instances.get(key.node_key())
+    return node is not None and node.state.terminal
+
+
+def _dismiss(inst: Instance, spec: AgentSpec) -> list[Action]:
+    """A member of a jury already decided: it is no longer needed."""
+    reason = f"jury '{inst.key.node}' decided"
+    if inst.state.waiting:
+        return [Cancel(inst.key, reason)]
+    if inst.state.signallable and inst.stop_reason is None:
+        return [Stop(inst.key, reason, spec.stop_grace_period_s)]
+    return []

@@ -104,8 +104,9 @@ class Event:
         kwargs = {name: data[name] for name in names if name in data}
         if "key" in names:
             kwargs["key"] = _key(kwargs["key"] if "key" in kwargs else data.get("agent"))
-        if isinstance(kwargs.get("depends_on"), list):
-            kwargs["depends_on"] = tuple(kwargs["depends_on"])
+        for name in ("depends_on", "approvers"):
+            if isinstance(kwargs.get(name), list):
+                kwargs[name] = tuple(kwargs[name])
         return cls(**kwargs)
 
 
@@ -420,6 +421,30 @@ class CompensationPlanned(Event):
 
 
 @dataclass(frozen=True)
+class ApprovalRequested(Event):
+    """The instance reached its approval gate: it waits for decisions until `deadline` (if any)."""
+
+    KIND: ClassVar[str] = "approval_requested"
+    key: InstanceKey = InstanceKey("")
+    approvers: tuple[str, ...] = ()
+    policy: str = "any"
+    quorum: int | None = None
+    deadline: float | None = None  # seconds since the epoch
+
+
+@dataclass(frozen=True)
+class ApprovalDecided(Event):
+    """One person's decision at a gate (`approve` or `reject`); `by` is `timeout` for the gate's own
+    decision when nobody decided in time."""
+
+    KIND: ClassVar[str] = "approval_decided"
+    key: InstanceKey = InstanceKey("")
+    decision: str = "approve"
+    by: str = ""
+    message: str | None = None
+
+
+@dataclass(frozen=True)
 class Unknown(Event):
     """A kind this version of rnix does not know: kept and shown, never folded."""
 
@@ -456,6 +481,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         LoopEnded,
         InstanceThrottled,
         CompensationPlanned,
+        ApprovalRequested,
+        ApprovalDecided,
     )
 }
 

@@ -34,6 +34,11 @@ OUTPUT_FORMATS = ("text", "json", "markdown")
 SLA_LEVELS = ("bronze", "silver", "gold")
 VERSIONS: tuple[object, ...] = ("1", "1.0", 1)
 FOR_EACH_POLICIES = ("all", "any")
+APPROVAL_POLICIES = ("any", "all", "quorum")
+ON_TIMEOUT = ("reject", "approve")
+APPROVER = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}"
+AGGREGATES = ("all", "any", "first", "merge", "vote", "quorum")  # rnix.core.jury
+WEIGHTS = ("equal", "reputation")
 ON_MAX = ("fail", "continue")
 LOOP_NAME = r"[a-z0-9][a-z0-9_-]*"
 VAR_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -115,6 +120,35 @@ COMPENSATE = Obj(
             "Extra environment variables, added to the agent's.",
         ),
         "budget": Field(Int(minimum=1), "Its token budget (default: the agent's planned budget)."),
+    }
+)
+
+APPROVAL = Obj(
+    {
+        "approvers": Field(
+            ListOf(
+                Str(pattern=APPROVER, what="a name (letters, digits, '.', '_', '@', '-')", max_length=64),
+                unique=True,
+                min_items=1,
+                label="a list of names",
+            ),
+            "Who may decide (`--as NAME`); anyone may when absent.",
+        ),
+        "policy": Field(
+            Enum(APPROVAL_POLICIES),
+            "`any`: the first decision counts; `all`: every approver must approve; `quorum`: "
+            "`quorum` approvals are enough.",
+            default="any",
+        ),
+        "quorum": Field(Int(minimum=1, maximum=1000), "Approvals needed with policy: quorum."),
+        "timeout": Field(Duration(), "How long the gate waits for decisions. Default: no limit."),
+        "on_timeout": Field(
+            Enum(ON_TIMEOUT), "What a timeout decides: reject (the default) or approve.", default="reject"
+        ),
+        "notify": Field(
+            OneOf(((str, text), (list, ListOf(text, min_items=1))), what="a string or a list of strings"),
+            "A command run when the gate opens; it gets the run, agent and approvers as JSON on stdin.",
+        ),
     }
 )
 
@@ -202,6 +236,28 @@ AGENT = Obj(
             "A command (string or argv list), or a mapping with `command` or `intent` and any of "
             "`model`, `timeout`, `environment`, `budget`. Compensations run in reverse order of "
             "completion, each once (docs/pipelines.md).",
+        ),
+        "approval": Field(
+            APPROVAL,
+            "A human approval gate: when its dependencies are done the agent waits (`waiting_approval`) "
+            "until `rnix compose approve` (or `reject`) decides, by `policy`.",
+        ),
+        "aggregate": Field(
+            Enum(AGGREGATES),
+            "With candidates: run every candidate (a jury) instead of choosing one, and combine their "
+            "results: `all`, `any`, `first`, `merge`, `vote` or `quorum` (docs/pipelines.md).",
+        ),
+        "vote_on": Field(
+            text, "With `aggregate: vote` or `quorum` and an output_schema: the result field voted on."
+        ),
+        "quorum": Field(
+            Int(minimum=1, maximum=100),
+            "With `aggregate: quorum`: how many candidates must agree (1 to the number of candidates).",
+        ),
+        "weights": Field(
+            Enum(WEIGHTS),
+            "With `aggregate: vote`: `equal` votes, or each counted by its candidate's reputation score.",
+            default="equal",
         ),
     },
     exclusive=("command", "agent", "candidates"),

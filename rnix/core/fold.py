@@ -64,6 +64,9 @@ class Instance:
     item: Any = None  # a for_each instance's item
     label: str | None = None  # a for_each instance's item_name
     children: int | None = None  # a for_each node once expanded: how many instances it has
+    # At an approval gate: its decisions so far (by, decision, message), and when the wait ends.
+    approvals: tuple[tuple[str, str, str | None], ...] = ()
+    approval_deadline: float | None = None
     rate_limited: bool = False  # a model call of the running attempt waits for the provider's limits
     # Compensation (saga, rnix.core.saga): on a compensation instance, the instance it undoes; on a
     # compensated one, where its compensation is (pending, compensating, compensated, or
@@ -274,7 +277,7 @@ def _reused(inst: Instance, e: ev.InstanceReused, ts: float) -> Instance:
 
 
 def _started(inst: Instance, e: ev.InstanceStarted, ts: float) -> Instance:
-    if inst.state not in (AgentState.PENDING, AgentState.BACKOFF):
+    if inst.state not in (AgentState.PENDING, AgentState.BACKOFF, AgentState.WAITING_APPROVAL):
         raise TransitionError(f"an agent cannot go from {inst.state.value} to running (start)")
     return replace(
         inst,
@@ -402,7 +405,21 @@ def _throttled(inst: Instance, e: ev.InstanceThrottled, ts: float) -> Instance:
     return replace(inst, rate_limited=bool(e.waiting)) if inst.state.signallable else inst
 
 
+def _approval_requested(inst: Instance, e: ev.ApprovalRequested, ts: float) -> Instance:
+    return replace(
+        inst, state=transition(inst.state, AgentState.WAITING_APPROVAL), approval_deadline=e.deadline
+    )
+
+
+def _approval_decided(inst: Instance, e: ev.ApprovalDecided, ts: float) -> Instance:
+    if inst.state is not AgentState.WAITING_APPROVAL:
+        raise TransitionError(f"{inst.key} is {inst.state.value}: it is not waiting for approval")
+    return replace(inst, approvals=(*inst.approvals, (e.by, e.decision, e.message)))
+
+
 _INSTANCE_HANDLERS: dict[type, Any] = {
+    ev.ApprovalRequested: _approval_requested,
+    ev.ApprovalDecided: _approval_decided,
     ev.InstanceExpanded: _expanded,
     ev.InstanceSettled: _settled_node,
     ev.InstanceReused: _reused,

@@ -23,6 +23,8 @@ class AgentState(str, enum.Enum):
     BUDGET_EXCEEDED = "budget_exceeded"
     SKIPPED = "skipped"  # a dependency did not complete
     CANCELLED = "cancelled"  # stopped by the user (Ctrl-C, compose down, abort-on-failure)
+    WAITING_APPROVAL = "waiting_approval"  # at its approval gate: waits for people's decisions
+    REJECTED = "rejected"  # its approval gate said no (or timed out with on_timeout: reject)
 
     @property
     def terminal(self) -> bool:
@@ -46,11 +48,12 @@ TERMINAL = frozenset(
         AgentState.BUDGET_EXCEEDED,
         AgentState.SKIPPED,
         AgentState.CANCELLED,
+        AgentState.REJECTED,
     }
 )
 SIGNALLABLE = frozenset({AgentState.RUNNING, AgentState.PAUSED})
-WAITING = frozenset({AgentState.PENDING, AgentState.BACKOFF})
-_ENDS_OF_AN_ATTEMPT = TERMINAL - {AgentState.SKIPPED}
+WAITING = frozenset({AgentState.PENDING, AgentState.BACKOFF, AgentState.WAITING_APPROVAL})
+_ENDS_OF_AN_ATTEMPT = TERMINAL - {AgentState.SKIPPED, AgentState.REJECTED}
 
 _ALLOWED: dict[AgentState, frozenset[AgentState]] = {
     AgentState.PENDING: frozenset(
@@ -61,6 +64,15 @@ _ALLOWED: dict[AgentState, frozenset[AgentState]] = {
             AgentState.BUDGET_EXCEEDED,  # the pool could not fund it
             AgentState.COMPLETED,  # reused from an earlier run, or a for_each node whose instances ended
             AgentState.FAILED,  # a for_each node whose instances failed, or whose expression did not evaluate
+            AgentState.WAITING_APPROVAL,  # at its approval gate
+        }
+    ),
+    AgentState.WAITING_APPROVAL: frozenset(
+        {
+            AgentState.RUNNING,  # approved, and started
+            AgentState.REJECTED,
+            AgentState.CANCELLED,
+            AgentState.BUDGET_EXCEEDED,  # approved, but the pool could not fund it
         }
     ),
     AgentState.BACKOFF: frozenset({AgentState.RUNNING, AgentState.CANCELLED}),

@@ -67,6 +67,18 @@ class Compensation:
 
 
 @dataclass(frozen=True)
+class Approval:
+    """`approval:` on an agent: a human gate before it starts (docs/pipelines.md)."""
+
+    approvers: tuple[str, ...] = ()  # empty: anyone may decide
+    policy: str = "any"  # any | all | quorum
+    quorum: int | None = None
+    timeout_s: float | None = None
+    on_timeout: str = "reject"  # reject | approve
+    notify: tuple[str, ...] | None = None  # argv
+
+
+@dataclass(frozen=True)
 class AgentSpec:
     """One agent node of the compose file, with the top-level defaults already applied."""
 
@@ -105,6 +117,12 @@ class AgentSpec:
     for_each_policy: str = "all"
     max_parallel: int | None = None  # for_each instances alive at once
     compensate: Compensation | None = None  # saga: what undoes it when the run fails (rnix.core.saga)
+    approval: Approval | None = None
+    # Juries (rnix.core.jury): every candidate runs, and their results are combined.
+    aggregate: str | None = None  # all | any | first | merge | vote | quorum
+    vote_on: str | None = None  # the output_schema field voted on
+    quorum: int | None = None  # with aggregate quorum: how many must agree
+    weights: str = "equal"  # equal | reputation (votes counted by reputation score)
 
     @property
     def kind(self) -> str:

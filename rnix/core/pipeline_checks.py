@@ -4,6 +4,9 @@
   depends on (directly or not): anything else may not have run yet. Unknown agents get a "did you
   mean". `{{ item }}` and `{{ index }}` belong to `for_each` agents; `item_name`, `max_parallel` on an
   agent and `for_each_policy` need `for_each`.
+- A jury (`aggregate`) needs `candidates` and no `for_each`; `quorum` goes with and only with
+  `aggregate: quorum` (1 to the number of candidates); `vote_on` needs `aggregate: vote` or `quorum`
+  and an `output_schema` (naming one of its properties when it lists them); `weights` needs `vote`.
 - A loop's body names agents of the file, each in one loop at most; `until` reads agents of the body
   or upstream of it; no agent outside the body may sit between two of its agents (it would wait for
   the loop to end while the loop waits for it).
@@ -29,6 +32,7 @@ def check(spec: ComposeSpec, graph: Mapping[str, list[str]], ck: Checker) -> lis
     schemas = {a.name: a.output_schema for a in spec.agents}
     for agent in spec.agents:
         _check_agent(agent, names, upstream[agent.name], schemas, ck, warnings)
+        _check_jury(agent, ck)
     _check_loops(spec, names, graph, upstream, schemas, ck, warnings)
     return warnings
 
@@ -169,3 +173,38 @@ def _between(graph: Mapping[str, Iterable[str]], body: set[str]) -> set[str]:
     """Agents outside `body` that depend on one of its agents and that one of its agents depends on."""
     above = set().union(*(_ancestors(graph, n) for n in body)) - body if body else set()
     return {n for n in above if _ancestors(graph, n) & body}
+
+
+def _check_jury(agent: AgentSpec, ck: Checker) -> None:
+    base: Path = ("agents", agent.name)
+    aggregate = agent.aggregate
+    if aggregate is not None and not agent.candidates:
+        ck.error((*base, "aggregate"), "needs `candidates`: the agent definitions that form the jury")
+    if aggregate is not None and agent.for_each is not None:
+        ck.error(
+            (*base, "aggregate"), "cannot be combined with for_each (a jury's instances are its candidates)"
+        )
+    if aggregate == "quorum" and agent.quorum is None:
+        ck.error((*base, "aggregate"), "`aggregate: quorum` needs `quorum: N` (how many must agree)")
+    if agent.quorum is not None:
+        if aggregate != "quorum":
+            ck.error((*base, "quorum"), "applies only with `aggregate: quorum`")
+        elif agent.candidates and agent.quorum > len(agent.candidates):
+            ck.error(
+                (*base, "quorum"),
+                f"is {agent.quorum}, but there are only {len(agent.candidates)} candidates to agree",
+            )
+    if agent.weights != "equal" and aggregate != "vote":
+        ck.error((*base, "weights"), "applies only with `aggregate: vote`")
+    if agent.vote_on is not None:
+        if aggregate not in ("vote", "quorum"):
+            ck.error((*base, "vote_on"), "applies only with `aggregate: vote` or `aggregate: quorum`")
+        if agent.output_schema is None:
+            ck.error((*base, "vote_on"), "needs an output_schema: it names a field of the structured result")
+        else:
+            properties = agent.output_schema.get("properties")
+            if isinstance(properties, Mapping) and agent.vote_on not in properties:
+                hint = did_you_mean(agent.vote_on, [str(p) for p in properties])
+                ck.error(
+                    (*base, "vote_on"), f"'{agent.vote_on}' is not a property of the output_schema{hint}"
+                )

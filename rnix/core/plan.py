@@ -10,7 +10,8 @@ import hashlib
 import json
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 from rnix.core import budget, dag
@@ -109,6 +110,8 @@ class Plan:
     agents: tuple[AgentPlan, ...]  # in layer order, then by name
     allocation: budget.Allocation
     requests: tuple[budget.Request, ...] = ()  # what the pool was asked for (the run-time pool reuses it)
+    # Reputation scores of juries' candidates, by definition (rnix.core.jury: weights, ties).
+    reputation: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
     def agent(self, name: str) -> AgentPlan:
         return next(a for a in self.agents if a.spec.name == name)
@@ -123,9 +126,11 @@ def make_plan(
     project: str,
     history: Mapping[str, float] | None = None,
     choices: Mapping[str, Choice] | None = None,
+    reputation: Mapping[str, float] | None = None,
 ) -> Plan:
     """Plan `spec`. `history` maps agent names to the average tokens their definition used before;
-    `choices` says which candidate runs for agents with `candidates` (the first one when missing)."""
+    `choices` says which candidate runs for agents with `candidates` (the first one when missing; a
+    jury runs them all); `reputation`: the scores of juries' candidates, by definition."""
     graph = graph_of(spec)
     layer_list = dag.layers(graph)
     critical = dag.critical_path(graph)
@@ -133,7 +138,7 @@ def make_plan(
     history = history or {}
     choices = dict(choices or {})
     for agent in spec.agents:
-        if agent.candidates and agent.name not in choices:
+        if agent.candidates and agent.aggregate is None and agent.name not in choices:
             choices[agent.name] = Choice(agent.candidates[0], "first candidate (no choice made)")
     resolved = {a.name: _resolve(a, choices.get(a.name), spec.definitions) for a in spec.agents}
     requests = [
@@ -163,6 +168,7 @@ def make_plan(
         agents=agents,
         allocation=allocation,
         requests=tuple(requests),
+        reputation=MappingProxyType(dict(reputation or {})),
     )
 
 
@@ -197,6 +203,10 @@ def pipeline_keys(agent: AgentSpec) -> dict[str, Any]:
         "item_name": agent.item_name,
         "for_each_policy": agent.for_each_policy if agent.for_each_policy != "all" else None,
         "max_parallel": agent.max_parallel,
+        "aggregate": agent.aggregate,
+        "vote_on": agent.vote_on,
+        "quorum": agent.quorum,
+        "weights": agent.weights if agent.weights != "equal" else None,
         "compensate": compensation_as_dict(agent.compensate) if agent.compensate is not None else None,
     }
     return {k: v for k, v in out.items() if v is not None}
@@ -348,6 +358,7 @@ def plan_as_dict(plan: Plan) -> dict[str, Any]:
                 "item_name": a.spec.item_name,
                 "for_each_policy": a.spec.for_each_policy,
                 "max_parallel": a.spec.max_parallel,
+                "aggregate": a.spec.aggregate,
                 "output_schema": _plain(a.spec.output_schema) if a.spec.output_schema else None,
                 "output_properties": output_properties(a.spec),
                 "loop": loop_of.get(a.spec.name),
@@ -364,3 +375,10 @@ def plan_as_dict(plan: Plan) -> dict[str, Any]:
             "note": alloc.note or None,
         },
     }
+
+
+def jury_member(agent: AgentPlan, candidate: str, definitions: Mapping[str, AgentDefinition]) -> AgentPlan:
+    """The plan one member of a jury runs with: the node's, with its candidate's definition applied
+    (model, instructions, tools, contract) and the ledger keyed by that definition."""
+    choice = Choice(candidate, f"jury member ({agent.spec.aggregate})")
+    return replace(agent, spec=_resolve(agent.spec, choice, definitions), choice=choice)

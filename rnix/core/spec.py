@@ -17,6 +17,7 @@ from rnix.core import dag
 from rnix.core.fields import AGENT_NAME_MAX, COMPOSE, DEFAULTS
 from rnix.core.model import (
     AgentSpec,
+    Approval,
     BudgetPool,
     Compensation,
     ComposeSpec,
@@ -215,6 +216,11 @@ def _build_agent(
         item_name=body.get("item_name"),
         for_each_policy=body.get("for_each_policy", "all"),
         max_parallel=body.get("max_parallel"),
+        approval=_approval(body.get("approval"), ("agents", name, "approval"), ck),
+        aggregate=body.get("aggregate"),
+        vote_on=body.get("vote_on"),
+        quorum=body.get("quorum"),
+        weights=body.get("weights", "equal"),
         compensate=_compensation(name, body.get("compensate"), ck),
     )
 
@@ -245,6 +251,39 @@ def _compensation(name: str, raw: object, ck: Checker) -> Compensation | None:
         timeout_s=body.get("timeout"),
         environment=MappingProxyType(dict(body.get("environment", {}))),
         budget=body.get("budget"),
+    )
+
+
+def _approval(raw: dict[str, Any] | None, path: tuple[object, ...], ck: Checker) -> Approval | None:
+    if raw is None:
+        return None
+    approvers = tuple(raw.get("approvers", ()))
+    policy = raw.get("policy", "any")
+    quorum = raw.get("quorum")
+    if policy == "quorum" and quorum is None:
+        ck.error((*path, "policy"), "policy: quorum needs `quorum: N`, the approvals needed")
+    if quorum is not None and policy != "quorum":
+        ck.error((*path, "quorum"), "applies only with policy: quorum")
+    if quorum is not None and approvers and quorum > len(approvers):
+        ck.error((*path, "quorum"), f"needs {quorum} approvals but lists {len(approvers)} approvers")
+    if policy == "all" and not approvers:
+        ck.error((*path, "policy"), "policy: all needs `approvers`: all of whom?")
+    notify = raw.get("notify")
+    argv: tuple[str, ...] | None = None
+    if isinstance(notify, str):
+        try:
+            argv = tuple(shlex.split(notify))
+        except ValueError as exc:
+            ck.error((*path, "notify"), f"cannot split the command line: {exc}")
+    elif isinstance(notify, list):
+        argv = tuple(notify)
+    return Approval(
+        approvers=approvers,
+        policy=policy,
+        quorum=quorum,
+        timeout_s=raw.get("timeout"),
+        on_timeout=raw.get("on_timeout", "reject"),
+        notify=argv or None,
     )
 
 

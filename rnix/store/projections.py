@@ -182,6 +182,10 @@ def _agent_settled(conn: sqlite3.Connection, r: Record, e: ev.InstanceSettled) -
     _update_process(conn, r, sets, (e.state, _scalar(e.result), _scalar(e.error), r.ts, r.ts))
 
 
+def _approval_requested(conn: sqlite3.Connection, r: Record, e: ev.ApprovalRequested) -> None:
+    _update_process(conn, r, "state = ?", (AgentState.WAITING_APPROVAL.value,))
+
+
 def _agent_assessed(conn: sqlite3.Connection, r: Record, e: ev.InstanceAssessed) -> None:
     project = conn.execute("SELECT project FROM runs WHERE id = ?", (r.run_id,)).fetchone()
     sla = e.sla
@@ -271,6 +275,7 @@ PROJECTIONS: dict[type, Projection] = {
     ev.InstanceUnfunded: _settled(AgentState.BUDGET_EXCEEDED),
     ev.InstanceAssessed: _agent_assessed,
     ev.InstanceSettled: _agent_settled,
+    ev.ApprovalRequested: _approval_requested,
     ev.RunStopRequested: _run_stop_requested,
     ev.RunFinished: _run_finished,
     ev.InstanceThrottled: _agent_throttled,

@@ -74,8 +74,14 @@ def start_detached(
 
 
 def supervisor_alive(run: RunRow) -> bool:
-    return run.supervisor_pid is not None and procinfo.is_same_process(
-        run.supervisor_pid, run.supervisor_start_time, run.supervisor_start_ticks
+    """Its supervisor runs: the same process (not a reused PID), and not a zombie or on its way out
+    (a killed supervisor stays a zombie until its parent, or a subreaper, reaps it)."""
+    return (
+        run.supervisor_pid is not None
+        and procinfo.is_same_process(
+            run.supervisor_pid, run.supervisor_start_time, run.supervisor_start_ticks
+        )
+        and not procinfo.is_exiting(run.supervisor_pid)
     )
 
 
@@ -276,3 +282,82 @@ def _kill(pid: int, signum: int) -> bool:
 
 def _group_alive(pgid: int) -> bool:
     return send_group(pgid, 0)
+
+
+def decide(
+    store: Store,
+    project: str,
+    agent: str,
+    decision: str,
+    by: str,
+    message: str | None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Record a decision at `agent`'s approval gate in the project's run (`compose approve/reject`).
+
+    A live run is asked through its control socket: its supervisor checks and records the decision
+    and the gate acts at once. Without a live supervisor (it was killed), the decision is recorded in
+    the project's last run, checked the same way against the gate's log, and the gate acts on it when
+    the run is resumed (`compose up`). Raises RnixError with the reason when it cannot be recorded."""
+    from rnix.core.approval import may_decide, verdict
+    from rnix.core.fold import fold
+    from rnix.core.model import Approval
+    from rnix.supervisor.controlsock import ControlRefused
+
+    for run in store.runs(project=project, active_only=True):
+        if supervisor_alive(run):
+            path = control_socket_path(_home(store), run.id, os.environ if environ is None else environ)
+            request = {"op": "decide", "agent": agent, "decision": decision, "by": by, "message": message}
+            try:
+                data = call(path, request, CONTROL_TIMEOUT)
+            except ControlRefused as exc:
+                raise RnixError(exc.message, exc.hint) from None
+            except ControlUnavailable as exc:
+                raise RnixError(
+                    f"the supervisor of run {run.id} does not answer: {exc}", "try again in a moment"
+                ) from None
+            return {"project": project, "run_id": run.id, "applied": "now", **data}
+    last = store.latest_run(project)
+    if last is None:
+        raise RnixError(f"project {project} has no run", "start it with `rnix compose up`")
+    records = [r.to_record() for r in store.events(last.id)]
+    key = InstanceKey.parse(agent)
+    state = fold(records, strict=False)
+    inst = state.instances.get(key)
+    if inst is None or inst.state is not AgentState.WAITING_APPROVAL:
+        shown = "not in it" if inst is None else inst.state.value
+        raise RnixError(
+            f"agent {agent} is not waiting for approval in run {last.id} ({shown})",
+            "`rnix compose ps -a` shows the agents and their states",
+        )
+    asked = next(
+        r.event for r in reversed(records) if isinstance(r.event, ev.ApprovalRequested) and r.event.key == key
+    )
+    approval = Approval(approvers=tuple(asked.approvers), policy=asked.policy, quorum=asked.quorum)
+    settled = verdict(approval, inst.approvals)
+    if settled[0] != "waiting":
+        raise RnixError(
+            f"agent {agent} is not waiting for approval any more: {settled[1]}",
+            "`rnix compose up` resumes the run and applies it",
+        )
+    refused = may_decide(approval, inst.approvals, by)
+    if refused is not None:
+        raise RnixError(refused, "decide under an approver's name: --as NAME")
+    store.append(
+        [Record(run.id, time.time(), ev.ApprovalDecided(key=key, decision=decision, by=by, message=message))]
+    )
+    decisions = (*inst.approvals, (by, decision, message))
+    word, why = verdict(approval, decisions)
+    return {
+        "project": project,
+        "run_id": last.id,
+        "applied": "on resume",  # the run's supervisor is gone: `compose up` resumes it at the gate
+        "agent": agent,
+        "decision": decision,
+        "by": by,
+        "before": verdict(approval, inst.approvals)[0],
+        "outcome": word,
+        "detail": why,
+        "decisions": [{"by": b, "decision": d, "message": m} for b, d, m in decisions],
+    }

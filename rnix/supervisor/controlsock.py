@@ -9,7 +9,9 @@ Contract:
   `{"op": "ping"}` -> `{"pid": <supervisor pid>}`;
   `{"op": "signal", "agent", "pid", "signal": "SIGSTOP" (a name or number), "reason": "kill" | "top"}`
   -> `handler.signal_agent(agent, pid, signum, reason)`;
-  `{"op": "stop", "grace": seconds | null, "reason", "by_pid": int | null}` -> `handler.stop(...)`.
+  `{"op": "stop", "grace": seconds | null, "reason", "by_pid": int | null}` -> `handler.stop(...)`;
+  `{"op": "decide", "agent", "decision": "approve" | "reject", "by", "message": str | null}` ->
+  `handler.decide(...)` (an approval gate's decision).
   Replies: `{"ok": true, "data": {...}}` or `{"ok": false, "error": {"message", "hint"}}`.
 - Nothing a client sends ends the server: a line that is not a JSON object, an unknown op or a bad
   field gets an error reply (the connection stays usable); a line over `MAX_LINE` bytes gets one and
@@ -96,6 +98,10 @@ class ControlHandler(Protocol):
     async def stop(self, grace: float | None, reason: str, by_pid: int | None) -> dict[str, Any]:
         """Stop the whole run gracefully (like Ctrl-C) and return at once; a stop while the run is
         already stopping means no more grace (like a second Ctrl-C)."""
+        ...
+
+    async def decide(self, agent: str, decision: str, by: str, message: str | None) -> dict[str, Any]:
+        """Record a decision at `agent`'s approval gate; raises ControlRefused when it cannot be."""
         ...
 
 
@@ -231,7 +237,19 @@ class ControlServer:
             return await self.handler.stop(
                 None if grace is None else float(grace), _reason(message, "compose down"), by_pid
             )
-        raise ControlRefused(f"unknown op {op!r}", "ops: ping, signal, stop")
+        if op == "decide":
+            agent, decision, by = message.get("agent"), message.get("decision"), message.get("by")
+            note = message.get("message")
+            if not isinstance(agent, str) or not agent:
+                raise ControlRefused("decide: agent must be a non-empty string")
+            if decision not in ("approve", "reject"):
+                raise ControlRefused("decide: decision must be approve or reject")
+            if not isinstance(by, str) or not by or len(by) > 64:
+                raise ControlRefused("decide: by must be a name of 1 to 64 characters")
+            if note is not None and (not isinstance(note, str) or len(note) > 4096):
+                raise ControlRefused("decide: message must be null or a string of at most 4096 characters")
+            return await self.handler.decide(agent, decision, by, note)
+        raise ControlRefused(f"unknown op {op!r}", "ops: ping, signal, stop, decide")
 
 
 def request(path: str, message: Mapping[str, Any], timeout: float = 5.0) -> dict[str, Any]:

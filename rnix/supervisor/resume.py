@@ -48,6 +48,9 @@ class Resume:
     # for_each items and loop iterations it completed, by name, with their spec hash: the scheduler
     # takes them when it plans them again (rnix.supervisor.scheduler._plan_dynamic).
     reusable: dict[str, tuple[str | None, ev.InstanceReused]] = field(default_factory=dict)
+    # Decisions recorded at approval gates that had not opened, by instance name: the new run's gate
+    # starts with them (a decision made while no supervisor was alive counts too).
+    decisions: dict[str, tuple[ev.ApprovalDecided, ...]] = field(default_factory=dict)
     replays: dict[str, Any] = field(default_factory=dict)  # instance name -> journal Replay
     # Executions that ended without a verdict (their supervisor died first), with the run they ran in.
     to_assess: tuple[tuple[str, AgentPlan, Instance], ...] = ()
@@ -144,10 +147,20 @@ def prepare(
         and key.node not in changed
         and key.node not in undone
     }
+    decisions = {
+        str(key): tuple(
+            ev.ApprovalDecided(key=key, decision=decision, by=by, message=message)
+            for by, decision, message in old.approvals
+            if by != "timeout"  # a timed-out gate waits again: its clock starts again too
+        )
+        for key, old in state.instances.items()
+        if old.approvals and old.state is not AgentState.COMPLETED
+    }
     return Resume(
         from_run=previous.id,
         reused=tuple(reused),
         reusable=reusable,
+        decisions={name: found for name, found in decisions.items() if found},
         replays=replays,
         to_assess=to_assess,
         changed=tuple(changed),
@@ -191,7 +204,7 @@ def _unjudged(
             state if run.id == base.id else fold((r.to_record() for r in store.events(run.id)), strict=False)
         )
         out += [
-            (run.id, by_name[key.node], inst)
+            (run.id, _judged_as(by_name[key.node], inst, plan), inst)
             for key, inst in folded.instances.items()
             if key.node in by_name
             and inst.ran
@@ -285,3 +298,12 @@ def _replays(store: Store, run: RunRow, names: Iterable[str]) -> dict[str, Any]:
                 break
             current = store.run(current.resumed_from) if current.resumed_from else None
     return out
+
+
+def _judged_as(agent: AgentPlan, inst: Instance, plan: Plan) -> AgentPlan:
+    """The plan an execution is judged with: a jury member's is its candidate's (rnix.core.jury)."""
+    if agent.spec.aggregate is None or not inst.key.fanned or inst.item is None:
+        return agent
+    from rnix.core.plan import jury_member
+
+    return jury_member(agent, str(inst.item), plan.spec.definitions)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping
@@ -268,6 +270,8 @@ async def _supervise(
             reused=ctx.resume.reused if ctx.resume else (),
             replays=ctx.resume.replays if ctx.resume else None,
             reusable=ctx.resume.reusable if ctx.resume else None,
+            decisions=ctx.resume.decisions if ctx.resume else None,
+            notify=functools.partial(_notify, run_dir, ctx.base_dir, base_env),
             ready=ready,
         )
         sched = scheduler
@@ -480,6 +484,20 @@ class _Control:
         await self._durable()
         return {"agent": agent, "pid": pid, "state": inst.state.value}
 
+    async def decide(self, agent: str, decision: str, by: str, message: str | None) -> dict[str, Any]:
+        from rnix.supervisor.controlsock import ControlRefused
+
+        if self.scheduler is None:
+            raise ControlRefused("the run is still starting", "try again in a moment")
+        try:
+            data = self.scheduler.decide(InstanceKey.parse(agent), decision, by, message)
+        except PermissionError as exc:
+            raise ControlRefused(str(exc), "decide under an approver's name: --as NAME") from None
+        except LookupError as exc:
+            raise ControlRefused(str(exc), "`rnix compose ps` shows which agents wait for approval") from None
+        await self._durable()
+        return data
+
     async def stop(self, grace: float | None, reason: str, by_pid: int | None) -> dict[str, Any]:
         from rnix.supervisor.controlsock import ControlRefused
 
@@ -519,6 +537,51 @@ class _Accounts:
 
     def fund(self, agent: str, budget: int) -> None:
         self.gateway.account(agent).budget = budget
+
+
+NOTIFY_TIMEOUT = 60.0  # seconds an approval gate's `notify` command may take
+
+
+async def _notify(
+    run_dir: Path,
+    cwd: Path,
+    env: Mapping[str, str],
+    agent: Any,
+    key: InstanceKey,
+    document: Mapping[str, Any],
+) -> None:
+    """Run a gate's `notify` command with the gate as JSON on stdin; its output goes to
+    `notify-AGENT.log` in the run's directory. A command that fails or hangs (killed after
+    NOTIFY_TIMEOUT) is logged there and changes nothing else: the gate waits all the same."""
+    argv = list(agent.spec.approval.notify)
+    log_path = run_dir / f"notify-{key}.log"
+    with open(log_path, "ab") as log:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=log,
+                stderr=log,
+                cwd=str(cwd),
+                env=dict(env),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            log.write(f"rnix: cannot run {argv[0]}: {exc.strerror or exc}\n".encode())
+            return
+        try:
+            await asyncio.wait_for(process.communicate(json.dumps(document).encode()), NOTIFY_TIMEOUT)
+        except asyncio.TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+            log.write(f"rnix: {argv[0]} did not finish in {NOTIFY_TIMEOUT:g}s: killed\n".encode())
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            raise
+        if process.returncode:
+            log.write(f"rnix: {argv[0]} exited with status {process.returncode}\n".encode())
 
 
 def _outcome(

@@ -34,7 +34,7 @@ from rnix.core.events import InstanceKey, Record
 from rnix.core.fold import Instance, RunState, apply
 from rnix.core.lifecycle import AgentState
 from rnix.core.model import AgentSpec
-from rnix.core.plan import AgentPlan, Plan
+from rnix.core.plan import AgentPlan, Plan, jury_member
 from rnix.core.pool import Pool
 from rnix.supervisor.api import AgentProcess, ExitInfo, Spawner, SpawnRequest
 from rnix.supervisor.early import Held
@@ -126,6 +126,8 @@ class Scheduler:
         replays: Mapping[str, Any] | None = None,
         ready: asyncio.Future[Any] | None = None,
         reusable: Mapping[str, tuple[str | None, ev.InstanceReused]] | None = None,
+        decisions: Mapping[str, Sequence[ev.ApprovalDecided]] | None = None,
+        notify: Callable[[AgentPlan, InstanceKey, Mapping[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
         """`reused`: instances completed in an earlier run (resume); `replays`: per instance name,
         the journal replay its first attempt is registered with; `ready`: done once what agents'
@@ -159,6 +161,9 @@ class Scheduler:
         # Resume: instances an earlier run completed that are planned only as the run goes (for_each
         # items, loop iterations), by name; taken when planned with the same spec hash.
         self._reusable = dict(reusable or {})
+        # Resume: decisions an earlier run recorded at gates that had not opened, by instance name.
+        self._decisions = {name: list(found) for name, found in (decisions or {}).items()}
+        self._notify = notify
         self._busy: set[InstanceKey] = set()  # a spawn, an attempt or a verdict is under way
         self._assessing: set[InstanceKey] = set()  # verdicts asked for (once each)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -173,18 +178,17 @@ class Scheduler:
         self._saga = any(a.spec.compensate is not None for a in plan.agents)
         self._comp_specs: dict[str, AgentSpec] = {}  # by node (`<agent>:undo`)
         self._comp_reasons: dict[InstanceKey, str] = {}
+        self._members: dict[tuple[str, str], AgentPlan] = {}  # jury members' plans (_member)
 
     # -- public -----------------------------------------------------------------------------------
 
     @property
     def agents(self) -> dict[str, AgentView]:
         """Every instance with its plan, by name, in plan order."""
-        return {
-            str(key): AgentView(self._plans[key.node], inst) for key, inst in self.state.instances.items()
-        }
+        return {str(key): AgentView(self._plan_of(key), inst) for key, inst in self.state.instances.items()}
 
     def view(self, key: InstanceKey) -> AgentView:
-        return AgentView(self._plans[key.node], self.state.instances[key])
+        return AgentView(self._plan_of(key), self.state.instances[key])
 
     @property
     def stopping(self) -> str | None:
@@ -300,6 +304,10 @@ class Scheduler:
                         key=action.key, state=action.state.value, result=action.result, error=action.error
                     )
                 )
+            elif isinstance(action, act.AskApproval):
+                self._ask_approval(action)
+            elif isinstance(action, act.TimeOutApproval):
+                self.emit(ev.ApprovalDecided(key=action.key, decision=action.decision, by="timeout"))
             elif isinstance(action, act.Iterate):
                 self._iterate(action)
             elif isinstance(action, act.EndLoop):
@@ -358,13 +366,81 @@ class Scheduler:
     def _dynamic(self, node: str) -> bool:
         """A node with instances planned as the run goes (for_each items, loop iterations): its
         budget is drawn once and shared among them (`_Wallet`)."""
-        return node in self._loop_of or self._plans[node].spec.for_each is not None
+        spec = self._plans[node].spec
+        return node in self._loop_of or spec.for_each is not None or spec.aggregate is not None
 
     def _wallet(self, node: str) -> _Wallet:
         wallet = self._wallets.get(node)
         if wallet is None:
             wallet = self._wallets[node] = _Wallet(self.pool.fund(node))
         return wallet
+
+    # -- approval gates ---------------------------------------------------------------------------
+
+    def _ask_approval(self, action: act.AskApproval) -> None:
+        agent = self._plans[action.key.node]
+        approval = agent.spec.approval
+        assert approval is not None
+        self.emit(
+            ev.ApprovalRequested(
+                key=action.key,
+                approvers=approval.approvers,
+                policy=approval.policy,
+                quorum=approval.quorum,
+                deadline=action.deadline,
+            )
+        )
+        for decided in self._decisions.pop(str(action.key), ()):  # recorded before a resume
+            if self.state.instances[action.key].state is AgentState.WAITING_APPROVAL:
+                self.emit(dataclasses.replace(decided, key=action.key))
+        if approval.notify and self._notify is not None:
+            document = {
+                "run_id": self.run_id,
+                "project": self.plan.project,
+                "agent": str(action.key),
+                "intent": agent.spec.intent,
+                "approvers": list(approval.approvers),
+                "policy": approval.policy,
+                "quorum": approval.quorum,
+                "deadline": action.deadline,
+                "approve": f"rnix compose -p {self.plan.project} approve {action.key}",
+                "reject": f"rnix compose -p {self.plan.project} reject {action.key}",
+            }
+            task = asyncio.ensure_future(self._notify(agent, action.key, document))
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    def decide(self, key: InstanceKey, decision: str, by: str, message: str | None) -> dict[str, Any]:
+        """A person's decision at a gate (`rnix compose approve/reject`); raises LookupError or
+        PermissionError (refused) with the reason. Returns what it changed."""
+        from rnix.core.approval import may_decide, verdict
+
+        inst = self.state.instances.get(key)
+        if inst is None:
+            raise LookupError(f"no agent {key} in this run")
+        spec = self._plans[key.node].spec
+        if spec.approval is None:
+            raise LookupError(f"agent {key} has no approval gate")
+        if inst.state is not AgentState.WAITING_APPROVAL:
+            raise LookupError(f"agent {key} is {inst.state.value}, not waiting for approval")
+        before = verdict(spec.approval, inst.approvals)
+        if before[0] != "waiting":
+            raise LookupError(f"agent {key} is not waiting for approval any more: {before[1]}")
+        refused = may_decide(spec.approval, inst.approvals, by)
+        if refused is not None:
+            raise PermissionError(refused)
+        self.emit(ev.ApprovalDecided(key=key, decision=decision, by=by, message=message))
+        inst = self.state.instances[key]
+        word, why = verdict(spec.approval, inst.approvals)
+        return {
+            "agent": str(key),
+            "decision": decision,
+            "by": by,
+            "before": before[0],
+            "outcome": word,  # approved (it starts now) | rejected | waiting (for more decisions)
+            "detail": why,
+            "decisions": [{"by": b, "decision": d, "message": m} for b, d, m in inst.approvals],
+        }
 
     # -- pipelines: fan-out and loops -------------------------------------------------------------
 
@@ -374,7 +450,8 @@ class Scheduler:
         agent = self._plans[key.node]
         for index, (item, label) in enumerate(zip(action.items, action.labels, strict=True)):
             child = InstanceKey(key.node, index, key.iteration)
-            self._plan_dynamic(agent, child, (), item=item, label=label)
+            member = agent if agent.spec.aggregate is None else self._member(agent, str(item))
+            self._plan_dynamic(member, child, (), item=item, label=label)
 
     def _iterate(self, action: act.Iterate) -> None:
         self.emit(ev.LoopIterated(loop=action.loop, iteration=action.iteration, reason=action.reason))
@@ -449,8 +526,26 @@ class Scheduler:
         for name in self._graph.loops[loop].body:
             self._close_node(name)
 
+    def _node_ended(self, key: InstanceKey) -> bool:
+        """The node of `key` (an item) ended and all its items did: a jury settled by `first` ends
+        before the members it stops, which give their unused budget back as they end."""
+        node = self.state.instances.get(key.node_key())
+        if node is None or not node.state.terminal:
+            return False
+        return all(
+            i.state.terminal for k, i in self.state.instances.items() if k.node_key() == node.key and k.fanned
+        )
+
     def _close_node(self, node: str) -> None:
         wallet = self._wallets.get(node)
+        if wallet is not None and not wallet.closed:
+            node_key = InstanceKey(node)
+            if any(
+                not i.state.terminal
+                for k, i in self.state.instances.items()
+                if k.fanned and k.node_key() == node_key
+            ):
+                return  # items still end: the last of them closes the node
         with contextlib.suppress(Exception):  # the pool's own checks: never wedge the run on them
             if wallet is None:
                 self.pool.cancel(node)
@@ -458,10 +553,28 @@ class Scheduler:
                 wallet.closed = True
                 self.pool.release(node, wallet.used)
 
+    def _plan_of(self, key: InstanceKey) -> AgentPlan:
+        """The plan an instance runs with: its node's, or for a jury member its candidate's."""
+        agent = self._plans[key.node]
+        if agent.spec.aggregate is None or not key.fanned:
+            return agent
+        inst = self.state.instances.get(key)
+        if inst is None or inst.item is None:
+            return agent
+        return self._member(agent, str(inst.item))
+
+    def _member(self, agent: AgentPlan, candidate: str) -> AgentPlan:
+        found = self._members.get((agent.spec.name, candidate))
+        if found is None:
+            found = jury_member(agent, candidate, self.plan.spec.definitions)
+            self._members[(agent.spec.name, candidate)] = found
+        return found
+
     def instance_spec(self, key: InstanceKey) -> AgentSpec:
         """The spec an instance runs: its name, and `{{ ... }}` in its intent and command filled in
-        (item, index, iteration, vars, upstream outputs). Raises ExprError."""
-        spec = self._plans[key.node].spec
+        (item, index, iteration, vars, upstream outputs); a jury member's with its candidate's
+        definition. Raises ExprError."""
+        spec = self._plan_of(key).spec
         intent, command = spec.intent, spec.command
         texts = [intent, *(command or ())]
         if key == InstanceKey(spec.name) and not any("{{" in t for t in texts):
@@ -490,7 +603,7 @@ class Scheduler:
             if not isinstance(inst, Instance):
                 continue
             upstream[dep] = _upstream_text(inst)
-            if inst.children:
+            if inst.children and self._plans[dep].spec.aggregate is None:  # a jury passes its verdict
                 for i in range(inst.children):
                     child = self.state.instances.get(InstanceKey(dep, i, inst.key.iteration))
                     if child is not None:
@@ -593,7 +706,7 @@ class Scheduler:
     # -- one attempt ------------------------------------------------------------------------------
 
     async def _attempt(self, key: InstanceKey) -> None:
-        agent = self._plans[key.node]
+        agent = self._plan_of(key)
         spec = agent.spec
         inst = self.state.instances[key]
         attempt = inst.attempt + 1
@@ -740,7 +853,7 @@ class Scheduler:
     async def _assess(self, key: InstanceKey) -> None:
         assert self.assess is not None
         try:
-            event = await self.assess(self._plans[key.node], self.state.instances[key])
+            event = await self.assess(self._plan_of(key), self.state.instances[key])
         except Exception:  # a verdict that cannot be reached must not wedge the run
             return
         if event is not None:
@@ -771,11 +884,11 @@ class Scheduler:
             return
         if self._dynamic(key.node):
             wallet = self._wallets.get(key.node)
-            if inst.ran and wallet is not None and key in self._budgets:
+            if wallet is not None and key in self._budgets:  # funded, whether or not it ran
                 wallet.give_back(self._budgets[key], inst.tokens_used)
-            if key.node not in self._loop_of and not key.fanned:  # the node itself ended
-                self._close_node(key.node)
-        elif inst.ran:
+            if key.node not in self._loop_of and (not key.fanned or self._node_ended(key)):
+                self._close_node(key.node)  # the node ended, and none of its instances still runs
+        elif inst.ran or key in self._budgets:  # funded: it started, or failed to (e.g. its task file)
             self.pool.release(name, inst.tokens_used)  # unused tokens go back to agents not started
         elif inst.state is not AgentState.BUDGET_EXCEEDED:
             self.pool.cancel(name)  # never started here: its share is re-divided

@@ -30,6 +30,8 @@ STATE_STYLE = {
     "completed": "green",
     "skipped": "yellow",
     "cancelled": "yellow",
+    "waiting_approval": "bold magenta",
+    "rejected": "yellow",
     "lost": "bold red",
 }
 

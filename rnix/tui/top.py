@@ -59,6 +59,8 @@ class TopApp(App[int]):
         Binding("K", "signal('SIGTERM')", "Term"),
         Binding("9", "signal('SIGKILL')", "Kill"),
         Binding("s", "pause", "Pause/resume"),
+        Binding("A", "decide('approve')", "Approve"),
+        Binding("R", "decide('reject')", "Reject"),
         Binding("slash", "filter", "Filter"),
         Binding("a", "toggle_all", "Finished"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
@@ -253,6 +255,38 @@ class TopApp(App[int]):
         else:
             self.paused_here.sent(pid, agent.agent, signum)
             self.notify(f"{name} sent to agent {inert(agent.agent)} (PID {pid}).", markup=False)
+        self.refresh_now()
+
+    def action_decide(self, decision: str) -> None:
+        """Approve or reject the selected agent at its approval gate, as $USER."""
+        row = self._selected_agent(f"{decision} it")
+        found = self._views(row) if row is not None else None
+        if row is None or found is None:
+            return
+        run, agent = found
+        if agent.row.state != "waiting_approval":
+            self.notify(f"Agent {inert(str(row.agent))} is not waiting for approval.", markup=False)
+            return
+        who = self.environ.get("USER") or "unknown"
+        question = f"{decision.capitalize()} agent {inert(str(row.agent))} as {inert(who)}?"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._decide(run.run.project, str(row.agent), decision, who)
+
+        self.push_screen(ConfirmScreen(question), answered)
+
+    def _decide(self, project: str, agent: str, decision: str, who: str) -> None:
+        from rnix.store.db import Store
+        from rnix.supervisor.control import decide
+
+        try:
+            with Store.open(self.home) as store:
+                data = decide(store, project, agent, decision, who, "from rnix top", environ=self.environ)
+        except RnixError as exc:
+            self.notify(exc.message, severity="error", markup=False)
+        else:
+            self.notify(f"{inert(agent)}: {inert(str(data['detail']))}", markup=False)
         self.refresh_now()
 
     def action_filter(self) -> None:

@@ -83,6 +83,7 @@ def _node(
         "for_each": mask_text(agent.for_each, secrets) if agent.for_each is not None else None,
         "max_parallel": agent.max_parallel,
         "loop": loop,
+        "aggregate": jury_text(agent),
     }
 
 
@@ -113,12 +114,14 @@ def back_edges(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
 
 def node_lines(node: dict[str, Any]) -> list[str]:
     """The label of a node, line by line and inert: `fix[*]`, what it runs, its `when` and `for_each`."""
-    lines = [node_name(node["name"], node.get("for_each")), node["detail"]]
+    lines = [node_name(node["name"], node.get("for_each") or node.get("aggregate")), node["detail"]]
     if node.get("when") is not None:
         lines.append(_short("when: " + node["when"]))
     if node.get("for_each") is not None:
         limit = node.get("max_parallel")
         lines.append(_short("for_each: " + node["for_each"]) + (f" (max_parallel {limit})" if limit else ""))
+    if node.get("aggregate") is not None:
+        lines.append(_short("aggregate: " + node["aggregate"]))
     return lines
 
 
@@ -246,7 +249,10 @@ def dot(document: dict[str, Any]) -> str:
 
 def text(document: dict[str, Any]) -> str:
     nodes = document["nodes"]
-    width = max((len(node_name(node["name"], node.get("for_each"))) for node in nodes), default=0)
+    width = max(
+        (len(node_name(node["name"], node.get("for_each") or node.get("aggregate"))) for node in nodes),
+        default=0,
+    )
     count = len(nodes)
     lines = [
         f"project {document['project']}: {count} agent{'s' * (count != 1)} "
@@ -270,3 +276,18 @@ def text(document: dict[str, Any]) -> str:
         lines.append(f"loop {loop['name']} ({', '.join(loop['body'])}): {back} again, {until_label(loop)}")
     lines.append("critical path: " + " -> ".join(document["critical_path"]))
     return "\n".join(lines) + "\n"
+
+
+def jury_text(agent: AgentSpec) -> str | None:
+    """How a jury combines its candidates, e.g. `vote on verdict (weights reputation)`; None for
+    an agent that is not one (docs/pipelines.md)."""
+    if agent.aggregate is None:
+        return None
+    text = agent.aggregate
+    if agent.quorum is not None:
+        text += f" {agent.quorum} of {len(agent.candidates)}"
+    if agent.vote_on is not None:
+        text += f" on {agent.vote_on}"
+    if agent.weights != "equal":
+        text += f" (weights {agent.weights})"
+    return text

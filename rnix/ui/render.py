@@ -59,7 +59,7 @@ def render_plan(env: Env, plan: Plan) -> None:
     for agent in plan.agents:
         spec = agent.spec
         budget = Text(tokens(agent.budget)) if agent.funded else Text("unfunded", style="red")
-        name = safe(node_name(spec.name, spec.for_each))
+        name = safe(node_name(spec.name, spec.for_each or spec.aggregate))  # a jury fans out too
         if agent.on_critical_path:
             name.stylize("bold")
         table.add_row(
@@ -123,6 +123,11 @@ def pipeline_lines(plan: Plan) -> list[tuple[str, str]]:
             if spec.item_name is not None:
                 extras.append(f"named {spec.item_name}")
             lines.append(("for_each", f"{spec.name}[*] over {spec.for_each} ({', '.join(extras)})"))
+        if spec.aggregate is not None:
+            from rnix.ui.graph import jury_text
+
+            members = ", ".join(spec.candidates)
+            lines.append(("aggregate", f"{spec.name}[*] runs every candidate ({members}): {jury_text(spec)}"))
         if spec.output_schema is not None:
             keys = output_properties(spec)
             lines.append(("output_schema", f"{spec.name}: yes" + (f" ({', '.join(keys)})" if keys else "")))

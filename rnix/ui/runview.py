@@ -27,6 +27,8 @@ STATE_STYLE = {
     AgentState.BACKOFF: "yellow",
     AgentState.SKIPPED: "yellow",
     AgentState.CANCELLED: "yellow",
+    AgentState.WAITING_APPROVAL: "bold magenta",
+    AgentState.REJECTED: "yellow",
 }
 
 
@@ -49,6 +51,8 @@ def agent_line(run: AgentView, layers: int, now: float) -> str:
         line += f" | sla {sla_word(run.sla)}"
     if run.error and run.state is not AgentState.COMPLETED:
         line += f" | {inert(run.error)}"
+    if run.state is AgentState.WAITING_APPROVAL:
+        line += f" | {approval_hint(run)}"
     if run.reused_from:
         line += f" | reused from run {run.reused_from}"
     return line + compensation_note(run)
@@ -79,6 +83,15 @@ def compensation_line(outcome: Outcome) -> str | None:
         word = of.instance.compensation if of is not None else comp.state.value
         words.append(f"{inert(comp.instance.compensates or '')} {inert(word or '')}")
     return "compensation | " + " | ".join(words)
+
+
+def approval_hint(run: AgentView) -> str:
+    """What a gate waits for and how to decide: `waiting for bob | rnix compose approve deploy`."""
+    from rnix.core.approval import verdict
+
+    approval = run.plan.spec.approval
+    waiting = verdict(approval, run.instance.approvals)[1] if approval is not None else "waiting"
+    return f"{waiting}; decide with: rnix compose approve {inert(run.name)} (or reject)"
 
 
 def sla_word(verdict: dict[str, Any] | None) -> str:
@@ -132,7 +145,12 @@ def live_table(
                 sla_word(run.sla),
                 style="green" if (run.sla or {}).get("passed") else "red" if run.sla else "dim",
             ),
-            Text(inert(run.error or "") + compensation_note(run), style="dim"),
+            Text(
+                approval_hint(run)
+                if run.state is AgentState.WAITING_APPROVAL
+                else inert(run.error or "") + compensation_note(run),
+                style="bold magenta" if run.state is AgentState.WAITING_APPROVAL else "dim",
+            ),
         )
     return table
 
@@ -165,6 +183,9 @@ def up_document(plan: Plan, outcome: Outcome, project: str) -> dict[str, Any]:
             "layer": a.plan.layer,
             "status": a.state.value,
             "rate_limited": a.instance.rate_limited,
+            "approvals": [{"by": b, "decision": d, "message": m} for b, d, m in a.instance.approvals]
+            if a.plan.spec.approval is not None
+            else None,
             "exit_code": a.exit_code,
             "signal": a.signal,
             "attempts": a.attempt,

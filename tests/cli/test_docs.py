@@ -119,9 +119,16 @@ SAMPLES: dict[str, Any] = {
     "for_each": "[1, 2, 3]",
     "item_name": "a-{{ index }}",
     "body": ["a"],
+    "approval": {"approvers": ["alice", "bob"], "policy": "all", "timeout": "1h"},
+    "approvers": ["alice"],
+    "policy": "any",
+    "notify": ["./notify.sh"],
     "until": 'agents.a.status == "completed"',
     "compensate": {"command": "./undo.sh", "timeout": "1m"},
     "model": "mock",
+    "aggregate": "vote",
+    "vote_on": "verdict",
+    "quorum": 2,
 }
 
 
@@ -137,6 +144,19 @@ def _document_with(section: str, key: str, value: Any) -> dict[str, Any]:
         agents["a"]["depends_on"] = ["other"]
         if key in ("item_name", "for_each_policy", "max_parallel"):
             agents["a"]["for_each"] = "[1, 2]"
+        if key in ("aggregate", "vote_on", "quorum", "weights"):  # a jury
+            agents["a"].update(
+                candidates=["researcher", "planner"], aggregate=agents["a"].get("aggregate", "vote")
+            )
+        if key == "vote_on":
+            agents["a"]["output_schema"] = SAMPLES["output_schema"]
+        if key == "quorum":
+            agents["a"]["aggregate"] = "quorum"
+    elif section == "`agents.<name>.approval`":
+        gate: dict[str, Any] = {key: value}
+        if key == "quorum":
+            gate["policy"] = "quorum"
+        agents["a"]["approval"] = gate
     elif section == "`agents.<name>.compensate`":
         agents["a"]["compensate"] = {"command": "./undo.sh", key: value}
     elif section == "`loops.<name>`":
