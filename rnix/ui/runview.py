@@ -58,13 +58,15 @@ def agent_line(run: AgentView, layers: int, now: float) -> str:
     return line
 
 
-def approval_hint(run: AgentView) -> str:
-    """What a gate waits for and how to decide: `waiting for bob | rnix compose approve deploy`."""
+def approval_hint(run: AgentView, project: str | None = None) -> str:
+    """What a gate waits for and how to decide: `waiting for bob; decide with: rnix compose -p P
+    approve deploy (or reject)`."""
     from rnix.core.approval import verdict
 
     approval = run.plan.spec.approval
     waiting = verdict(approval, run.instance.approvals)[1] if approval is not None else "waiting"
-    return f"{waiting}; decide with: rnix compose approve {inert(run.name)} (or reject)"
+    where = f"-p {inert(project)} " if project else ""
+    return f"{waiting}; decide with: rnix compose {where}approve {inert(run.name)} (or reject)"
 
 
 def sla_word(verdict: dict[str, Any] | None) -> str:
@@ -126,7 +128,7 @@ def live_table(
     return table
 
 
-def _in_plan_order(plan: Plan, runs: dict[str, AgentView]) -> list[AgentView]:
+def in_plan_order(plan: Plan, runs: dict[str, AgentView]) -> list[AgentView]:
     """Every instance: by node in plan order, then iteration, then item."""
     rank = {p.spec.name: i for i, p in enumerate(plan.agents)}
     return sorted(
@@ -172,7 +174,7 @@ def up_document(plan: Plan, outcome: Outcome, project: str) -> dict[str, Any]:
             if a.plan.choice
             else None,
         }
-        for a in _in_plan_order(plan, runs)
+        for a in in_plan_order(plan, runs)
     ]
     count = {state: sum(a.state is state for a in runs.values()) for state in AgentState}
     return {
