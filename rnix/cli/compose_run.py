@@ -20,6 +20,7 @@ from rnix.cli.compose import (
     seed_option,
 )
 from rnix.cli.procs import Listing, listing_options
+from rnix.core.lifecycle import AgentState
 from rnix.core.secrets import mask, mask_text, secret_values
 from rnix.env import Env, SystemClock
 from rnix.errors import ExitCode, RnixError, UsageError
@@ -68,6 +69,7 @@ class UpView:
         self.run_id = run_id
         self.layers = len(plan.layers)
         self.printed: set[str] = set()
+        self.gated: set[str] = set()  # agents whose approval gate was announced
         self.runs: dict[str, AgentView] = {}
         self.live: Any = None
         if env.stdout_isatty and not as_json:
@@ -81,14 +83,20 @@ class UpView:
             self.live.start()
 
     def _table(self) -> Any:
-        from rnix.ui.runview import live_table
+        from rnix.ui.runview import in_plan_order, live_table
 
-        ordered = [self.runs[a.spec.name] for a in self.plan.agents if a.spec.name in self.runs]
-        ordered += [r for r in self.runs.values() if r.instance.compensates is not None]  # the saga
+        ordered = in_plan_order(self.plan, self.runs)  # items and iterations under their agent
         return live_table(ordered, self.layers, f"project {self.plan.project}")
 
     def update(self, run: AgentView) -> None:
         self.runs[run.name] = run
+        if run.state is AgentState.WAITING_APPROVAL and self.live is None and run.name not in self.gated:
+            self.gated.add(run.name)  # said once, on stderr: a prompt for a person, not data
+            from rnix.ui.runview import approval_hint
+
+            hint = approval_hint(run, self.plan.project)
+            self.env.stderr.write(f"rnix: {run.name} waits for approval: {hint}\n")
+            self.env.stderr.flush()
         if self.as_json or self.live is not None or not run.state.terminal or run.name in self.printed:
             return
         if run.plan.spec.contract is not None and run.attempt > 0 and not run.assessed:

@@ -85,13 +85,15 @@ def compensation_line(outcome: Outcome) -> str | None:
     return "compensation | " + " | ".join(words)
 
 
-def approval_hint(run: AgentView) -> str:
-    """What a gate waits for and how to decide: `waiting for bob | rnix compose approve deploy`."""
+def approval_hint(run: AgentView, project: str | None = None) -> str:
+    """What a gate waits for and how to decide: `waiting for bob; decide with: rnix compose -p P
+    approve deploy (or reject)`."""
     from rnix.core.approval import verdict
 
     approval = run.plan.spec.approval
     waiting = verdict(approval, run.instance.approvals)[1] if approval is not None else "waiting"
-    return f"{waiting}; decide with: rnix compose approve {inert(run.name)} (or reject)"
+    where = f"-p {inert(project)} " if project else ""
+    return f"{waiting}; decide with: rnix compose {where}approve {inert(run.name)} (or reject)"
 
 
 def sla_word(verdict: dict[str, Any] | None) -> str:
@@ -155,7 +157,7 @@ def live_table(
     return table
 
 
-def _in_plan_order(plan: Plan, runs: dict[str, AgentView]) -> list[AgentView]:
+def in_plan_order(plan: Plan, runs: dict[str, AgentView]) -> list[AgentView]:
     """Every instance: by node in plan order, then iteration, then item."""
     rank = {p.spec.name: i for i, p in enumerate(plan.agents)}
     return sorted(
@@ -203,7 +205,7 @@ def up_document(plan: Plan, outcome: Outcome, project: str) -> dict[str, Any]:
             "compensation": a.instance.compensation,
             "compensates": a.instance.compensates,
         }
-        for a in _in_plan_order(plan, outcome.agents)
+        for a in in_plan_order(plan, outcome.agents)
     ]
     undone = [a for a in outcome.agents.values() if a.instance.compensates is not None]
     runs = {n: a for n, a in runs.items() if a.instance.compensates is None}  # the saga apart
