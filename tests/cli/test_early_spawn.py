@@ -121,3 +121,17 @@ def test_a_held_agent_whose_dependency_fails_is_skipped_and_stopped(rnix: RunRni
     assert "build" in (agents["report"].get("reason") or agents["report"].get("error") or ""), agents
     assert not [pid for pid in seen if alive(pid)]
     assert wait_gone(marked_pids(marker), 5) == []
+
+
+def most_alive(up: subprocess.Popen[str]) -> tuple[int, str, str]:
+    """Watch the run to its end: the most agent processes alive at once, and its stdout and stderr."""
+    most = 0
+    try:
+        while up.poll() is None:
+            most = max(most, len(leaders(up.pid)))
+            time.sleep(0.01)
+        stdout, stderr = up.communicate(timeout=60)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    return most, stdout, stderr

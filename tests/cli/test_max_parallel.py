@@ -4,11 +4,10 @@ than the cap (held ones included), checked from the processes while the run goes
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
 
-from tests.cli.test_early_spawn import leaders, start_up
+from tests.cli.test_early_spawn import most_alive, start_up
 from tests.procs import marked_pids, wait_gone
 
 
@@ -17,15 +16,7 @@ def test_no_more_agents_alive_than_max_parallel_and_all_complete(tmp_path: Path)
     agents = "".join(f"  a{i}: {{intent: a{i}, model: 'mock?latency=300ms'}}\n" for i in range(6))
     agents += "  after: {intent: join, model: mock, depends_on: [a0, a1, a2, a3, a4, a5]}\n"
     up = start_up(tmp_path, f"max_parallel: 2\nagents:\n{agents}", marker)
-    most = 0
-    try:
-        while up.poll() is None:
-            most = max(most, len(leaders(up.pid)))
-            time.sleep(0.01)
-        stdout, stderr = up.communicate(timeout=60)
-    finally:
-        if up.poll() is None:
-            up.kill()
+    most, stdout, stderr = most_alive(up)
     assert up.returncode == 0, stderr
     doc = json.loads(stdout)["data"]["agents"]
     assert {a["status"] for a in doc} == {"completed"}

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.cli.test_early_spawn import leaders, start_up
+from tests.cli.test_early_spawn import most_alive, start_up
 from tests.conftest import RNIX, RunRnix
 from tests.procs import marked_pids, wait_gone
 
@@ -145,15 +145,7 @@ agents:
     depends_on: [work]
 """
     up = start_up(tmp_path, compose, marker)
-    most = 0
-    try:
-        while up.poll() is None:
-            most = max(most, len(leaders(up.pid)))
-            time.sleep(0.01)
-        stdout, stderr = up.communicate(timeout=60)
-    finally:
-        if up.poll() is None:
-            up.kill()
+    most, stdout, stderr = most_alive(up)
     assert up.returncode == 0, stderr
     assert 1 <= most <= 2, most
     agents = agents_of(stdout)

@@ -19,9 +19,8 @@ from rnix.core.model import Approval
 from rnix.core.plan import make_plan
 from rnix.core.spec import parse_compose
 from rnix.errors import InvalidCompose
-from rnix.supervisor.runfiles import RunFiles
-from rnix.supervisor.scheduler import Options, Scheduler
-from tests.supervisor.test_scheduler import Clock, FakeAccounts, FakeSpawner
+from rnix.supervisor.scheduler import Scheduler
+from tests.supervisor.test_scheduler import FakeSpawner, fake_scheduler
 
 ALL = Approval(approvers=("alice", "bob"), policy="all")
 QUORUM = Approval(approvers=("alice", "bob", "carol"), policy="quorum", quorum=2)
@@ -96,25 +95,13 @@ def run_gated(
     compose: dict[str, Any],
     act: Callable[[Scheduler, FakeSpawner], Awaitable[None]],
 ) -> tuple[Scheduler, FakeSpawner, list[Record]]:
-    tmp_path.mkdir(parents=True, exist_ok=True)
     spec = parse_compose(compose, {}, "compose.yaml")
     plan = make_plan(spec, "proj")
     spawner = FakeSpawner({})
     records: list[Record] = []
-    files = RunFiles(tmp_path, run_id="r1", project="proj", project_intent=None, base_dir=tmp_path)
 
     async def main() -> Scheduler:
-        scheduler = Scheduler(
-            plan,
-            run_id="r1",
-            spawner=spawner,
-            accounts=FakeAccounts(),
-            record=records.append,
-            files=files,
-            clock=Clock(),
-            env_for=lambda agent, nonce, attempt: {},
-            options=Options(retry_base_delay=0.001),
-        )
+        scheduler = fake_scheduler(plan, spawner, tmp_path, records.append)
         running = asyncio.ensure_future(scheduler.run())
         await act(scheduler, spawner)
         await asyncio.wait_for(running, 10)
@@ -213,17 +200,7 @@ def test_decisions_carried_by_a_resume_open_the_gate(tmp_path: Path) -> None:
     }
 
     async def main() -> Scheduler:
-        scheduler = Scheduler(
-            plan,
-            run_id="r2",
-            spawner=spawner,
-            accounts=FakeAccounts(),
-            record=lambda r: None,
-            files=RunFiles(tmp_path, run_id="r2", project="proj", project_intent=None, base_dir=tmp_path),
-            clock=Clock(),
-            env_for=lambda agent, nonce, attempt: {},
-            decisions=carried,
-        )
+        scheduler = fake_scheduler(plan, spawner, tmp_path, run_id="r2", decisions=carried)
         await asyncio.wait_for(scheduler.run(), 10)
         return scheduler
 

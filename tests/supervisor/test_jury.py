@@ -18,10 +18,9 @@ from rnix.core.lifecycle import AgentState
 from rnix.core.model import AgentDefinition
 from rnix.core.plan import AgentPlan, make_plan
 from rnix.core.spec import parse_compose
-from rnix.supervisor.runfiles import RunFiles
-from rnix.supervisor.scheduler import Options, Scheduler
+from rnix.supervisor.scheduler import Scheduler
 from tests.supervisor.test_pipelines import Script, ScriptedSpawner
-from tests.supervisor.test_scheduler import Behaviour, Clock, FakeAccounts
+from tests.supervisor.test_scheduler import Behaviour, fake_scheduler
 
 CANDIDATES = ["alpha", "beta", "gamma"]
 
@@ -53,7 +52,6 @@ def run_jury(
     spawner = ScriptedSpawner(script)
     records: list[Record] = []
     assessed: list[tuple[AgentPlan, Instance]] = []
-    files = RunFiles(tmp_path, run_id="r1", project="proj", project_intent=None, base_dir=tmp_path)
 
     async def assess(agent: AgentPlan, inst: Instance) -> ev.InstanceAssessed | None:
         if inst.state is AgentState.CANCELLED:
@@ -62,18 +60,7 @@ def run_jury(
         return ev.InstanceAssessed(key=inst.key, definition=agent.definition, status=inst.state.value)
 
     async def main() -> Scheduler:
-        scheduler = Scheduler(
-            plan,
-            run_id="r1",
-            spawner=spawner,
-            accounts=FakeAccounts(),
-            record=records.append,
-            files=files,
-            clock=Clock(),
-            env_for=lambda agent, nonce, attempt: {},
-            options=Options(retry_base_delay=0.001),
-            assess=assess,
-        )
+        scheduler = fake_scheduler(plan, spawner, tmp_path, records.append, assess=assess)
         await asyncio.wait_for(scheduler.run(), 20)
         return scheduler
 

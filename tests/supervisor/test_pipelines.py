@@ -26,9 +26,13 @@ from rnix.core.lifecycle import AgentState
 from rnix.core.plan import make_plan
 from rnix.core.spec import parse_compose
 from rnix.supervisor.api import SpawnRequest
-from rnix.supervisor.runfiles import RunFiles
-from rnix.supervisor.scheduler import Options, Scheduler
-from tests.supervisor.test_scheduler import Behaviour, Clock, FakeAccounts, FakeProcess, FakeSpawner
+from rnix.supervisor.scheduler import Scheduler
+from tests.supervisor.test_scheduler import (
+    Behaviour,
+    FakeProcess,
+    FakeSpawner,
+    fake_scheduler,
+)
 
 Script = Callable[[str, dict[str, Any]], Behaviour]  # (instance name, task) -> how it ends
 
@@ -65,25 +69,13 @@ class ScriptedSpawner(FakeSpawner):
 def run_pipeline(
     tmp_path: Path, compose: dict[str, Any], script: Script, reused: Any = ()
 ) -> tuple[Scheduler, ScriptedSpawner, list[Record]]:
-    tmp_path.mkdir(parents=True, exist_ok=True)
     spec = parse_compose(compose, {}, "compose.yaml")
     plan = make_plan(spec, "proj")
     spawner = ScriptedSpawner(script)
     records: list[Record] = []
-    files = RunFiles(tmp_path, run_id="r1", project="proj", project_intent=None, base_dir=tmp_path)
 
     async def main() -> Scheduler:
-        scheduler = Scheduler(
-            plan,
-            run_id="r1",
-            spawner=spawner,
-            accounts=FakeAccounts(),
-            record=records.append,
-            files=files,
-            clock=Clock(),
-            env_for=lambda agent, nonce, attempt: {},
-            options=Options(retry_base_delay=0.001),
-        )
+        scheduler = fake_scheduler(plan, spawner, tmp_path, records.append)
         await asyncio.wait_for(scheduler.run(), 20)
         return scheduler
 
@@ -245,21 +237,10 @@ def test_resume_takes_completed_iterations_and_items_again(tmp_path: Path) -> No
     spec = parse_compose(review_loop(), {}, "compose.yaml")
     plan = make_plan(spec, "proj")
     spawner = ScriptedSpawner(script)
-    (tmp_path / "2").mkdir()
-    files = RunFiles(tmp_path / "2", run_id="r2", project="proj", project_intent=None, base_dir=tmp_path)
 
     async def main() -> RunState:
-        scheduler = Scheduler(
-            plan,
-            run_id="r2",
-            spawner=spawner,
-            accounts=FakeAccounts(),
-            record=lambda r: None,
-            files=files,
-            clock=Clock(),
-            env_for=lambda agent, nonce, attempt: {},
-            reused=plain,
-            reusable=reusable,
+        scheduler = fake_scheduler(
+            plan, spawner, tmp_path / "2", run_id="r2", reused=plain, reusable=reusable
         )
         await asyncio.wait_for(scheduler.run(), 20)
         return scheduler.state

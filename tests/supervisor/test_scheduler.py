@@ -317,3 +317,29 @@ def test_tokens_an_agent_did_not_use_fund_agents_that_start_later(tmp_path: Path
     assert agents["second"].budget == 993
     started = {e.agent: e.data["budget"] for e in events if e.kind == "agent_started"}
     assert started == {"first": 500, "second": 993}
+
+
+def fake_scheduler(
+    plan: Any,
+    spawner: Any,
+    tmp_path: Path,
+    record: Any = lambda record: None,
+    run_id: str = "r1",
+    **options: Any,
+) -> Scheduler:
+    """A scheduler over fakes (accounts, clock, no environment) writing its task files in `tmp_path`;
+    `options` go to `Scheduler` (assess, reused, decisions, ...)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    files = RunFiles(tmp_path, run_id=run_id, project="proj", project_intent=None, base_dir=tmp_path)
+    options.setdefault("options", Options(retry_base_delay=0.001))
+    return Scheduler(
+        plan,
+        run_id=run_id,
+        spawner=spawner,
+        accounts=FakeAccounts(),
+        record=record,
+        files=files,
+        clock=Clock(),
+        env_for=lambda agent, nonce, attempt: {},
+        **options,
+    )
