@@ -476,19 +476,7 @@ def _decide(
     return ExitCode.OK
 
 
-@compose.command("approve")
-@_decide_options
-@click.pass_obj
-def approve_cmd(
-    env: Env,
-    file: str | None,
-    project: str | None,
-    as_json: bool,
-    agent: str,
-    by: str | None,
-    message: str | None,
-) -> int:
-    """Approve AGENT, which waits at its approval gate (from any terminal).
+_APPROVE_HELP = """Approve AGENT, which waits at its approval gate (from any terminal).
 
     The gate opens by its policy: `any` at the first decision, `all` once every approver approved,
     `quorum` at N approvals. --json says what the decision changed (`outcome`: approved, rejected or
@@ -496,27 +484,34 @@ def approve_cmd(
     resumed. Refused (exit 1): a name not among the approvers, a second decision by the same name, an
     agent that is not waiting.
     """
-    return _decide(env, file, project, agent, "approve", by, message, as_json)
-
-
-@compose.command("reject")
-@_decide_options
-@click.pass_obj
-def reject_cmd(
-    env: Env,
-    file: str | None,
-    project: str | None,
-    as_json: bool,
-    agent: str,
-    by: str | None,
-    message: str | None,
-) -> int:
-    """Reject AGENT at its approval gate: it ends `rejected` and what depends on it is skipped.
+_REJECT_HELP = """Reject AGENT at its approval gate: it ends `rejected` and what depends on it is skipped.
 
     Under `all` one rejection is enough; under `quorum` enough rejections that the quorum cannot be
     met. Same options and refusals as `approve`.
     """
-    return _decide(env, file, project, agent, "reject", by, message, as_json)
+
+
+def _decide_command(decision: str, help_text: str) -> None:
+    """Register `compose approve` or `compose reject`: the same options, one decision each."""
+
+    def command(
+        env: Env,
+        file: str | None,
+        project: str | None,
+        as_json: bool,
+        agent: str,
+        by: str | None,
+        message: str | None,
+    ) -> int:
+        return _decide(env, file, project, agent, decision, by, message, as_json)
+
+    command.__doc__ = help_text
+    command.__name__ = f"{decision}_cmd"
+    compose.command(decision)(_decide_options(click.pass_obj(command)))
+
+
+_decide_command("approve", _APPROVE_HELP)
+_decide_command("reject", _REJECT_HELP)
 
 
 @compose.command("ps")
