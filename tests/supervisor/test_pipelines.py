@@ -313,3 +313,25 @@ def test_property_pipeline_runs_end_and_fold_back(tmp_path: Path, scenario: dict
         assert passed  # it stopped early only because `until` held
     if passed:
         assert loop.status == "completed"
+
+
+def test_running_part_of_a_file_takes_a_loop_whole(tmp_path: Path) -> None:
+    """`compose up report` where report reads only `review`: the loop's other agents come along,
+    so the loop can end and report does not wait for ever."""
+    from rnix.core.subset import only
+
+    compose = review_loop()
+    compose["agents"]["report"]["depends_on"] = ["review"]
+    spec = only(parse_compose(compose, {}, "c.yaml"), ["report"])
+    assert [a.name for a in spec.agents] == ["review", "fix", "test", "report"]
+    assert [loop.name for loop in spec.loops] == ["review-loop"]
+    assert [a.name for a in only(parse_compose(review_loop(), {}, "c.yaml"), ["review"]).agents] == [
+        "review",
+        "fix",
+        "test",
+    ]
+    without = {
+        "agents": {"a": {"intent": "a"}, "b": {"intent": "b"}},
+        "loops": {"l": {"body": ["b"], "until": "true"}},
+    }
+    assert only(parse_compose(without, {}, "c.yaml"), ["a"]).loops == ()
