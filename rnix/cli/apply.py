@@ -112,7 +112,8 @@ def apply_cmd(
         document: dict[str, Any] = planner.mock_plan(intent, lib)
         usage = 0
     else:
-        document, usage = _ask(env, model, api_base, intent, lib, path.parent, budget)
+        target, target_base = _resolve_model(env, model, api_base)
+        document, usage = _ask(env, target, target_base, intent, lib, path.parent, budget)
         document.setdefault("model", model)  # the agents run on the planner's model unless it chose
         if api_base and "api_base" not in document:
             document["api_base"] = api_base
@@ -165,6 +166,22 @@ def _is_mock(model: str) -> bool:
     from rnix.core.models import is_mock
 
     return is_mock(model)
+
+
+def _resolve_model(env: Env, model: str, api_base: str | None) -> tuple[str, str | None]:
+    """An alias (`rnix models`) -> its model and api_base; a name with no provider is a usage error."""
+    from rnix.core.models import aliases_by_name, provider_of
+    from rnix.store.models_file import user_aliases
+
+    alias = aliases_by_name(user_aliases(env.config_home)).get(model)
+    if alias is not None:
+        return alias.model, api_base or alias.api_base
+    if provider_of(model) is None:
+        raise UsageError(
+            f"--model: '{model}' is neither mock, an alias nor provider/model",
+            "`rnix models` lists the aliases; e.g. --model openai/gpt-4o-mini",
+        )
+    return model, api_base
 
 
 def _library(env: Env, project_dir: Path) -> list[planner.Available]:

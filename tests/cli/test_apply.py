@@ -132,3 +132,9 @@ def test_a_planner_that_never_repairs_fails_listing_the_problems(rnix: RunRnix, 
     assert result.returncode == 1 and calls == 4  # the proposal and 3 repair turns
     assert "colour" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "compose.yaml").exists()
+
+
+def test_a_model_name_without_provider_is_a_usage_error(rnix: RunRnix, tmp_path: Path) -> None:
+    result = rnix("apply", INTENT, "--model", "gpt4", "--yes")
+    assert result.returncode == 2 and "rnix models" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "compose.yaml").exists()
