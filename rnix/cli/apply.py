@@ -1,19 +1,20 @@
-"""`rnix apply "INTENT"`: a planner turns the intent into a compose file, which is shown, written and run.
+"""`rnix apply "INTENT"`: a planner turns the intent into a compose file, which is shown, written and
+run; agents that fail are replanned.
 
-Contract: the planner is the offline `mock` (rnix.core.planner.mock_plan: deterministic, no key) or a
-real model asked once through the lean client or litellm, with one tool, `submit_compose`, whose
-parameters are the compose JSON Schema. Each proposal is validated exactly as `compose config -q`
-validates a file (rnix.cli.compose.check_document); every problem goes back to the model as the tool
-result, for at most `MAX_REPAIRS` repair turns, then apply fails (exit 1) listing them. The plan is
-shown as `compose plan` and `compose graph --format text` show it (stdout), written to -o FILE
-(never over an existing file without --force: exit 2), and run as `compose up --fresh` after a
-confirmation on a terminal or with --yes. Without a terminal and without --yes it is written, not
-run (exit 0, the command to run it on stderr).
+Contract: the planner is the offline `mock` (rnix.core.planner: deterministic, no key) or a real
+model (rnix.cli.apply_model: the `submit_compose` tool, every problem of a proposal sent back for at
+most 3 repair turns, all calls within --budget). A proposal is validated exactly as `compose config
+-q` validates a file. The plan is shown as `compose plan` and `compose graph --format text` show it
+(stdout), written to -o FILE (never over an existing file without --force: exit 2), and run as
+`compose up --fresh` after a confirmation on a terminal or with --yes; without a terminal and without
+--yes it is written, not run (exit 0). When the run fails, the planner replaces the agents that did
+not complete (the completed ones are kept as they are), the proposal is written to
+`FILE-STEM.replan-N.yaml` and run as `compose up` without --fresh, so the completed agents are
+reused, not run again; at most --max-replans times.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 from pathlib import Path
@@ -22,31 +23,22 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rnix.core import planner
-from rnix.core.secrets import mask, mask_text, secret_values
+from rnix.core.secrets import mask, secret_values
 from rnix.env import Env
-from rnix.errors import ExitCode, InvalidCompose, RnixError, UsageError
+from rnix.errors import ExitCode, UsageError
 from rnix.ui import jsonout
 
 if TYPE_CHECKING:
+    from rnix.cli.apply_model import Spend
     from rnix.store.definitions import Library
 
 DEFAULT_BUDGET = 20_000  # tokens for all the planner's calls together
-PLAN_MAX_TOKENS = 4_000  # per planner call
-PLAN_TIMEOUT = 120.0  # seconds per planner call
-DISPLAY = "<planner>"  # how problems of a proposal name it
-
-
-class PlanningFailed(RnixError):
-    """The planner gave no valid compose document within its repair turns or its budget."""
-
-    code = "PLANNING_FAILED"
+DEFAULT_REPLANS = 1
 
 
 @click.command("apply")
 @click.argument("intent")
-@click.option(
-    "--model", help="The planner's model (default: $RNIX_MODEL, else mock: offline, deterministic)."
-)
+@click.option("--model", help="The planner's model (default: $RNIX_MODEL, else mock: offline).")
 @click.option("--api-base", metavar="URL", help="The planner model server's base URL.")
 @click.option(
     "-o",
@@ -57,15 +49,22 @@ class PlanningFailed(RnixError):
     show_default=True,
     help="Where to write the compose file.",
 )
-@click.option("--force", is_flag=True, help="Overwrite FILE when it exists.")
+@click.option("--force", is_flag=True, help="Overwrite FILE (and its replan files) when they exist.")
 @click.option("-y", "--yes", is_flag=True, help="Run the plan without asking.")
 @click.option("--dry-run", is_flag=True, help="Plan, show and write the file; do not run it.")
+@click.option(
+    "--max-replans",
+    type=click.IntRange(min=0),
+    default=DEFAULT_REPLANS,
+    show_default=True,
+    help="How many times the agents that failed are replanned and run again.",
+)
 @click.option(
     "--budget",
     type=click.IntRange(min=1),
     default=DEFAULT_BUDGET,
     show_default=True,
-    help="Tokens for the planner's calls, repairs included (not the run's).",
+    help="Tokens for all the planner's calls, repairs and replans included (not the run's).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @click.pass_context
@@ -78,6 +77,7 @@ def apply_cmd(
     force: bool,
     yes: bool,
     dry_run: bool,
+    max_replans: int,
     budget: int,
     as_json: bool,
 ) -> int:
@@ -91,97 +91,157 @@ def apply_cmd(
     terminal and without --yes it is only written. --dry-run never runs it. With a real model,
     agents that set no model of their own use the planner's model.
 
+    When agents fail, the planner replaces them (and what they left undone) while the completed
+    agents are kept; the new plan is written next to FILE as STEM.replan-N.yaml and run, reusing
+    the completed agents' results; at most --max-replans times.
+
     \b
     Exit status: 0 planned (and, if run, every agent completed); 1 the planner gave no valid
-    plan, or the run did not fully succeed; 2 usage error, or FILE exists (use --force).
+    plan, or the run did not fully succeed; 2 usage error, or a file exists (use --force).
     """
+    from rnix.cli.apply_model import Spend
+
     env: Env = ctx.ensure_object(Env)
     if not intent.strip():
         raise UsageError("the intent is empty", 'say what you want: rnix apply "Review the code in src/"')
     path = Path(env.cwd / output)
-    if path.is_dir():
-        raise UsageError(f"{output} is a directory", "pass -o FILE.yaml")
-    if path.exists() and not force:
-        raise UsageError(
-            f"{output} already exists; rnix apply does not overwrite it",
-            f"pass --force to replace it or -o OTHER.yaml; to run it: rnix compose -f {output} up",
-        )
+    replan_paths = [replan_path(path, n) for n in range(1, max_replans + 1)]
+    for target in (path, *([] if dry_run else replan_paths)):
+        if target.is_dir():
+            raise UsageError(f"{_shown(env, target)} is a directory", "pass -o FILE.yaml")
+        if target.exists() and not force:
+            shown = _shown(env, target)
+            raise UsageError(
+                f"{shown} already exists; rnix apply does not overwrite it",
+                f"pass --force to replace it or -o OTHER.yaml; to run it: rnix compose -f {shown} up",
+            )
     model = model or env.environ.get("RNIX_MODEL") or "mock"
     lib = _library(env, path.parent)
-    if _is_mock(model):
-        document: dict[str, Any] = planner.mock_plan(intent, lib)
-        usage = 0
-    else:
-        target, target_base = _resolve_model(env, model, api_base)
-        document, usage = _ask(env, target, target_base, intent, lib, path.parent, budget)
-        document.setdefault("model", model)  # the agents run on the planner's model unless it chose
-        if api_base and "api_base" not in document:
-            document["api_base"] = api_base
-    text = _yaml(intent, model, document)
-    path.write_text(text, encoding="utf-8")
-    shown = _shown(env, path)
-    env.stderr.write(
-        f"rnix: wrote {shown} ({len(document.get('agents') or {})} agents, planned by {model}"
-        + (f", {usage} tokens" if usage else "")
-        + ")\n"
-    )
-    env.stderr.flush()
-    from rnix.cli.compose import load
-    from rnix.cli.reputation import plan_with_ledger
-    from rnix.core.plan import plan_as_dict
-    from rnix.ui.graph import graph_document, render
-
-    loaded = load(env, str(path), None)
-    plan = plan_with_ledger(env, loaded.spec, loaded.project, None)
-    secrets = secret_values(env.environ)
-    if not as_json:
-        from rnix.ui.render import render_plan
-
-        render_plan(env, plan)
-        env.stdout.write("\n" + render(graph_document(loaded.spec, loaded.project, secrets), "text"))
-        env.stdout.flush()
-    run = _should_run(env, yes, dry_run, shown)
-    result: dict[str, Any] = {
-        "file": str(path),
-        "intent": intent,
-        "planner": {"model": model, "tokens_used": usage, "budget": budget},
-        "plan": mask(plan_as_dict(plan), secrets),
-        "ran": run,
-    }
-    if not run:
-        if as_json:
-            jsonout.write_ok(env.stdout, result)
-        return ExitCode.OK
-    code, run_doc = _up(ctx, env, str(path), as_json)
+    spend = Spend(budget)
+    document = _plan(env, model, api_base, intent, lib, path.parent, spend)
+    _write(env, path, intent, model, document, spend)
+    result: dict[str, Any] = {"file": str(path), "intent": intent}
+    project, result["plan"] = _show(env, path, as_json)
+    run = _should_run(env, yes, dry_run, _shown(env, path))
+    result["ran"] = run
+    code: int = ExitCode.OK
+    last: dict[str, Any] | None = None
+    if run:
+        code, last = _up(ctx, env, str(path), as_json, fresh=True)
+        result["run"] = last.get("data") if last else None
+        result["replans"] = []
+        for n, target in enumerate(replan_paths, start=1):
+            if code != ExitCode.FAILURE:
+                break
+            settled = _settled(env, project, document)
+            failed = [s for s in settled if not s.completed]
+            if not failed:
+                break
+            env.stderr.write(
+                f"rnix: {', '.join(s.name for s in failed)} did not complete; replanning "
+                f"({n} of {max_replans})\n"
+            )
+            env.stderr.flush()
+            document = _replan(env, model, api_base, intent, document, settled, path.parent, spend)
+            _write(env, target, intent, model, document, spend)
+            project, shown_plan = _show(env, target, as_json)
+            code, last = _up(ctx, env, str(target), as_json, fresh=False)
+            result["replans"].append(
+                {
+                    "file": str(target),
+                    "replaced": [s.name for s in failed],
+                    "plan": shown_plan,
+                    "run": last.get("data") if last else None,
+                }
+            )
+    result["planner"] = {"model": model, "calls": spend.calls, "tokens_used": spend.used, "budget": budget}
     if as_json:
-        result["run"] = run_doc.get("data") if run_doc else None
-        document_out: dict[str, Any] = {"ok": code == ExitCode.OK, "data": result}
-        if run_doc and "error" in run_doc:
-            document_out["error"] = run_doc["error"]
-        jsonout.write_document(env.stdout, document_out)
+        out: dict[str, Any] = {"ok": code == ExitCode.OK, "data": result}
+        if last and "error" in last:
+            out["error"] = last["error"]
+        jsonout.write_document(env.stdout, out)
     return code
 
 
-def _is_mock(model: str) -> bool:
+def replan_path(path: Path, n: int) -> Path:
+    """`compose.yaml` -> `compose.replan-1.yaml`, beside it."""
+    return path.with_name(f"{path.stem}.replan-{n}{path.suffix or '.yaml'}")
+
+
+def _plan(
+    env: Env,
+    model: str,
+    api_base: str | None,
+    intent: str,
+    lib: list[planner.Available],
+    base_dir: Path,
+    spend: Spend,
+) -> dict[str, Any]:
+    """The first plan: the mock's, or a real model's (accepted once it validates)."""
     from rnix.core.models import is_mock
 
-    return is_mock(model)
+    if is_mock(model):
+        return planner.mock_plan(intent, lib)
+    from rnix.cli.apply_model import converse, problems_of, resolve_model
+
+    target, target_base = resolve_model(env, model, api_base)
+
+    def accept(proposal: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
+        document = _on_model(proposal, model, api_base)
+        return document, problems_of(env, document, base_dir)
+
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": planner.system_prompt(lib)},
+        {"role": "user", "content": intent},
+    ]
+    return converse(env, target, target_base, messages, spend, accept)
 
 
-def _resolve_model(env: Env, model: str, api_base: str | None) -> tuple[str, str | None]:
-    """An alias (`rnix models`) -> its model and api_base; a name with no provider is a usage error."""
-    from rnix.core.models import aliases_by_name, provider_of
-    from rnix.store.models_file import user_aliases
+def _replan(
+    env: Env,
+    model: str,
+    api_base: str | None,
+    intent: str,
+    document: dict[str, Any],
+    settled: list[planner.Settled],
+    base_dir: Path,
+    spend: Spend,
+) -> dict[str, Any]:
+    """The plan with the agents that did not complete replaced (the completed ones kept as they are)."""
+    from rnix.cli.apply_model import PlanningFailed, converse, problems_of, resolve_model
+    from rnix.core.models import is_mock
 
-    alias = aliases_by_name(user_aliases(env.config_home)).get(model)
-    if alias is not None:
-        return alias.model, api_base or alias.api_base
-    if provider_of(model) is None:
-        raise UsageError(
-            f"--model: '{model}' is neither mock, an alias nor provider/model",
-            "`rnix models` lists the aliases; e.g. --model openai/gpt-4o-mini",
-        )
-    return model, api_base
+    completed = [s.name for s in settled if s.completed]
+    if is_mock(model):
+        proposal = planner.mock_replan(document, [s for s in settled if not s.completed])
+        merged, problems = planner.merge_replacement(document, completed, proposal)
+        problems = problems or problems_of(env, merged, base_dir)
+        if problems:
+            raise PlanningFailed("the offline replan is not valid: " + "; ".join(problems))
+        return merged
+    target, target_base = resolve_model(env, model, api_base)
+
+    def accept(proposal: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
+        merged, problems = planner.merge_replacement(document, completed, proposal)
+        return merged, problems or problems_of(env, merged, base_dir)
+
+    import yaml
+
+    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": planner.system_prompt(_library(env, base_dir))},
+        {"role": "user", "content": planner.replan_message(intent, text, settled)},
+    ]
+    return converse(env, target, target_base, messages, spend, accept)
+
+
+def _on_model(proposal: dict[str, Any], model: str, api_base: str | None) -> dict[str, Any]:
+    """The agents run on the planner's model (and server) unless the proposal chose one."""
+    document = dict(proposal)
+    document.setdefault("model", model)
+    if api_base:
+        document.setdefault("api_base", api_base)
+    return document
 
 
 def _library(env: Env, project_dir: Path) -> list[planner.Available]:
@@ -198,14 +258,38 @@ def _library(env: Env, project_dir: Path) -> list[planner.Available]:
     return list(seen.values())
 
 
-def _yaml(intent: str, model: str, document: dict[str, Any]) -> str:
+def _write(env: Env, path: Path, intent: str, model: str, document: dict[str, Any], spend: Spend) -> None:
     import yaml
 
     header = (
         f"# Planned by `rnix apply` ({model}) for:\n#   {' '.join(intent.split())}\n"
         "# Review it, then run it with `rnix compose -f FILE up`.\n"
     )
-    return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
+    path.write_text(header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100))
+    tokens = f", {spend.used:,} planner tokens so far" if spend.used else ""
+    agents = len(document.get("agents") or {})
+    env.stderr.write(f"rnix: wrote {_shown(env, path)} ({agents} agents, planned by {model}{tokens})\n")
+    env.stderr.flush()
+
+
+def _show(env: Env, path: Path, as_json: bool) -> tuple[str, dict[str, Any]]:
+    """Load the file written as `up` will; print it as `compose plan` and `graph --format text` do.
+    Returns the project and the plan as `compose plan --json` gives it."""
+    from rnix.cli.compose import load
+    from rnix.cli.reputation import plan_with_ledger
+    from rnix.core.plan import plan_as_dict
+    from rnix.ui.graph import graph_document, render
+
+    loaded = load(env, str(path), None)
+    plan = plan_with_ledger(env, loaded.spec, loaded.project, None)
+    secrets = secret_values(env.environ)
+    if not as_json:
+        from rnix.ui.render import render_plan
+
+        render_plan(env, plan)
+        env.stdout.write("\n" + render(graph_document(loaded.spec, loaded.project, secrets), "text"))
+        env.stdout.flush()
+    return loaded.project, mask(plan_as_dict(plan), secrets)
 
 
 def _shown(env: Env, path: Path) -> str:
@@ -229,8 +313,10 @@ def _should_run(env: Env, yes: bool, dry_run: bool, shown: str) -> bool:
     return False
 
 
-def _up(ctx: click.Context, env: Env, file: str, as_json: bool) -> tuple[int, dict[str, Any] | None]:
-    """`rnix compose -f FILE up --fresh` in this process; with --json its document, captured."""
+def _up(
+    ctx: click.Context, env: Env, file: str, as_json: bool, *, fresh: bool
+) -> tuple[int, dict[str, Any] | None]:
+    """`rnix compose -f FILE up [--fresh]` in this process; with --json its document, captured."""
     from rnix.cli.compose_run import up_cmd
 
     kwargs: dict[str, Any] = {
@@ -239,7 +325,7 @@ def _up(ctx: click.Context, env: Env, file: str, as_json: bool) -> tuple[int, di
         "as_json": as_json,
         "detach": False,
         "abort_on_failure": False,
-        "fresh": True,
+        "fresh": fresh,
         "no_compensate": False,
         "from_agent": None,
         "run_id": None,
@@ -260,128 +346,22 @@ def _up(ctx: click.Context, env: Env, file: str, as_json: bool) -> tuple[int, di
         return code, None
 
 
-def _ask(
-    env: Env,
-    model: str,
-    api_base: str | None,
-    intent: str,
-    lib: list[planner.Available],
-    base_dir: Path,
-    budget: int,
-) -> tuple[dict[str, Any], int]:
-    """Ask the planner model for a compose document; repair turns until it validates (or give up)."""
-    from rnix.core.fields import json_schema
+def _settled(env: Env, project: str, document: dict[str, Any]) -> list[planner.Settled]:
+    """How each agent of `document` ended in the project's latest run (read back from the store)."""
+    from rnix.cli.procs import read_output
+    from rnix.store.db import Store
 
-    messages: list[dict[str, Any]] = [
-        {"role": "system", "content": planner.system_prompt(lib)},
-        {"role": "user", "content": intent},
-    ]
-    tools = [planner.submit_tool(json_schema())]
-    backend = _backend(env, model)
-    secrets = secret_values(env.environ)
-    used = 0
-    problems: list[str] = []
-    for turn in range(planner.MAX_REPAIRS + 1):
-        if used >= budget:
-            raise PlanningFailed(
-                f"the planner's budget ({budget:,} tokens) is spent after {turn} calls",
-                "raise it with --budget, or write the compose file yourself (`rnix compose schema`)",
-            )
-        completion = _complete(env, backend, model, api_base, messages, tools, budget - used, secrets)
-        used += completion.usage.total_tokens
-        call = (completion.tool_calls or [None])[0]
-        if call is None:
-            problems = [f"answer by calling the {planner.TOOL_NAME} tool, not with text"]
-            messages += [
-                {"role": "assistant", "content": completion.content},
-                {"role": "user", "content": planner.repair_message(problems)},
-            ]
-            continue
-        function = call.get("function") or {}
-        document, why = planner.proposal_of(function.get("arguments"))
-        problems = [why] if why else _problems(env, document, base_dir)
-        if not problems and document is not None:
-            return document, used
-        messages += [
-            {"role": "assistant", "content": completion.content or None, "tool_calls": [call]},
-            {
-                "role": "tool",
-                "tool_call_id": call.get("id") or "call",
-                "content": planner.repair_message(problems),
-            },
-        ]
-        if turn < planner.MAX_REPAIRS:
-            env.stderr.write(
-                f"rnix: the planner's proposal has {len(problems)} problem(s); asking it to repair them\n"
-            )
-    listed = "; ".join(mask_text(p, secrets) for p in problems)
-    raise PlanningFailed(
-        f"the planner gave no valid compose file after {planner.MAX_REPAIRS} repair turns: {listed}",
-        "try again, use another --model, or write the compose file yourself (`rnix compose schema`)",
-    )
-
-
-def _problems(env: Env, document: dict[str, Any] | None, base_dir: Path) -> list[str]:
-    """Every problem of a proposal, as `compose config -q` reports them (lines of the YAML written)."""
-    import yaml
-
-    from rnix.cli.compose import check_document
-    from rnix.store.yaml_lines import parse_yaml
-
-    tree = parse_yaml(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), DISPLAY)
-    if tree.problems:
-        return [str(p) for p in tree.problems]
-    try:
-        check_document(env, tree.data, tree.lines, DISPLAY, base_dir)
-    except InvalidCompose as exc:
-        return [str(p) for p in exc.problems] or [exc.message]
-    return []
-
-
-def _backend(env: Env, model: str) -> Any:
-    from rnix.llm import routing
-
-    kind = routing.client_for(model, env.environ)
-    if kind == routing.LEAN:
-        from rnix.llm.openai_http import OpenAIHTTPBackend
-
-        return OpenAIHTTPBackend(max_connections=4)
-    from rnix.llm.litellm_backend import LiteLLMBackend
-
-    return LiteLLMBackend()
-
-
-def _complete(
-    env: Env,
-    backend: Any,
-    model: str,
-    api_base: str | None,
-    messages: list[dict[str, Any]],
-    tools: list[dict[str, Any]],
-    left: int,
-    secrets: Any,
-) -> Any:
-    from rnix.llm.backend import ProviderError
-
-    async def call() -> Any:
-        try:
-            return await backend.complete(
-                model=model,
-                messages=messages,
-                max_tokens=min(PLAN_MAX_TOKENS, left),
-                api_base=api_base,
-                timeout=PLAN_TIMEOUT,
-                tools=tools,
-            )
-        finally:
-            close = getattr(backend, "aclose", None)
-            if close is not None:
-                await close()
-
-    try:
-        return asyncio.run(call())
-    except ProviderError as exc:
-        raise PlanningFailed(
-            f"the planner model {model} failed: {mask_text(exc.message, secrets)}",
-            "check --model, --api-base and the provider's key (`rnix models`)",
-        ) from None
+    names = list(document.get("agents") or {})
+    with Store.open(env.home, readonly=True) as store:
+        run = store.latest_run(project)
+        rows = {r.agent: r for r in store.processes(run_id=run.id)} if run else {}
+    out = []
+    for name in names:
+        row = rows.get(name)
+        if row is None:
+            out.append(planner.Settled(name, False, "it did not run"))
+        elif row.state == "completed":
+            out.append(planner.Settled(name, True, result=read_output(env, row)["result"]))
+        else:
+            out.append(planner.Settled(name, False, row.error or row.state))
+    return out

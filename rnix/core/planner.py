@@ -150,3 +150,82 @@ def repair_message(problems: Sequence[str]) -> str:
         f"{'s' if len(problems) != 1 else ''}):\n{listed}\n"
         f"Fix every problem and call {TOOL_NAME} again with the whole corrected document."
     )
+
+
+RESULT_EXCERPT = 2_000  # characters of a completed agent's result shown to the replanner
+
+
+@dataclass(frozen=True)
+class Settled:
+    """How one agent of a run ended, as the replanner sees it."""
+
+    name: str
+    completed: bool
+    error: str | None = None  # why it did not complete (its status when nothing better is known)
+    result: str = ""
+
+
+def mock_replan(document: Mapping[str, Any], failed: Sequence[Settled]) -> dict[str, Any]:
+    """The offline replacement for the failed agents: each again, told why the last attempt failed."""
+    agents = document.get("agents") or {}
+    out: dict[str, Any] = {}
+    for agent in failed:
+        body = dict(agents.get(agent.name) or {})
+        why = f" (the last attempt ended: {agent.error})" if agent.error else ""
+        body["intent"] = f"Try again{why}: {body.get('intent', '')}"
+        out[agent.name] = body
+    return {"agents": out}
+
+
+def merge_replacement(
+    document: Mapping[str, Any], completed: Sequence[str], proposal: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """`document` with its failed subgraph replaced by `proposal`'s agents: the completed agents are
+    kept exactly as they were (so a resume reuses them), the others are dropped; the proposal's
+    top-level keys other than `agents` are ignored. Problems: a replacement named like a completed
+    agent, or none at all."""
+    problems: list[str] = []
+    replacement = proposal.get("agents")
+    if not isinstance(replacement, dict) or not replacement:
+        problems.append("agents: propose at least one agent to replace the failed ones")
+        replacement = {}
+    agents = document.get("agents") or {}
+    merged = {name: agents[name] for name in agents if name in completed}
+    for name, body in replacement.items():
+        if name in merged:
+            problems.append(
+                f"agents.{name}: '{name}' completed and is reused as it is; leave it out of the "
+                "replacement (name it in depends_on to use its result)"
+            )
+            continue
+        merged[str(name)] = body
+    return {**{k: v for k, v in document.items() if k != "agents"}, "agents": merged}, problems
+
+
+def replan_message(intent: str, document_yaml: str, settled: Sequence[Settled]) -> str:
+    """The replanner's task: the goal, the plan that ran, what failed and why, what completed."""
+    failed = [s for s in settled if not s.completed]
+    completed = [s for s in settled if s.completed]
+    lines = [
+        f"Goal: {intent}",
+        "",
+        "This compose document ran:",
+        "```yaml",
+        document_yaml.rstrip(),
+        "```",
+        "",
+        "These agents did not complete:",
+        *(f"- {s.name}: {s.error or 'failed'}" for s in failed),
+    ]
+    if completed:
+        lines += ["", "These agents completed; they are kept and reused as they are:"]
+        for s in completed:
+            excerpt = s.result if len(s.result) <= RESULT_EXCERPT else s.result[:RESULT_EXCERPT] + " [...]"
+            lines.append(f"- {s.name}, result:\n{excerpt}")
+    lines += [
+        "",
+        f"Call {TOOL_NAME} with a compose document whose `agents` replace only the agents that did "
+        "not complete (the same names or new ones). Do not include the completed agents; name them "
+        "in depends_on to use their results.",
+    ]
+    return "\n".join(lines)

@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.cli.test_llm_path import CANARY, assert_no_canary_anywhere
 from tests.conftest import RunRnix
-from tests.fakes.openai_server import OpenAIServer, ToolCall
+from tests.fakes.openai_server import OpenAIServer, Reply, Status, ToolCall
 
 INTENT = "Review the code in src/ and summarise it"
 
@@ -138,3 +138,48 @@ def test_a_model_name_without_provider_is_a_usage_error(rnix: RunRnix, tmp_path:
     result = rnix("apply", INTENT, "--model", "gpt4", "--yes")
     assert result.returncode == 2 and "rnix models" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "compose.yaml").exists()
+
+
+REPLACEMENT = {"agents": {"report": {"intent": "write the report again, shorter", "depends_on": ["scan"]}}}
+
+
+def test_a_failed_agent_is_replanned_and_the_completed_one_reused(rnix: RunRnix, tmp_path: Path) -> None:
+    with OpenAIServer() as server:
+        server.script(
+            [
+                ToolCall("submit_compose", GOOD),
+                Reply("scan found two bugs"),
+                Status(400, message="scripted refusal"),
+                ToolCall("submit_compose", REPLACEMENT, call_id="call_2"),
+                Reply("the report, shorter"),
+            ]
+        )
+        result = rnix(
+            "apply",
+            "Scan the code and report",
+            "--model",
+            "openai/test-model",
+            "--api-base",
+            server.base_url,
+            "--yes",
+            "--json",
+            env={"OPENAI_API_KEY": CANARY},
+            timeout=120,
+        )
+        bodies = [r.body for r in server.requests]
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)["data"]
+    first = {a["name"]: a for a in data["run"]["agents"]}
+    assert first["scan"]["status"] == "completed" and first["report"]["status"] == "failed"
+    (replan,) = data["replans"]
+    assert replan["replaced"] == ["report"] and replan["file"] == str(tmp_path / "compose.replan-1.yaml")
+    again = {a["name"]: a for a in replan["run"]["agents"]}
+    assert again["scan"]["reused_from"] == data["run"]["run_id"] and again["scan"]["pid"] is None
+    assert again["report"]["status"] == "completed" and again["report"]["result"] == "the report, shorter\n"
+    assert len(bodies) == 5  # plan, scan, report (refused), replan, report: scan was not asked again
+    task = bodies[3]["messages"][1]["content"]
+    assert "report: " in task and "scan found two bugs" in task
+    written = (tmp_path / "compose.replan-1.yaml").read_text()
+    assert "write the report again, shorter" in written
+    assert data["planner"]["calls"] == 2
+    assert_no_canary_anywhere(tmp_path, result.stdout, result.stderr)

@@ -60,3 +60,45 @@ def test_proposal_arguments() -> None:
     assert planner.proposal_of('{"agents": {}}') == ({"agents": {}}, None)
     assert planner.proposal_of("[1]")[1] is not None
     assert planner.proposal_of("{not json")[1] is not None
+
+
+DOC = {
+    "version": "1.0",
+    "agents": {
+        "scan": {"intent": "scan"},
+        "report": {"intent": "report", "depends_on": ["scan"]},
+        "publish": {"intent": "publish", "depends_on": ["report"]},
+    },
+}
+
+
+def test_merge_keeps_completed_agents_and_replaces_the_rest() -> None:
+    proposal = {"model": "ignored", "agents": {"report2": {"intent": "r", "depends_on": ["scan"]}}}
+    merged, problems = planner.merge_replacement(DOC, ["scan"], proposal)
+    assert problems == []
+    assert merged["agents"] == {
+        "scan": {"intent": "scan"},
+        "report2": {"intent": "r", "depends_on": ["scan"]},
+    }
+    assert merged["version"] == "1.0" and "model" not in merged
+
+
+def test_merge_refuses_a_completed_name_or_an_empty_replacement() -> None:
+    _, problems = planner.merge_replacement(DOC, ["scan"], {"agents": {"scan": {"intent": "x"}}})
+    assert any("agents.scan" in p for p in problems)
+    _, problems = planner.merge_replacement(DOC, ["scan"], {"agents": {}})
+    assert problems
+
+
+def test_mock_replan_retries_the_failed_agents_with_their_error() -> None:
+    failed = [planner.Settled("report", False, "timeout"), planner.Settled("publish", False, "skipped")]
+    proposal = planner.mock_replan(DOC, failed)
+    assert list(proposal["agents"]) == ["report", "publish"]
+    assert "timeout" in proposal["agents"]["report"]["intent"]
+    assert proposal["agents"]["report"]["depends_on"] == ["scan"]
+
+
+def test_replan_message_lists_failures_and_completed_results() -> None:
+    settled = [planner.Settled("scan", True, result="found it"), planner.Settled("report", False, "boom")]
+    text = planner.replan_message("goal", "agents: {}\n", settled)
+    assert "- report: boom" in text and "found it" in text and "goal" in text
