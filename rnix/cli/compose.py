@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -15,6 +15,7 @@ from rnix.cli.habits import COMPOSE_HABITS, HabitGroup
 from rnix.core.model import ComposeSpec
 from rnix.core.problems import Problem
 from rnix.core.secrets import mask, secret_values
+from rnix.core.types import Path as KeyPath
 from rnix.env import Env
 from rnix.errors import ExitCode, InvalidCompose, UsageError
 from rnix.ui import jsonout
@@ -47,15 +48,12 @@ class Loaded:
 
 def load(env: Env, file: str | None, project: str | None) -> Loaded:
     """Find, read, interpolate and validate the compose file; print its warnings on stderr."""
-    from rnix.core.spec import parse_compose
     from rnix.store.compose_file import (
         compose_file_from_env,
         find_compose_file,
         load_compose,
         resolve_project_name,
     )
-    from rnix.store.definitions import DEFINITIONS_HINT, find_definitions, named_in, resolve_definitions
-    from rnix.store.output_schemas import resolve_output_schemas
 
     ctx = click.get_current_context()
     file = file or ctx.meta.get("rnix.compose.file") or compose_file_from_env(env.environ)
@@ -65,27 +63,46 @@ def load(env: Env, file: str | None, project: str | None) -> Loaded:
     loaded = load_compose(path, display, env.environ, env_files, collect=True)
     for warning in (*warnings, *loaded.warnings):
         env.warn(warning)
-    # Every problem at once: the variables', the file's, its definitions' and its models'.
-    problems = list(loaded.problems)
-    definitions = library(env, loaded.path.parent)
-    spec = collecting(problems, parse_compose, loaded.data, loaded.lines, loaded.display)
-    checked = len(problems)
-    if spec is None:  # the file did not validate: its definitions are still worth checking now
-        problems += find_definitions(named_in(loaded.data), definitions, loaded.lines, display)[1]
-    else:
-        spec = collecting(problems, resolve_definitions, spec, definitions, loaded.lines)
-    hint = DEFINITIONS_HINT if len(problems) > checked else None
-    if spec is not None:
-        spec = collecting(problems, resolve_models, env, spec)
-    if spec is not None:
-        spec = collecting(problems, resolve_output_schemas, spec, loaded.path.parent, loaded.lines)
-    if spec is None or problems:
-        raise InvalidCompose(display, once(problems, loaded.problems, display), hint)
+    spec = check_document(env, loaded.data, loaded.lines, display, loaded.path.parent, loaded.problems)
     from rnix.core.pipeline_checks import warnings_of
 
     for warning in warnings_of(spec, loaded.lines):  # again: `$ref` schemas are read by now
         env.warn(warning)
     return Loaded(spec, resolve_project_name(project, env.environ, spec.name, loaded.path), loaded.path)
+
+
+def check_document(
+    env: Env,
+    data: object,
+    lines: Mapping[KeyPath, int],
+    display: str,
+    base_dir: Path,
+    first: tuple[Problem, ...] = (),
+) -> ComposeSpec:
+    """Validate a compose document (read from a file, or proposed by `rnix apply`'s planner) the way
+    `compose config -q` does: the file's own keys, its definitions, its models and output schemas.
+    Raises `InvalidCompose` with every problem (`first`: those found while reading it)."""
+    from rnix.core.spec import parse_compose
+    from rnix.store.definitions import DEFINITIONS_HINT, find_definitions, named_in, resolve_definitions
+    from rnix.store.output_schemas import resolve_output_schemas
+
+    # Every problem at once: the variables', the file's, its definitions' and its models'.
+    problems = list(first)
+    definitions = library(env, base_dir)
+    spec = collecting(problems, parse_compose, data, lines, display)
+    checked = len(problems)
+    if spec is None:  # the file did not validate: its definitions are still worth checking now
+        problems += find_definitions(named_in(data), definitions, lines, display)[1]
+    else:
+        spec = collecting(problems, resolve_definitions, spec, definitions, lines)
+    hint = DEFINITIONS_HINT if len(problems) > checked else None
+    if spec is not None:
+        spec = collecting(problems, resolve_models, env, spec)
+    if spec is not None:
+        spec = collecting(problems, resolve_output_schemas, spec, base_dir, lines)
+    if spec is None or problems:
+        raise InvalidCompose(display, once(problems, first, display), hint)
+    return spec
 
 
 T = TypeVar("T")

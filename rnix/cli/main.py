@@ -17,6 +17,7 @@ import click
 from rnix import __version__
 from rnix.cli import (
     agents,
+    apply,
     compose_graph,
     compose_ls,
     compose_results,
@@ -99,6 +100,7 @@ for _command in (
     completion_cmd,
     agents.agents_cmd,
     models.models_cmd,
+    apply.apply_cmd,
 ):
     cli.add_command(_command)
 

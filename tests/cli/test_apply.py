@@ -1,0 +1,185 @@
+"""`rnix apply` through the installed `rnix`: the offline planner writes a valid compose file and
+runs it; an existing file is never overwritten; --dry-run writes without running; a real planner
+(the loopback OpenAI-compatible server) gets one repair turn listing every problem of its proposal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.cli.test_llm_path import CANARY, assert_no_canary_anywhere
+from tests.conftest import RunRnix
+from tests.fakes.openai_server import OpenAIServer, Reply, Status, ToolCall
+
+INTENT = "Review the code in src/ and summarise it"
+
+
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.py").write_text("def add(a, b):\n    return a + b\n")
+    return tmp_path
+
+
+def test_offline_apply_writes_a_valid_file_and_runs_it(rnix: RunRnix, tmp_path: Path) -> None:
+    project(tmp_path)
+    result = rnix("apply", INTENT, "--yes", "--json", timeout=120)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is True and doc["data"]["ran"] is True
+    assert doc["data"]["file"] == str(tmp_path / "compose.yaml")
+    assert len(doc["data"]["plan"]["agents"]) >= 2
+    run = doc["data"]["run"]
+    assert run["summary"]["completed"] == run["summary"]["total"] >= 2
+    assert rnix("compose", "config", "-q").returncode == 0
+    assert "Traceback" not in result.stderr
+
+
+def test_an_existing_compose_file_is_not_overwritten(rnix: RunRnix, tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text("agents: {a: {intent: mine}}\n")
+    result = rnix("apply", INTENT, "--yes")
+    assert result.returncode == 2
+    assert "--force" in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "compose.yaml").read_text() == "agents: {a: {intent: mine}}\n"
+    forced = rnix("apply", INTENT, "--force", "--dry-run")
+    assert forced.returncode == 0, forced.stderr
+    assert "code-analyst" in (tmp_path / "compose.yaml").read_text()
+
+
+def test_dry_run_writes_and_does_not_run(rnix: RunRnix, tmp_path: Path, rnix_home: Path) -> None:
+    result = rnix("apply", INTENT, "-o", "team.yaml", "--dry-run", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "team.yaml").exists()
+    assert "LAYER" in result.stdout and "critical path" in result.stdout  # as `compose plan`
+    assert "layer 1" in result.stdout  # as `compose graph --format text`
+    assert "rnix compose -f team.yaml up" in result.stderr
+    assert not (rnix_home / "rnix.db").exists()  # nothing ran
+
+
+def test_without_a_terminal_or_yes_it_writes_and_does_not_run(rnix: RunRnix, tmp_path: Path) -> None:
+    result = rnix("apply", INTENT, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["data"]["ran"] is False
+    assert "no --yes" in result.stderr
+
+
+BAD = {
+    "agents": {
+        "scan": {"intent": "scan the code", "depends_on": ["report"], "colour": "blue"},
+        "report": {"intent": "write the report", "depends_on": ["scan"]},
+    }
+}
+GOOD = {
+    "agents": {
+        "scan": {"intent": "scan the code"},
+        "report": {"intent": "write the report", "depends_on": ["scan"]},
+    }
+}
+
+
+def tool_messages(body: Any) -> list[str]:
+    return [str(m.get("content")) for m in body["messages"] if m.get("role") == "tool"]
+
+
+def test_a_real_planner_gets_one_repair_turn_with_every_problem(rnix: RunRnix, tmp_path: Path) -> None:
+    with OpenAIServer() as server:
+        server.script([ToolCall("submit_compose", BAD), ToolCall("submit_compose", GOOD, call_id="call_2")])
+        result = rnix(
+            "apply",
+            "Scan the code and report",
+            "--model",
+            "openai/test-model",
+            "--api-base",
+            server.base_url,
+            "--yes",
+            "--json",
+            env={"OPENAI_API_KEY": CANARY},
+            timeout=120,
+        )
+        bodies = [r.body for r in server.requests]
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["data"]["run"]["summary"]["completed"] == 2
+    planner_calls = [
+        b for b in bodies if any(t["function"]["name"] == "submit_compose" for t in b.get("tools") or [])
+    ]
+    assert len(planner_calls) == 2  # one proposal, one repair
+    assert tool_messages(planner_calls[0]) == []
+    (repair,) = tool_messages(planner_calls[1])
+    assert "agents.scan.colour: unknown key" in repair
+    assert "dependency cycle: report -> scan -> report" in repair
+    assert len(bodies) == 4  # then the two agents, on the planner's model
+    written = (tmp_path / "compose.yaml").read_text()
+    assert "openai/test-model" in written and "colour" not in written
+    assert_no_canary_anywhere(tmp_path, result.stdout, result.stderr)
+
+
+def test_a_planner_that_never_repairs_fails_listing_the_problems(rnix: RunRnix, tmp_path: Path) -> None:
+    with OpenAIServer() as server:
+        server.script([ToolCall("submit_compose", BAD, call_id=f"call_{i}") for i in range(4)])
+        result = rnix(
+            "apply",
+            "Scan the code and report",
+            "--model",
+            "openai/test-model",
+            "--api-base",
+            server.base_url,
+            "--yes",
+            env={"OPENAI_API_KEY": CANARY},
+            timeout=120,
+        )
+        calls = len(server.requests)
+    assert result.returncode == 1 and calls == 4  # the proposal and 3 repair turns
+    assert "colour" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "compose.yaml").exists()
+
+
+def test_a_model_name_without_provider_is_a_usage_error(rnix: RunRnix, tmp_path: Path) -> None:
+    result = rnix("apply", INTENT, "--model", "gpt4", "--yes")
+    assert result.returncode == 2 and "rnix models" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "compose.yaml").exists()
+
+
+REPLACEMENT = {"agents": {"report": {"intent": "write the report again, shorter", "depends_on": ["scan"]}}}
+
+
+def test_a_failed_agent_is_replanned_and_the_completed_one_reused(rnix: RunRnix, tmp_path: Path) -> None:
+    with OpenAIServer() as server:
+        server.script(
+            [
+                ToolCall("submit_compose", GOOD),
+                Reply("scan found two bugs"),
+                Status(400, message="scripted refusal"),
+                ToolCall("submit_compose", REPLACEMENT, call_id="call_2"),
+                Reply("the report, shorter"),
+            ]
+        )
+        result = rnix(
+            "apply",
+            "Scan the code and report",
+            "--model",
+            "openai/test-model",
+            "--api-base",
+            server.base_url,
+            "--yes",
+            "--json",
+            env={"OPENAI_API_KEY": CANARY},
+            timeout=120,
+        )
+        bodies = [r.body for r in server.requests]
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)["data"]
+    first = {a["name"]: a for a in data["run"]["agents"]}
+    assert first["scan"]["status"] == "completed" and first["report"]["status"] == "failed"
+    (replan,) = data["replans"]
+    assert replan["replaced"] == ["report"] and replan["file"] == str(tmp_path / "compose.replan-1.yaml")
+    again = {a["name"]: a for a in replan["run"]["agents"]}
+    assert again["scan"]["reused_from"] == data["run"]["run_id"] and again["scan"]["pid"] is None
+    assert again["report"]["status"] == "completed" and again["report"]["result"] == "the report, shorter\n"
+    assert len(bodies) == 5  # plan, scan, report (refused), replan, report: scan was not asked again
+    task = bodies[3]["messages"][1]["content"]
+    assert "report: " in task and "scan found two bugs" in task
+    written = (tmp_path / "compose.replan-1.yaml").read_text()
+    assert "write the report again, shorter" in written
+    assert data["planner"]["calls"] == 2
+    assert_no_canary_anywhere(tmp_path, result.stdout, result.stderr)
