@@ -77,6 +77,22 @@ GOOD = {
 }
 
 
+def apply_with(rnix: RunRnix, server: OpenAIServer) -> Any:
+    """`rnix apply --yes --json` with the loopback server as the planner's (and agents') model."""
+    return rnix(
+        "apply",
+        "Scan the code and report",
+        "--model",
+        "openai/test-model",
+        "--api-base",
+        server.base_url,
+        "--yes",
+        "--json",
+        env={"OPENAI_API_KEY": CANARY},
+        timeout=120,
+    )
+
+
 def tool_messages(body: Any) -> list[str]:
     return [str(m.get("content")) for m in body["messages"] if m.get("role") == "tool"]
 
@@ -84,18 +100,7 @@ def tool_messages(body: Any) -> list[str]:
 def test_a_real_planner_gets_one_repair_turn_with_every_problem(rnix: RunRnix, tmp_path: Path) -> None:
     with OpenAIServer() as server:
         server.script([ToolCall("submit_compose", BAD), ToolCall("submit_compose", GOOD, call_id="call_2")])
-        result = rnix(
-            "apply",
-            "Scan the code and report",
-            "--model",
-            "openai/test-model",
-            "--api-base",
-            server.base_url,
-            "--yes",
-            "--json",
-            env={"OPENAI_API_KEY": CANARY},
-            timeout=120,
-        )
+        result = apply_with(rnix, server)
         bodies = [r.body for r in server.requests]
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
@@ -154,18 +159,7 @@ def test_a_failed_agent_is_replanned_and_the_completed_one_reused(rnix: RunRnix,
                 Reply("the report, shorter"),
             ]
         )
-        result = rnix(
-            "apply",
-            "Scan the code and report",
-            "--model",
-            "openai/test-model",
-            "--api-base",
-            server.base_url,
-            "--yes",
-            "--json",
-            env={"OPENAI_API_KEY": CANARY},
-            timeout=120,
-        )
+        result = apply_with(rnix, server)
         bodies = [r.body for r in server.requests]
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)["data"]
