@@ -77,8 +77,8 @@ GOOD = {
 }
 
 
-def apply_with(rnix: RunRnix, server: OpenAIServer) -> Any:
-    """`rnix apply --yes --json` with the loopback server as the planner's (and agents') model."""
+def apply_with(rnix: RunRnix, server: OpenAIServer, *, as_json: bool = True) -> Any:
+    """`rnix apply --yes [--json]` with the loopback server as the planner's (and agents') model."""
     return rnix(
         "apply",
         "Scan the code and report",
@@ -87,7 +87,7 @@ def apply_with(rnix: RunRnix, server: OpenAIServer) -> Any:
         "--api-base",
         server.base_url,
         "--yes",
-        "--json",
+        *(["--json"] if as_json else []),
         env={"OPENAI_API_KEY": CANARY},
         timeout=120,
     )
@@ -122,17 +122,7 @@ def test_a_real_planner_gets_one_repair_turn_with_every_problem(rnix: RunRnix, t
 def test_a_planner_that_never_repairs_fails_listing_the_problems(rnix: RunRnix, tmp_path: Path) -> None:
     with OpenAIServer() as server:
         server.script([ToolCall("submit_compose", BAD, call_id=f"call_{i}") for i in range(4)])
-        result = rnix(
-            "apply",
-            "Scan the code and report",
-            "--model",
-            "openai/test-model",
-            "--api-base",
-            server.base_url,
-            "--yes",
-            env={"OPENAI_API_KEY": CANARY},
-            timeout=120,
-        )
+        result = apply_with(rnix, server, as_json=False)
         calls = len(server.requests)
     assert result.returncode == 1 and calls == 4  # the proposal and 3 repair turns
     assert "colour" in result.stderr and "Traceback" not in result.stderr
