@@ -9,7 +9,9 @@ Runs in the child of the fork server, never returns (os._exit). Contract:
 - Built-in agent (argv None): rnix.agent.runtime runs in this process with default signal handling.
 - Command agent: the command is posix_spawn'ed as a child with default signals; the leader waits for
   it and ignores signals sent to the group (they already reach the command), except SIGTERM caused by
-  the death of the fork server: then it stops the whole subtree itself (TERM, `grace`, KILL). When the
+  the death of the fork server: then it stops the whole subtree itself (TERM, `grace`, KILL) and dies
+  by SIGTERM itself, whatever the command's status (a command that exits 0 on SIGTERM was interrupted,
+  not finished, and must not look like a success to whoever reaps the leader). When the
   command ends, the leader ends whatever it left behind (TERM, a short wait, KILL), then exits with the
   command's status; if the command was killed by signal S, the leader kills itself with S so the fork
   server sees what a shell would. Exec failures exit 127 (not found) or 126 (not executable).
@@ -208,7 +210,9 @@ class _Command:
                 orphaned = True
                 break
         self._end_subtree(self.launch.grace if orphaned else min(self.launch.grace, AFTER_EXIT_WAIT))
-        if not orphaned and self.status is not None:  # it ended by itself, not by our orphan stop
+        if orphaned:
+            return _die_by(signal.SIGTERM)
+        if self.status is not None:  # it ended by itself, not by our orphan stop
             code = os.waitstatus_to_exitcode(self.status)
             report_exit(self.launch, *((code, None) if code >= 0 else (None, -code)))
         return self._mirror_status()
