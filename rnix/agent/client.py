@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Mapping
@@ -24,12 +25,19 @@ class GatewayClient:
     """One authenticated connection to the gateway."""
 
     def __init__(self, path: str, nonce: str, timeout: float | None = None) -> None:
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.settimeout(timeout)
+        tcp = protocol.parse_tcp_address(path)
         try:
-            self._sock.connect(path)
+            if tcp is None:
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self._sock.settimeout(timeout)
+                self._sock.connect(path)
+            else:  # an agent on another node of a Ray cluster
+                self._sock = socket.create_connection(tcp, timeout=timeout if timeout is not None else 30.0)
+                self._sock.settimeout(timeout)
+                self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
-            self._sock.close()
+            with contextlib.suppress(AttributeError):
+                self._sock.close()
             raise GatewayError(
                 protocol.PROVIDER_ERROR, f"cannot reach the rnix gateway at {path}: {exc}"
             ) from exc

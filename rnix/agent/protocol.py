@@ -1,6 +1,7 @@
 """The wire protocol between agent processes and the supervisor's gateway. Standard library only.
 
-Transport: a Unix stream socket at `$RNIX_GATEWAY`; messages are JSON objects, one per line (UTF-8).
+Transport: a Unix stream socket at `$RNIX_GATEWAY`, or, for an agent on another machine of a Ray
+cluster, a TCP connection to `$RNIX_GATEWAY` = `tcp://HOST:PORT` (`tcp_address`); messages are JSON objects, one per line (UTF-8).
 An agent (or `rnix llm` run by it) first authenticates with its nonce, then sends requests; replies
 carry the request's `id`. One connection serves one request at a time, in order.
 
@@ -37,7 +38,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-ENV_GATEWAY = "RNIX_GATEWAY"  # path of the gateway's Unix socket
+ENV_GATEWAY = "RNIX_GATEWAY"  # path of the gateway's Unix socket, or tcp://HOST:PORT
 ENV_NONCE = "RNIX_AGENT_NONCE"  # per-agent secret that identifies the agent (and its budget) to the gateway
 ENV_AGENT = "RNIX_AGENT"  # the agent's name in the compose file
 ENV_RUN_ID = "RNIX_RUN_ID"
@@ -55,6 +56,24 @@ EXIT_ERROR = 1
 EXIT_BUDGET = 2
 
 MAX_LINE = 16 * 1024 * 1024  # the longest message either side accepts
+
+
+TCP_SCHEME = "tcp://"
+
+
+def tcp_address(host: str, port: int) -> str:
+    """`tcp://HOST:PORT` (an IPv6 host in brackets)."""
+    return f"{TCP_SCHEME}[{host}]:{port}" if ":" in host else f"{TCP_SCHEME}{host}:{port}"
+
+
+def parse_tcp_address(address: str) -> tuple[str, int] | None:
+    """(host, port) of a `tcp://HOST:PORT` address; None for anything else (a Unix socket path)."""
+    if not address.startswith(TCP_SCHEME):
+        return None
+    host, sep, port = address[len(TCP_SCHEME) :].rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return None
+    return host.strip("[]"), int(port)
 
 
 def encode(message: dict[str, Any]) -> bytes:

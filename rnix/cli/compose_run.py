@@ -168,6 +168,20 @@ class UpView:
     metavar="AGENT",
     help="Run AGENT and everything that depends on it again; reuse the rest of the last run.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(("local", "ray")),
+    envvar="RNIX_ENGINE",
+    help="Where the agents run: processes of this machine (local, the default) or a Ray cluster "
+    "(ray; docs/scale-out.md). Wins over the file's `engine:`. [env: RNIX_ENGINE]",
+)
+@click.option(
+    "--ray-address",
+    metavar="ADDRESS",
+    envvar="RNIX_RAY_ADDRESS",
+    help="The Ray cluster to run on (implies --engine ray); without it a local Ray instance is "
+    "started for the run. [env: RNIX_RAY_ADDRESS]",
+)
 @click.option("--run-id", hidden=True, help="Internal: the id of a run started with --detach.")
 @seed_option
 @click.argument("agents", nargs=-1, metavar="[AGENT]...")
@@ -182,6 +196,8 @@ def up_cmd(
     fresh: bool,
     no_compensate: bool,
     from_agent: str | None,
+    engine: str | None,
+    ray_address: str | None,
     run_id: str | None,
     seed: int | None,
     agents: tuple[str, ...],
@@ -210,6 +226,11 @@ def up_cmd(
     from rnix.supervisor.run import RunContext, supervise
 
     loaded = load(env, file, project)
+    engine = "ray" if ray_address and engine is None else engine or loaded.spec.engine or "local"
+    if engine == "ray":
+        from rnix.supervisor.rayspawn import import_ray
+
+        import_ray()  # not installed: a one-line error with the install command, before anything
     check_credentials(env, loaded)
     if not detach:
         preload_clients(env, loaded.spec)
@@ -235,6 +256,7 @@ def up_cmd(
             lock.release()  # the detached supervisor takes it
             extra = ["--fresh"] if fresh else ["--from", from_agent] if from_agent else []
             extra = ["--no-compensate", *extra] if no_compensate else extra
+            extra += ["--engine", engine] + (["--ray-address", ray_address] if ray_address else [])
             extra += ["--", *agents] if agents else []
             return _detach(env, loaded.path, loaded.project, abort_on_failure, as_json, seed, extra)
         _credentials_from_dotenv(env, loaded.path.parent)
@@ -249,9 +271,14 @@ def up_cmd(
             clock=SystemClock(),
             detached=run_id is not None,
             options=Options(
-                abort_on_failure=abort_on_failure, early_spawn=EARLY_SPAWN, compensate=not no_compensate
+                abort_on_failure=abort_on_failure,
+                # Early spawn holds a forked agent on a FIFO of this machine: local agents only.
+                early_spawn=EARLY_SPAWN if engine == "local" else 0,
+                compensate=not no_compensate,
             ),
             resume=resume,
+            engine=engine,
+            ray_address=ray_address if engine == "ray" else None,
         )
         if resume is not None and resume.worth_saying:
             env.stderr.write(f"rnix: {resume.message()}\n")

@@ -16,6 +16,7 @@ from rnix.core.types import (
     ListOf,
     Literal,
     MapOf,
+    Number,
     Obj,
     OneOf,
     Regex,
@@ -42,6 +43,8 @@ WEIGHTS = ("equal", "reputation")
 ON_MAX = ("fail", "continue")
 LOOP_NAME = r"[a-z0-9][a-z0-9_-]*"
 VAR_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+ENGINES = ("local", "ray")  # where agents run (docs/scale-out.md)
+RESOURCE_NAME = r"[A-Za-z_][A-Za-z0-9_:.-]{0,127}"
 
 DEFAULT_AGENT_BUDGET = 50_000  # tokens per agent when there is neither a budget_pool nor an explicit budget
 
@@ -198,6 +201,12 @@ AGENT = Obj(
             "Extra environment variables; a null value passes the variable through from rnix's environment.",
         ),
         "working_dir": Field(text, "Working directory of the agent process (relative to the compose file)."),
+        "resources": Field(
+            MapOf(Number(), RESOURCE_NAME, "a resource name (letters, digits, '_', ':', '.', '-')"),
+            "With the Ray engine: what the agent needs of a node, e.g. {CPU: 2, GPU: 1} or a custom "
+            "resource that names a node; Ray reserves it while the agent runs. Ignored by the local "
+            "engine (docs/scale-out.md).",
+        ),
         "contract": Field(CONTRACT, "The SLA contract evaluated after the agent finishes."),
         "output_schema": Field(
             Json(mapping=True),
@@ -331,6 +340,12 @@ COMPOSE = Obj(
         ),
         "max_retries": Field(Int(minimum=0, maximum=100), "Default re-runs after a failure.", default=0),
         "budget_pool": Field(BUDGET_POOL, "A token pool divided among the agents."),
+        "engine": Field(
+            Enum(ENGINES),
+            "Where the agents run: `local` (processes of this machine) or `ray` (a Ray cluster; "
+            "--engine and RNIX_ENGINE win over it; docs/scale-out.md).",
+            default="local",
+        ),
         "max_parallel": Field(
             Int(minimum=1, maximum=100_000),
             "Most agents alive at once in the run (running, paused, or forked early); the others wait "

@@ -123,6 +123,8 @@ class AgentSpec:
     vote_on: str | None = None  # the output_schema field voted on
     quorum: int | None = None  # with aggregate quorum: how many must agree
     weights: str = "equal"  # equal | reputation (votes counted by reputation score)
+    # With the Ray engine: what the agent needs of a node ({CPU: 2, GPU: 1, custom: 1}).
+    resources: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def kind(self) -> str:
@@ -173,6 +175,7 @@ class ComposeSpec:
     models: tuple[ModelAlias, ...] = ()  # the file's `models:` aliases
     vars: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     loops: tuple[LoopSpec, ...] = ()
+    engine: str | None = None  # `engine:` as the file sets it (None: not set; the CLI decides)
     # Things worth saying that do not stop the file (e.g. an expression reading a property the
     # upstream's output_schema does not define), as `file:line: key: message` lines.
     warnings: tuple[str, ...] = ()

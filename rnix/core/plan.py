@@ -208,6 +208,7 @@ def pipeline_keys(agent: AgentSpec) -> dict[str, Any]:
         "quorum": agent.quorum,
         "weights": agent.weights if agent.weights != "equal" else None,
         "compensate": compensation_as_dict(agent.compensate) if agent.compensate is not None else None,
+        "resources": _plain(agent.resources) or None,
     }
     return {k: v for k, v in out.items() if v is not None}
 
@@ -290,6 +291,7 @@ def spec_as_dict(spec: ComposeSpec) -> dict[str, Any]:
             else None
         ),
         "max_parallel": spec.max_parallel,
+        "engine": spec.engine,
         "vars": _plain(spec.vars) or None,
         "loops": {loop.name: loop_as_dict(loop) for loop in spec.loops} or None,
         "agents": {a.name: agent_as_dict(a) for a in spec.agents},
@@ -363,6 +365,7 @@ def plan_as_dict(plan: Plan) -> dict[str, Any]:
                 "output_properties": output_properties(a.spec),
                 "loop": loop_of.get(a.spec.name),
                 "compensate": compensation_as_dict(a.spec.compensate) if a.spec.compensate else None,
+                "resources": _plain(a.spec.resources) or None,
             }
             for a in plan.agents
         ],

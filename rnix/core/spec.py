@@ -136,6 +136,7 @@ def _build(
         models=model_aliases(checked.get("models") or {}, "compose"),
         max_parallel=checked.get("max_parallel"),
         vars=MappingProxyType(dict(checked.get("vars") or {})),
+        engine=checked.get("engine"),
         loops=tuple(
             LoopSpec(
                 name=name,
@@ -221,6 +222,7 @@ def _build_agent(
         vote_on=body.get("vote_on"),
         quorum=body.get("quorum"),
         weights=body.get("weights", "equal"),
+        resources=MappingProxyType(dict(body.get("resources") or {})),
         compensate=_compensation(name, body.get("compensate"), ck),
     )
 

@@ -200,6 +200,26 @@ class Int(Type):
         return out
 
 
+class Number(Type):
+    """A finite number (int or float) >= `minimum`."""
+
+    minimum: float = 0.0
+
+    @property
+    def what(self) -> str:  # type: ignore[override]
+        return f"a number >= {self.minimum:g}"
+
+    def check(self, value: object, path: Path, ck: Checker) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return self.wrong(value, path, ck)
+        if value != value or value in (float("inf"), float("-inf")) or value < self.minimum:
+            return ck.error(path, f"must be {self.what}, not {value}")
+        return float(value)
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "number", "minimum": self.minimum}
+
+
 _DURATION_PART = r"(\d+(\.\d+)?(h|ms|m|s))"
 _DURATION_STR = re.compile(rf"^({_DURATION_PART}+|\d+(\.\d+)?)$")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}

@@ -30,6 +30,9 @@ class SpawnRequest:
     # An absolute path for the agent's exit report, written only when the agent ended by itself (a
     # report left there by an earlier process is removed at spawn); None: no report.
     exit_path: str | None = None
+    # What the agent needs of a node ({CPU: 2, GPU: 1, custom: 1}): the Ray spawner places and
+    # reserves by it; the local spawner ignores it.
+    resources: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True, repr=False)

@@ -93,13 +93,21 @@ def read_exit_report(path: str | os.PathLike[str]) -> ExitInfo | None:
     """The status in the report at `path`; None when there is none or it is unreadable or corrupt.
 
     Never raises. The result is not in the report: read it with `read_result` from the stdout file."""
-    from rnix.supervisor.api import ExitInfo
-
     try:
         with open(path, "rb") as handle:
             data = handle.read(REPORT_LIMIT + 1)
+    except OSError:
+        return None
+    return parse_exit_report(data)
+
+
+def parse_exit_report(data: bytes | str) -> ExitInfo | None:
+    """The status in a report's content (as a node agent returns it); None when it is not one."""
+    from rnix.supervisor.api import ExitInfo
+
+    try:
         report = json.loads(data) if len(data) <= REPORT_LIMIT else None
-    except (OSError, ValueError, RecursionError):  # ValueError: bad JSON or UTF-8; deep nesting
+    except (ValueError, RecursionError):  # ValueError: bad JSON or UTF-8; deep nesting
         return None
     if not isinstance(report, dict) or not _is_number(report.get("ts")):
         return None

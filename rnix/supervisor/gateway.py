@@ -184,6 +184,7 @@ class Gateway:
         self._gates: dict[str, ModelGate] = {}
         self._waits = Waits(on_wait)
         self._server: asyncio.AbstractServer | None = None
+        self._tcp_server: asyncio.Server | None = None  # listen_tcp: agents of other nodes
         self._handlers: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._calls: set[asyncio.Task[dict[str, Any]]] = set()
@@ -200,7 +201,20 @@ class Gateway:
         )
         os.chmod(self.socket_path, 0o600)
 
+    async def listen_tcp(self, host: str, port: int = 0) -> str:
+        """Also serve agents of other machines over TCP (the Ray engine); returns the address they
+        are given, `tcp://HOST:PORT`. The nonce is the only credential, as on the Unix socket: it
+        names one agent attempt and is revoked when that attempt ends."""
+        if self._tcp_server is None:
+            self._tcp_server = await asyncio.start_server(
+                self._serve, host=host, port=port, limit=protocol.MAX_LINE
+            )
+        bound = self._tcp_server.sockets[0].getsockname()
+        return protocol.tcp_address(host, int(bound[1]))
+
     async def close(self) -> None:
+        if self._tcp_server is not None:
+            self._tcp_server.close()
         if self._server is not None:
             self._server.close()
         pending = [*self._calls, *self._handlers]
@@ -217,6 +231,9 @@ class Gateway:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        if self._tcp_server is not None:
+            await self._tcp_server.wait_closed()
+            self._tcp_server = None
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(os.lstat(self.socket_path).st_mode):
                 os.unlink(self.socket_path)

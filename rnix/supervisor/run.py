@@ -20,10 +20,10 @@ import functools
 import json
 import os
 import signal
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from rnix.core import events as ev
 from rnix.core.actions import Options
@@ -36,6 +36,7 @@ from rnix.core.secrets import is_secret_name, mask, secret_values
 from rnix.errors import ExitCode, HomeUnusable
 from rnix.llm import retry, routing
 from rnix.supervisor.agentenv import agent_environment, base_environment
+from rnix.supervisor.api import AgentProcess, SpawnRequest
 from rnix.supervisor.scheduler import AgentView, Clock, Scheduler
 
 if TYPE_CHECKING:
@@ -44,6 +45,32 @@ if TYPE_CHECKING:
     from rnix.supervisor.gateway import Gateway
     from rnix.supervisor.resume import Resume
     from rnix.supervisor.spawn import ForkServerSpawner
+
+
+class Spawner(Protocol):
+    """What a run needs of its spawner (api.Spawner, plus the run-wide environment)."""
+
+    async def start(self) -> None: ...
+
+    async def spawn(self, request: SpawnRequest) -> AgentProcess: ...
+
+    async def close(self) -> None: ...
+
+    def set_base_env(self, env: Mapping[str, str]) -> None: ...
+
+
+@runtime_checkable
+class _RayLike(Protocol):
+    """The Ray spawner's extra duties (rayspawn.RaySpawner), without importing it."""
+
+    gateway_address: str | None
+
+    @property
+    def needs_tcp(self) -> bool: ...
+
+    def gateway_host(self) -> str: ...
+
+    def check_resources(self, wanted: Iterable[tuple[str, Mapping[str, float]]]) -> None: ...
 
 
 @dataclass
@@ -61,6 +88,8 @@ class RunContext:
     stdin_input: str | None = None
     options: Options = field(default_factory=Options)
     resume: Resume | None = None  # what this run takes over from an earlier one
+    engine: str = "local"  # local | ray (docs/scale-out.md)
+    ray_address: str | None = None  # the Ray cluster (None: a local Ray instance for the run)
 
 
 @dataclass
@@ -83,7 +112,15 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
     procinfo.make_undumpable()
     preflight.check_home(ctx.home)
     # The fork server is a process of its own: it boots (~80 ms) while the run is set up here.
-    spawner = ForkServerSpawner(environ={k: v for k, v in ctx.environ.items() if not is_secret_name(k)})
+    spawner: Spawner
+    if ctx.engine == "ray":
+        from rnix.supervisor.rayspawn import RaySpawner
+
+        spawner = RaySpawner(
+            run_id=ctx.run_id, address=ctx.ray_address, ship_dir=str(ctx.base_dir), environ=ctx.environ
+        )
+    else:
+        spawner = ForkServerSpawner(environ={k: v for k, v in ctx.environ.items() if not is_secret_name(k)})
     spawner_started = asyncio.ensure_future(spawner.start())
     try:
         return await _supervise(ctx, on_update, spawner, spawner_started)
@@ -96,7 +133,7 @@ async def supervise(ctx: RunContext, on_update: Callable[[AgentView], None] = la
 async def _supervise(
     ctx: RunContext,
     on_update: Callable[[AgentView], None],
-    spawner: ForkServerSpawner,
+    spawner: Spawner,
     spawner_started: asyncio.Future[None],
 ) -> Outcome:
     from rnix.store import paths
@@ -216,6 +253,10 @@ async def _supervise(
 
             background.extend(asyncio.ensure_future(load) for load in (load_aiohttp(), limits.load()))
         await asyncio.gather(gateway.start(), spawner_started)
+        if isinstance(spawner, _RayLike):  # agents of other nodes reach the gateway over TCP
+            spawner.check_resources((a.spec.name, a.spec.resources) for a in ctx.plan.agents)
+            if spawner.needs_tcp:
+                spawner.gateway_address = await gateway.listen_tcp(spawner.gateway_host())
         # What built-in agents' first calls need is ready before any agent starts: the token
         # encodings (tiktoken's GIL-holding constructor never stalls the loop mid-run) and the
         # clients (imported, session open), so no first call pays for them. Agents that could

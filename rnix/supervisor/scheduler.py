@@ -807,6 +807,7 @@ class Scheduler:
             stderr_path=str(paths.log),
             grace=spec.stop_grace_period_s,
             exit_path=str(paths.exit),
+            resources=dict(spec.resources) or None,
         )
         return await self.spawner.spawn(request)
 

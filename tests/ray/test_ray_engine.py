@@ -1,0 +1,332 @@
+"""`rnix compose up --engine ray` on a local Ray cluster of two simulated nodes (ray.cluster_utils).
+
+The head node has the custom resource `head`, the other one `worker`: an agent that asks for one of
+them lands there (RNIX_NODE, which the node agent gives every agent, says where it ran). Processes
+are found by RNIX_TEST_MARKER: the agents inherit it from the supervisor's environment, the Ray
+cluster (started by this test process) does not have it, so "no marked process left" means no
+agent and no descendant of one, on any node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import RNIX, RunRnix
+from tests.procs import marked_pids, wait_marked_gone
+from tests.teams import wait_for
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+SECRET = "sk-rnix-test-" + "9" * 24
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[dict[str, str]]:
+    """Two nodes on this machine; yields the address and each node's name as rnix shows it."""
+    env_before = os.environ.get("RAY_USAGE_STATS_ENABLED")
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    made = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {"head": 1}})
+    try:
+        worker = made.add_node(num_cpus=1, resources={"worker": 1})
+        made.wait_for_nodes()
+        yield {
+            "address": made.address,
+            "head": made.head_node.node_id[:8],
+            "worker": worker.node_id[:8],
+        }
+    finally:
+        made.shutdown()
+        if env_before is None:
+            os.environ.pop("RAY_USAGE_STATS_ENABLED", None)
+
+
+@pytest.fixture
+def marker() -> Iterator[str]:
+    value = uuid.uuid4().hex
+    try:
+        yield value
+    finally:  # whatever the outcome, the test itself must not leak
+        for pid in marked_pids(value):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def write(tmp_path: Path, text: str, name: str = "cluster") -> Path:
+    folder = tmp_path / name
+    folder.mkdir(exist_ok=True)
+    (folder / "compose.yaml").write_text(f"name: {name}\n{text}")
+    return folder
+
+
+def cmd(script: str) -> str:
+    """A compose `command:` running `script` with this interpreter."""
+    return json.dumps([sys.executable, "-c", script])
+
+
+def up_env(marker: str, **extra: str) -> dict[str, str]:
+    return {"RNIX_TEST_MARKER": marker, "OPENAI_API_KEY": SECRET, **extra}
+
+
+def ps_rows(rnix: RunRnix, folder: Path) -> dict[str, dict[str, Any]]:
+    result = rnix("compose", "ps", "-a", "--json", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return {row["agent"]: row for row in json.loads(result.stdout)["data"]["processes"]}
+
+
+WHERE = "import os; print(os.environ['RNIX_NODE'])"
+
+
+def test_agents_land_on_both_nodes_and_upstream_results_reach_them(
+    rnix: RunRnix, tmp_path: Path, cluster: dict[str, str], marker: str
+) -> None:
+    folder = write(
+        tmp_path,
+        f"""
+agents:
+  first:
+    intent: where am I
+    command: {cmd(WHERE)}
+    resources: {{head: 1}}
+  second:
+    intent: where am I, and what did first say
+    command: {cmd("import json, os, sys; t = json.load(sys.stdin); print(os.environ['RNIX_NODE'], t['upstream']['first'].strip())")}
+    resources: {{worker: 1}}
+    depends_on: [first]
+  summary:
+    intent: summarise both
+    resources: {{worker: 0.5}}
+    depends_on: [first, second]
+""",
+    )
+    result = rnix("compose", "up", "--json", "--ray-address", cluster["address"], cwd=folder, env=up_env(marker))
+    assert result.returncode == 0, result.stderr
+    rows = ps_rows(rnix, folder)
+    assert {name: row["state"] for name, row in rows.items()} == dict.fromkeys(rows, "completed")
+    logs = rnix("compose", "logs", "--no-log-prefix", "first", cwd=folder)
+    assert logs.stdout.strip() == cluster["head"]
+    logs = rnix("compose", "logs", "--no-log-prefix", "second", cwd=folder)
+    # `second` ran on the worker node and got first's result (from the head node) as its upstream.
+    assert logs.stdout.strip() == f"{cluster['worker']} {cluster['head']}"
+    # The built-in agent on the worker reached the gateway over TCP and was answered by the mock.
+    summary = rnix("compose", "logs", "--no-log-prefix", "summary", cwd=folder).stdout
+    assert "using results from: first, second" in summary
+    assert wait_marked_gone(marker, 10) == []
+
+
+def test_no_key_reaches_a_remote_agent_and_its_token_dies_with_it(
+    rnix: RunRnix, tmp_path: Path, cluster: dict[str, str], marker: str
+) -> None:
+    # `leaker` (worker node) prints its whole environment; `replayer` (worker node) tries to use
+    # the leaker's gateway token after the leaker exited.
+    replay = (
+        "import json, socket, sys; t = json.load(sys.stdin); env = dict("
+        "line.split('=', 1) for line in t['upstream']['leaker'].splitlines() if '=' in line); "
+        "host, port = env['RNIX_GATEWAY'][len('tcp://'):].rsplit(':', 1); "
+        "s = socket.create_connection((host, int(port)), 10); "
+        "s.sendall(json.dumps({'op': 'hello', 'id': 1, 'nonce': env['RNIX_AGENT_NONCE']}).encode() + b'\\n'); "
+        "print(s.makefile().readline().strip())"
+    )
+    folder = write(
+        tmp_path,
+        f"""
+agents:
+  leaker:
+    intent: show the environment
+    command: ["env"]
+    resources: {{worker: 1}}
+  replayer:
+    intent: use the leaker's token
+    command: {cmd(replay)}
+    resources: {{worker: 1}}
+    depends_on: [leaker]
+""",
+    )
+    result = rnix("compose", "up", "--ray-address", cluster["address"], cwd=folder, env=up_env(marker))
+    assert result.returncode == 0, result.stderr
+    leaked = rnix("compose", "logs", "--no-log-prefix", "leaker", cwd=folder).stdout
+    assert "RNIX_GATEWAY=tcp://127.0.0.1:" in leaked  # a remote agent: the gateway over TCP
+    assert "RNIX_AGENT_NONCE=" in leaked
+    assert SECRET not in leaked and "OPENAI_API_KEY" not in leaked
+    reply = json.loads(rnix("compose", "logs", "--no-log-prefix", "replayer", cwd=folder).stdout)
+    assert reply["ok"] is False and reply["error"]["code"] == "unauthorized"
+    for path in (Path(os.environ["RNIX_HOME"])).rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_a_timeout_on_the_worker_kills_a_term_ignoring_agent_and_its_grandchildren(
+    rnix: RunRnix, tmp_path: Path, cluster: dict[str, str], marker: str
+) -> None:
+    stubborn = (
+        "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "kids = [subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)']) for _ in range(2)]; "
+        "print('ready', flush=True); time.sleep(300)"
+    )
+    folder = write(
+        tmp_path,
+        f"""
+agents:
+  stubborn:
+    intent: ignore SIGTERM
+    command: {cmd(stubborn)}
+    resources: {{worker: 1}}
+    timeout: 2s
+    stop_grace_period: 1s
+""",
+    )
+    started = time.monotonic()
+    result = rnix("compose", "up", "--ray-address", cluster["address"], cwd=folder, env=up_env(marker))
+    assert result.returncode == 1, result.stderr
+    assert time.monotonic() - started < 30
+    row = ps_rows(rnix, folder)["stubborn"]
+    assert row["state"] == "timeout"
+    assert rnix("compose", "logs", "--no-log-prefix", "stubborn", cwd=folder).stdout.strip() == "ready"
+    assert marked_pids(marker) == []  # the agent and both grandchildren: nothing left at return
+
+
+def test_compose_down_from_another_terminal_stops_agents_on_every_node(
+    rnix: RunRnix, tmp_path: Path, cluster: dict[str, str], marker: str
+) -> None:
+    sleeper = "import time; print('up', flush=True); time.sleep(300)"
+    folder = write(
+        tmp_path,
+        f"""
+agents:
+  here:
+    intent: sleep on the head
+    command: {cmd(sleeper)}
+    resources: {{head: 1}}
+  there:
+    intent: sleep on the worker
+    command: {cmd(sleeper)}
+    resources: {{worker: 1}}
+""",
+    )
+    up = rnix("compose", "up", "-d", "--ray-address", cluster["address"], cwd=folder, env=up_env(marker))
+    assert up.returncode == 0, up.stderr
+
+    def both_running() -> bool:
+        rows = ps_rows(rnix, folder)
+        return all(rows.get(name, {}).get("state") == "running" for name in ("here", "there"))
+
+    wait_for(both_running, 60, "both agents to run")
+    # compose logs -f streams the remote agent's output back while it runs.
+    wait_for(lambda: "up" in rnix("compose", "logs", "there", cwd=folder).stdout, 20, "the remote output")
+    down = rnix("compose", "down", "--json", cwd=folder)
+    assert down.returncode == 0, down.stderr
+    assert marked_pids(marker) == []
+    rows = ps_rows(rnix, folder)
+    assert {rows["here"]["state"], rows["there"]["state"]} <= {"stopped", "failed"}
+
+
+def test_sigkill_of_the_supervisor_leaves_no_agent_on_any_node(
+    tmp_path: Path, cluster: dict[str, str], marker: str
+) -> None:
+    sleeper = "import time; print('up', flush=True); time.sleep(300)"
+    folder = write(
+        tmp_path,
+        f"""
+agents:
+  here:
+    intent: sleep on the head
+    command: {cmd(sleeper)}
+    resources: {{head: 1}}
+  there:
+    intent: sleep on the worker
+    command: {cmd(sleeper)}
+    resources: {{worker: 1}}
+    stop_grace_period: 1s
+""",
+    )
+    env = {**os.environ, **up_env(marker)}
+    supervisor = subprocess.Popen(
+        [RNIX, "compose", "up", "--ray-address", cluster["address"]],
+        cwd=folder,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # Two agents (each a leader and its command) plus the supervisor itself.
+        wait_for(lambda: len(marked_pids(marker)) >= 5, 60, "both agents to run")
+        supervisor.kill()
+        supervisor.wait(10)
+        assert wait_marked_gone(marker, 30) == []
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+
+
+def test_an_agent_whose_resources_no_node_has_is_refused_before_anything_runs(
+    rnix: RunRnix, tmp_path: Path, cluster: dict[str, str], marker: str
+) -> None:
+    folder = write(
+        tmp_path,
+        f"""
+agents:
+  fine:
+    intent: would run
+    command: {cmd("print('ran')")}
+  greedy:
+    intent: needs a GPU
+    command: {cmd("print('ran')")}
+    resources: {{GPU: 1}}
+""",
+    )
+    result = rnix("compose", "up", "--ray-address", cluster["address"], cwd=folder, env=up_env(marker))
+    assert result.returncode == 2, result.stderr
+    assert "agent greedy needs resources {GPU: 1}, which no node of the Ray cluster has" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (rnix("compose", "logs", "fine", cwd=folder).stdout.strip())
+
+
+def test_sigterm_reaches_rnix_not_ray_and_stops_gracefully(
+    tmp_path: Path, cluster: dict[str, str], marker: str
+) -> None:
+    folder = write(
+        tmp_path,
+        f"""
+agents:
+  there:
+    intent: sleep on the worker
+    command: {cmd("import time; print('up', flush=True); time.sleep(300)")}
+    resources: {{worker: 1}}
+""",
+    )
+    env = {**os.environ, **up_env(marker)}
+    supervisor = subprocess.Popen(
+        [RNIX, "compose", "up", "--ray-address", cluster["address"]],
+        cwd=folder,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: len(marked_pids(marker)) >= 3, 60, "the agent to run")
+        supervisor.send_signal(signal.SIGTERM)
+        out, err = supervisor.communicate(timeout=30)
+        assert supervisor.returncode == 143, err  # rnix's stop (Ray's own handler would exit 1)
+        assert "Traceback" not in err
+        assert marked_pids(marker) == []
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
