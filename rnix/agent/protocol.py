@@ -1,7 +1,8 @@
 """The wire protocol between agent processes and the supervisor's gateway. Standard library only.
 
 Transport: a Unix stream socket at `$RNIX_GATEWAY`, or, for an agent on another machine of a Ray
-cluster, a TCP connection to `$RNIX_GATEWAY` = `tcp://HOST:PORT` (`tcp_address`); messages are JSON objects, one per line (UTF-8).
+cluster, a TCP connection to `$RNIX_GATEWAY` = `tcp://HOST:PORT` (`tcp_address`); messages are JSON
+objects, one per line (UTF-8).
 An agent (or `rnix llm` run by it) first authenticates with its nonce, then sends requests; replies
 carry the request's `id`. One connection serves one request at a time, in order.
 

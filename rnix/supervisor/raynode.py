@@ -116,9 +116,7 @@ class NodeAgent:
                 candidate = os.path.normpath(os.path.join(os.getcwd(), relative))
                 if os.path.isdir(candidate):
                     return candidate
-        raise FileNotFoundError(
-            f"the working directory {cwd} does not exist on node {socket.gethostname()}"
-        )
+        raise FileNotFoundError(f"the working directory {cwd} does not exist on node {socket.gethostname()}")
 
     async def wait(self, pid: int) -> dict[str, Any]:
         """How agent `pid` ended: {returncode, signal, result, report} (`report`: its exit report's
@@ -131,9 +129,8 @@ class NodeAgent:
         _out, _log, exit_path = self._files[pid]
         report = None
         if exit_path is not None:
-            with contextlib.suppress(OSError):
-                with open(exit_path, encoding="utf-8") as handle:
-                    report = handle.read(exitreport.REPORT_LIMIT + 1)
+            with contextlib.suppress(OSError), open(exit_path, encoding="utf-8") as handle:
+                report = handle.read(exitreport.REPORT_LIMIT + 1)
         return {"returncode": info.returncode, "signal": info.signal, "result": info.result, "report": report}
 
     def signal_group(self, pid: int, signum: int) -> bool:

@@ -127,7 +127,9 @@ class RayAgentProcess:
             self._node.live.pop(self.pid, None)
             self._spawner._ended(self._node, self)
             if not self._exit.done():
-                self._exit.set_result(ExitInfo(data.get("returncode"), data.get("signal"), data.get("result")))
+                self._exit.set_result(
+                    ExitInfo(data.get("returncode"), data.get("signal"), data.get("result"))
+                )
 
     def __repr__(self) -> str:
         return f"<RayAgentProcess {self.name} node={self.node} pid={self.pid} exit={self.exit_info}>"
@@ -191,7 +193,9 @@ class RaySpawner:
         try:
             await asyncio.gather(*(node.actor.start.remote() for node in self.nodes.values()))
         except Exception as exc:
-            raise RnixError(f"cannot start the rnix node agents on the Ray cluster: {_first_line(exc)}") from exc
+            raise RnixError(
+                f"cannot start the rnix node agents on the Ray cluster: {_first_line(exc)}"
+            ) from exc
         self._pump = asyncio.create_task(self._pump_loop())
 
     def _connect(self, ray: Any) -> None:
@@ -251,9 +255,16 @@ class RaySpawner:
             need = {k: v for k, v in resources.items() if v > 0}
             if not need:
                 continue
-            if not any(all(node.resources.get(k, 0.0) >= v for k, v in need.items()) for node in self.nodes.values()):
+            if not any(
+                all(node.resources.get(k, 0.0) >= v for k, v in need.items()) for node in self.nodes.values()
+            ):
                 have = "; ".join(
-                    f"{node.name}: " + ", ".join(f"{k}={v:g}" for k, v in sorted(node.resources.items()) if not k.startswith(("node:", "memory", "object_store")))
+                    f"{node.name}: "
+                    + ", ".join(
+                        f"{k}={v:g}"
+                        for k, v in sorted(node.resources.items())
+                        if not k.startswith(("node:", "memory", "object_store"))
+                    )
                     for node in self.nodes.values()
                 )
                 raise UsageError(
@@ -294,7 +305,9 @@ class RaySpawner:
             self._release(group)
             from rnix.supervisor.spawn import SpawnError
 
-            raise SpawnError(f"cannot start agent {request.name!r} on node {node.name}: {_first_line(exc)}") from exc
+            raise SpawnError(
+                f"cannot start agent {request.name!r} on node {node.name}: {_first_line(exc)}"
+            ) from exc
         process = RayAgentProcess(self, node, info, request, group)
         node.live[process.pid] = process
         if request.exit_path is not None:
@@ -317,7 +330,9 @@ class RaySpawner:
         node = self.nodes.get(node_id)
         if node is None:  # a node that joined after the run started: no node agent there
             self._release(group)
-            raise RuntimeError(f"Ray placed agent {request.name!r} on a node rnix does not serve ({node_id[:8]})")
+            raise RuntimeError(
+                f"Ray placed agent {request.name!r} on a node rnix does not serve ({node_id[:8]})"
+            )
         return node, group
 
     def _release(self, group: Any) -> None:

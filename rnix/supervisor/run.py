@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from rnix.store.db import StoreUnwritable
     from rnix.supervisor.gateway import Gateway
     from rnix.supervisor.resume import Resume
-    from rnix.supervisor.spawn import ForkServerSpawner
 
 
 class Spawner(Protocol):

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import RNIX, RunRnix
-from tests.procs import marked_pids, wait_marked_gone
+from tests.procs import marked_pids, wait_gone, wait_marked_gone
 from tests.teams import wait_for
 
 ray = pytest.importorskip("ray")
@@ -86,7 +86,31 @@ def ps_rows(rnix: RunRnix, folder: Path) -> dict[str, dict[str, Any]]:
     return {row["agent"]: row for row in json.loads(result.stdout)["data"]["processes"]}
 
 
+def running_pids(rnix: RunRnix, folder: Path, *names: str) -> list[int] | None:
+    """The PIDs of the named agents once all of them run (None before)."""
+    rows = ps_rows(rnix, folder)
+    if not all(rows.get(name, {}).get("state") == "running" for name in names):
+        return None
+    return [int(rows[name]["pid"]) for name in names]
+
+
+def agent_pids(marker: str) -> list[int]:
+    """Marked processes other than a supervisor (`rnix compose up`), which carries the marker too."""
+    left = []
+    for pid in marked_pids(marker):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+            if b"compose" not in argv or b"up" not in argv:
+                left.append(pid)
+    return left
+
+
 WHERE = "import os; print(os.environ['RNIX_NODE'])"
+SECOND = (
+    "import json, os, sys; t = json.load(sys.stdin); "
+    "print(os.environ['RNIX_NODE'], t['upstream']['first'].strip())"
+)
 
 
 def test_agents_land_on_both_nodes_and_upstream_results_reach_them(
@@ -102,7 +126,7 @@ agents:
     resources: {{head: 1}}
   second:
     intent: where am I, and what did first say
-    command: {cmd("import json, os, sys; t = json.load(sys.stdin); print(os.environ['RNIX_NODE'], t['upstream']['first'].strip())")}
+    command: {cmd(SECOND)}
     resources: {{worker: 1}}
     depends_on: [first]
   summary:
@@ -111,7 +135,9 @@ agents:
     depends_on: [first, second]
 """,
     )
-    result = rnix("compose", "up", "--json", "--ray-address", cluster["address"], cwd=folder, env=up_env(marker))
+    result = rnix(
+        "compose", "up", "--json", "--ray-address", cluster["address"], cwd=folder, env=up_env(marker)
+    )
     assert result.returncode == 0, result.stderr
     rows = ps_rows(rnix, folder)
     assert {name: row["state"] for name, row in rows.items()} == dict.fromkeys(rows, "completed")
@@ -136,7 +162,8 @@ def test_no_key_reaches_a_remote_agent_and_its_token_dies_with_it(
         "line.split('=', 1) for line in t['upstream']['leaker'].splitlines() if '=' in line); "
         "host, port = env['RNIX_GATEWAY'][len('tcp://'):].rsplit(':', 1); "
         "s = socket.create_connection((host, int(port)), 10); "
-        "s.sendall(json.dumps({'op': 'hello', 'id': 1, 'nonce': env['RNIX_AGENT_NONCE']}).encode() + b'\\n'); "
+        "hello = {'op': 'hello', 'id': 1, 'nonce': env['RNIX_AGENT_NONCE']}; "
+        "s.sendall(json.dumps(hello).encode() + b'\\n'); "
         "print(s.makefile().readline().strip())"
     )
     folder = write(
@@ -195,7 +222,8 @@ agents:
     row = ps_rows(rnix, folder)["stubborn"]
     assert row["state"] == "timeout"
     assert rnix("compose", "logs", "--no-log-prefix", "stubborn", cwd=folder).stdout.strip() == "ready"
-    assert marked_pids(marker) == []  # the agent and both grandchildren: nothing left at return
+    # The leader, the command and both grandchildren: nothing left when `up` returns.
+    assert wait_gone([int(row["pid"])], 0) == [] and marked_pids(marker) == []
 
 
 def test_compose_down_from_another_terminal_stops_agents_on_every_node(
@@ -219,22 +247,20 @@ agents:
     up = rnix("compose", "up", "-d", "--ray-address", cluster["address"], cwd=folder, env=up_env(marker))
     assert up.returncode == 0, up.stderr
 
-    def both_running() -> bool:
-        rows = ps_rows(rnix, folder)
-        return all(rows.get(name, {}).get("state") == "running" for name in ("here", "there"))
-
-    wait_for(both_running, 60, "both agents to run")
+    leaders = wait_for(lambda: running_pids(rnix, folder, "here", "there"), 60, "both agents to run")
     # compose logs -f streams the remote agent's output back while it runs.
     wait_for(lambda: "up" in rnix("compose", "logs", "there", cwd=folder).stdout, 20, "the remote output")
     down = rnix("compose", "down", "--json", cwd=folder)
     assert down.returncode == 0, down.stderr
-    assert marked_pids(marker) == []
+    # Every agent on every node is gone when `down` returns.
+    assert wait_gone(leaders, 0) == [] and agent_pids(marker) == []
+    assert wait_marked_gone(marker, 20) == []  # and the supervisor exits (Ray's atexit takes a moment)
     rows = ps_rows(rnix, folder)
-    assert {rows["here"]["state"], rows["there"]["state"]} <= {"stopped", "failed"}
+    assert {rows["here"]["state"], rows["there"]["state"]} == {"cancelled"}  # as a local run shows it
 
 
 def test_sigkill_of_the_supervisor_leaves_no_agent_on_any_node(
-    tmp_path: Path, cluster: dict[str, str], marker: str
+    rnix: RunRnix, tmp_path: Path, cluster: dict[str, str], marker: str
 ) -> None:
     sleeper = "import time; print('up', flush=True); time.sleep(300)"
     folder = write(
@@ -262,10 +288,12 @@ agents:
         stderr=subprocess.DEVNULL,
     )
     try:
-        # Two agents (each a leader and its command) plus the supervisor itself.
-        wait_for(lambda: len(marked_pids(marker)) >= 5, 60, "both agents to run")
+        leaders = wait_for(lambda: running_pids(rnix, folder, "here", "there"), 60, "both agents to run")
         supervisor.kill()
         supervisor.wait(10)
+        # Ray ends the node agents of a dead driver; their fork servers' and leaders' parent-death
+        # signals stop every group (the leaders, the commands and whatever they started).
+        assert wait_gone(leaders, 30) == []
         assert wait_marked_gone(marker, 30) == []
     finally:
         if supervisor.poll() is None:
@@ -297,7 +325,7 @@ agents:
 
 
 def test_sigterm_reaches_rnix_not_ray_and_stops_gracefully(
-    tmp_path: Path, cluster: dict[str, str], marker: str
+    rnix: RunRnix, tmp_path: Path, cluster: dict[str, str], marker: str
 ) -> None:
     folder = write(
         tmp_path,
@@ -320,12 +348,13 @@ agents:
         text=True,
     )
     try:
-        wait_for(lambda: len(marked_pids(marker)) >= 3, 60, "the agent to run")
+        leaders = wait_for(lambda: running_pids(rnix, folder, "there"), 60, "the agent to run")
         supervisor.send_signal(signal.SIGTERM)
-        out, err = supervisor.communicate(timeout=30)
+        _out, err = supervisor.communicate(timeout=30)
         assert supervisor.returncode == 143, err  # rnix's stop (Ray's own handler would exit 1)
         assert "Traceback" not in err
-        assert marked_pids(marker) == []
+        assert wait_gone(leaders, 0) == [] and marked_pids(marker) == []
+        assert ps_rows(rnix, folder)["there"]["state"] == "cancelled"
     finally:
         if supervisor.poll() is None:
             supervisor.kill()
