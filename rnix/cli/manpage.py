@@ -54,6 +54,23 @@ ENVIRONMENT = (
     ),
     ("COMPOSE_FILE", "docker compose's name for RNIX_COMPOSE_FILE, used when that is not set."),
     ("RNIX_SEED", "Seed for choosing among candidates, as --seed."),
+    ("RNIX_ENGINE", "Where `compose up` runs the agents when --engine is not given: local or ray."),
+    ("RNIX_RAY_ADDRESS", "The Ray cluster of `compose up --engine ray`, as --ray-address."),
+    (
+        "RNIX_GATEWAY_HOST",
+        "With the Ray engine: the address the gateway listens on for agents of other nodes (default: "
+        "127.0.0.1 when every node is this machine, else this node's address).",
+    ),
+    (
+        "RNIX_NODE_DIR",
+        "On a node of a Ray cluster: where the node agent keeps its agents' files "
+        "(default $TMPDIR/rnix-node-UID).",
+    ),
+    ("RNIX_NODE", "Set by rnix in an agent run by the Ray engine: the node it runs on, as ps shows it."),
+    (
+        "RAY_USAGE_STATS_ENABLED",
+        "Ray's usage statistics; rnix sets it to 0 when it is unset (the run reports nothing).",
+    ),
     ("USER", "The name `rnix compose approve` and `reject` decide under when --as is not given."),
     ("RNIX_EXPLORE", "Share of candidate choices that explore at random, from 0 to 1 (default 0.1)."),
     ("RNIX_MODEL", "Model of rnix run when --model is not given (default: mock)."),

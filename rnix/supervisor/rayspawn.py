@@ -218,7 +218,7 @@ class RaySpawner:
                 for key in hidden:
                     del os.environ[key]
                 try:
-                    ray.init(include_dashboard=False, **kwargs)
+                    ray.init(address="local", include_dashboard=False, **kwargs)  # never a running one
                 finally:
                     os.environ.update(hidden)
                 self._started_ray = True

@@ -97,6 +97,7 @@ SAMPLES: dict[str, Any] = {
     "api_base": "http://127.0.0.1:8000/v1",
     "budget_pool": {"total": 1000},
     "max_parallel": 4,
+    "resources": {"CPU": 2, "GPU": 1},
     "models": {"fast": "openai/gpt-4o-mini", "local": {"model": "ollama/llama3", "rpm": 60}},
     "agents": {"other": {"intent": "x"}},
     "total": 1000,

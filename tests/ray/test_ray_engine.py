@@ -359,3 +359,87 @@ agents:
         if supervisor.poll() is None:
             supervisor.kill()
             supervisor.wait()
+
+
+def test_a_resumed_run_reuses_what_a_remote_agent_finished_before_the_crash(
+    rnix: RunRnix, tmp_path: Path, cluster: dict[str, str], marker: str
+) -> None:
+    flag = tmp_path / "go-on"
+    slow = (
+        "import json, os, sys, time; t = json.load(sys.stdin); "
+        "print(t['upstream']['done'].strip(), flush=True); "
+        f"os.path.exists({str(flag)!r}) or time.sleep(300)"
+    )
+    folder = write(
+        tmp_path,
+        f"""
+agents:
+  done:
+    intent: finish at once on the worker
+    command: {cmd("import os; print('done on', os.environ['RNIX_NODE'])")}
+    resources: {{worker: 1}}
+  slow:
+    intent: wait for the flag
+    command: {cmd(slow)}
+    resources: {{worker: 1}}
+    depends_on: [done]
+""",
+    )
+    env = {**os.environ, **up_env(marker)}
+    supervisor = subprocess.Popen(
+        [RNIX, "compose", "up", "--ray-address", cluster["address"]],
+        cwd=folder,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        leaders = wait_for(lambda: running_pids(rnix, folder, "slow"), 60, "slow to run")
+        supervisor.kill()
+        supervisor.wait(10)
+        assert wait_gone(leaders, 30) == []
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+    flag.write_text("")
+    again = rnix("compose", "up", "--json", "--ray-address", cluster["address"], cwd=folder, env=up_env(marker))
+    assert again.returncode == 0, again.stderr
+    rows = ps_rows(rnix, folder)
+    # The exit report of `done` came back from its node before the crash: it is not run again.
+    assert rows["done"]["reused_from"] is not None and rows["slow"]["reused_from"] is None
+    assert rows["slow"]["state"] == "completed"
+    # ... and its result, as its node returned it, is what `slow` gets again.
+    assert rnix("compose", "logs", "--no-log-prefix", "slow", cwd=folder).stdout.strip() == (
+        f"done on {cluster['worker']}"
+    )
+    assert wait_marked_gone(marker, 20) == []
+
+
+def test_without_an_address_a_local_ray_instance_runs_the_file_and_goes_away(
+    rnix: RunRnix, tmp_path: Path, marker: str
+) -> None:
+    # `engine: ray` in the file; no cluster: rnix starts a Ray instance for the run (its processes
+    # inherit the marker) and shuts it down at the end.
+    folder = write(
+        tmp_path,
+        f"""
+engine: ray
+agents:
+  one:
+    intent: say the node
+    command: {cmd(WHERE)}
+  two:
+    intent: summarise
+    depends_on: [one]
+""",
+        name="local-ray",
+    )
+    result = rnix("compose", "up", "--json", cwd=folder, env=up_env(marker), timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = ps_rows(rnix, folder)
+    assert rows["one"]["state"] == rows["two"]["state"] == "completed"
+    node = rnix("compose", "logs", "--no-log-prefix", "one", cwd=folder).stdout.strip()
+    assert len(node) == 8 and int(node, 16) >= 0  # RNIX_NODE: the Ray node id's first 8 hex digits
+    assert wait_marked_gone(marker, 30) == []  # the agents and every process of the Ray instance
