@@ -369,7 +369,9 @@ def ps_cmd(env: Env, as_json: bool, show_all: bool, project: str | None, listing
     from several runs. TOKENS is used/funded per agent; a budget pool lends what one agent leaves to
     later ones, so the pool's own use is noted on stderr. STATE reads `running (rate_limited)` while
     one of the agent's model calls waits for its model's max_concurrency or rpm, or to retry after
-    HTTP 429 (`rate_limited` in --json).
+    HTTP 429 (`rate_limited` in --json). NODE appears when an agent runs on another cluster node:
+    its PID is one of that node (`-`: this machine); --json always has it as `cluster_node` (null:
+    this machine), beside `node`, the agent's node in the compose file.
     """
     return list_processes(env, project=project, show_all=show_all, as_json=as_json, listing=listing)
 
@@ -383,7 +385,9 @@ def kill_cmd(env: Env, signame: str, pid: int, as_json: bool) -> int:
     """Send a signal to an agent's whole process group (the PID is checked first).
 
     The run's supervisor sends it and records it (STOP pauses the agent, CONT resumes it); only for
-    a run whose supervisor is gone does rnix signal the group itself.
+    a run whose supervisor is gone does rnix signal the group itself. An agent on another cluster
+    node (NODE in `rnix ps`) is reached only through its supervisor: once that is gone, kill refuses
+    with exit status 1 and signals nothing here (the node stops such agents by itself).
     """
     from rnix.store.db import Store
     from rnix.supervisor.control import signal_agent

@@ -126,7 +126,7 @@ def _print(env: Env, snap: Snapshot, show_all: bool) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from rnix.tui.rows import COLUMNS, header_text, table_rows
+    from rnix.tui.rows import COLUMNS, header_text, shown_columns, table_rows
     from rnix.tui.table import AUTO_WIDTH_CAP
     from rnix.ui.render import console
 
@@ -145,7 +145,10 @@ def _print(env: Env, snap: Snapshot, show_all: bool) -> None:
         )
         return
     table = Table(box=None, pad_edge=False, header_style="bold")
+    shown = shown_columns(rows)  # NODE only when an agent runs on another node
     for i, (name, width, right) in enumerate(COLUMNS):
+        if not shown[i]:
+            continue
         # Only INTENT gives way on a narrow terminal; every other column keeps its content.
         fitted = max(len(name), *(cell_len(row.cells[i].text) for row in rows))
         table.add_column(
@@ -157,5 +160,11 @@ def _print(env: Env, snap: Snapshot, show_all: bool) -> None:
             max_width=60 if name == "INTENT" else None,
         )
     for row in rows:
-        table.add_row(*(Text(cell.text, style=cell.style or "") for cell in row.cells))
+        table.add_row(
+            *(
+                Text(cell.text, style=cell.style or "")
+                for cell, show in zip(row.cells, shown, strict=True)
+                if show
+            )
+        )
     out.print(table)

@@ -213,6 +213,10 @@ class InstanceStarted(Event):
     log_path: str | None = None
     out_path: str | None = None
     replay_calls: int = 0  # journalled calls available to answer this attempt for free
+    # The cluster node the attempt runs on (the spawner's `AgentProcess.node`); None: the
+    # supervisor's machine, and in logs written before agents could run elsewhere. Not `key.node`
+    # (the compose node): `pid` is a PID on this node.
+    node: str | None = None
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,9 @@ class Instance:
     pid: int | None = None
     pid_start_time: float | None = None
     pid_start_ticks: int | None = None
+    # The cluster node the running (or last) attempt runs on, where `pid` lives; None: this
+    # machine. Not `key.node`, which is the compose node.
+    node: str | None = None
     tokens_used: int = 0
     started_at: float | None = None  # the first attempt's start
     attempt_started_at: float | None = None
@@ -287,6 +290,7 @@ def _started(inst: Instance, e: ev.InstanceStarted, ts: float) -> Instance:
         pid=e.pid,
         pid_start_time=e.pid_start_time,
         pid_start_ticks=e.pid_start_ticks,
+        node=e.node,
         started_at=inst.started_at if inst.started_at is not None else ts,
         attempt_started_at=ts,
         ended_at=None,

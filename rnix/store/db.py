@@ -138,6 +138,9 @@ class ProcessRow:
     spec_hash: str | None = None
     pid_start_ticks: int | None = None  # None in rows recorded before rnix stored ticks
     rate_limited: bool = False  # a model call waits for the provider's limits (while it runs)
+    # The cluster node the agent's latest attempt runs on, where `pid` lives; None: the
+    # supervisor's machine (and rows recorded before agents could run elsewhere).
+    node: str | None = None
 
     @property
     def terminal(self) -> bool:

@@ -238,3 +238,9 @@ def m007_journal_requests(conn: sqlite3.Connection) -> None:
 def m008_rate_limited(conn: sqlite3.Connection) -> None:
     """Whether a running agent's model call waits for the provider's limits (`rate_limited` in ps)."""
     _run(conn, "ALTER TABLE processes ADD COLUMN rate_limited INTEGER NOT NULL DEFAULT 0")
+
+
+@migration
+def m009_node(conn: sqlite3.Connection) -> None:
+    """The cluster node an agent runs on (`NODE` in ps and top); NULL: the supervisor's machine."""
+    _run(conn, "ALTER TABLE processes ADD COLUMN node TEXT")

@@ -101,11 +101,12 @@ def _agent_reused(conn: sqlite3.Connection, r: Record, e: ev.InstanceReused) -> 
 
 def _agent_started(conn: sqlite3.Connection, r: Record, e: ev.InstanceStarted) -> None:
     # started_at is the start of the latest attempt, so elapsed time and `top` describe that attempt.
+    # An agent on another node is not the supervisor's child: no PPID then.
     _update_process(
         conn,
         r,
-        "state = ?, pid = ?, pid_start_time = ?, pid_start_ticks = ?,"
-        " ppid = (SELECT supervisor_pid FROM runs WHERE id = ?),"
+        "state = ?, pid = ?, pid_start_time = ?, pid_start_ticks = ?, node = ?,"
+        " ppid = (SELECT supervisor_pid FROM runs WHERE id = ? AND ? IS NULL),"
         " attempt = COALESCE(?, attempt), budget = COALESCE(?, budget), started_at = ?, log_path = ?,"
         " out_path = ?, ended_at = NULL, exit_code = NULL, signal = NULL, error = NULL, result = NULL,"
         " elapsed_ms = NULL, paused_at = NULL, paused_ms = 0, rate_limited = 0",
@@ -114,7 +115,9 @@ def _agent_started(conn: sqlite3.Connection, r: Record, e: ev.InstanceStarted) -
             _scalar(e.pid),
             _scalar(e.pid_start_time),
             _scalar(e.pid_start_ticks),
+            _scalar(e.node),
             r.run_id,
+            _scalar(e.node),
             _scalar(e.attempt),
             _scalar(e.budget),
             r.ts,

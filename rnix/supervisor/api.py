@@ -55,6 +55,13 @@ class ExitInfo:
 
 
 class AgentProcess(Protocol):
+    """A started agent. Besides the attributes below, a process may have `node: str | None`: the
+    short name of the cluster node it runs on (e.g. `worker-1`, a Ray node id prefix or hostname),
+    on which `pid`, `start_time` and `start_ticks` hold. None, or no such attribute (the scheduler
+    reads it with `getattr(process, "node", None)`), means this machine: the local spawner's
+    processes have `node = None`. A process with a node is never probed or signalled by its PID
+    from this machine; `signal_group` and `stop` reach it on its node."""
+
     pid: int  # also the process group id
     start_time: float  # process creation time, seconds since the epoch (psutil's create_time)
     start_ticks: int | None  # the exact one: /proc/PID/stat field 22 (None when not known)

@@ -12,6 +12,10 @@ the agents it left (if any survived) itself and marks the run.
   without a socket at all while `DIRECT_WHEN_NO_SOCKET` holds. On the direct path SIGSTOP records
   the agent as paused (its clock stops), SIGCONT as running again, and any other signal to a paused
   agent is followed by SIGCONT so the agent can act on it.
+- An agent on another cluster node (`ProcessRow.node`) has a PID of that node: nothing here probes
+  or signals it by PID. A signal to it goes through its live supervisor (which reaches the node);
+  with the supervisor gone it is refused (`RemoteAgent`), and `stop_orphans` leaves it to its node
+  agent, which stops the agents of a supervisor that is gone by itself.
 - `stop_run` (`compose down`) asks the supervisor to stop; one whose socket does not answer gets
   SIGTERM after the grace is recorded in the store (as before the socket existed), so `down` always
   works. A run that outlives its grace gets a second request (or SIGTERM): no more grace.
@@ -43,6 +47,12 @@ CONTROL_TIMEOUT = 5.0  # seconds a live supervisor has to answer a control reque
 # file: signal its agents directly, as rnix always did. With False, a live supervisor without a
 # socket is reported like a silent one and nothing is signalled behind its back.
 DIRECT_WHEN_NO_SOCKET = False
+
+
+class RemoteAgent(RnixError):
+    """A signal to an agent on another node whose supervisor is gone: nothing can reach it from here."""
+
+    code = "REMOTE_AGENT"
 
 
 @dataclass(frozen=True)
@@ -166,11 +176,14 @@ def _longest_grace(run: RunRow) -> float:
 
 
 def stop_orphans(processes: list[ProcessRow], grace: float) -> list[int]:
-    """TERM, grace, KILL to the groups of agents a dead supervisor left; returns the pids signalled."""
+    """TERM, grace, KILL to the groups of agents a dead supervisor left; returns the pids signalled.
+
+    Agents on other nodes are left to their node agent (their PIDs are not this machine's)."""
     targets = [
         p.pid
         for p in processes
         if p.pid is not None
+        and p.node is None
         and AgentState(p.state).signallable
         and procinfo.is_same_process(p.pid, p.pid_start_time, p.pid_start_ticks)
     ]
@@ -197,12 +210,15 @@ def signal_agent(
 
     Through the run's live supervisor when there is one (it signals and records); directly, with
     the start-time check, only when the supervisor is gone (or has no socket: DIRECT_WHEN_NO_SOCKET).
+    An agent on another node (`row.node`) is reached only through its supervisor: its PID is not
+    checked here, and without a live supervisor the signal is refused (`RemoteAgent`).
     """
     row = store.process_by_pid(pid)
     if row is None:
         raise RnixError(f"no rnix agent has PID {pid}", "`rnix ps` lists the agents and their PIDs")
-    if not AgentState(row.state).signallable or not procinfo.is_same_process(
-        pid, row.pid_start_time, row.pid_start_ticks
+    remote = row.node is not None  # its PID lives on that node: no local check can say anything
+    if not AgentState(row.state).signallable or not (
+        remote or procinfo.is_same_process(pid, row.pid_start_time, row.pid_start_ticks)
     ):
         raise RnixError(
             f"agent {row.agent} (PID {pid}) is not running ({row.state})",
@@ -222,13 +238,20 @@ def signal_agent(
             call(path, message, CONTROL_TIMEOUT)  # a refusal (ControlRefused) is the user's error
             return row
         except ControlUnavailable as exc:
-            without_socket = exc.reason == "missing" and DIRECT_WHEN_NO_SOCKET
+            without_socket = exc.reason == "missing" and DIRECT_WHEN_NO_SOCKET and not remote
             if supervisor_alive(run) and not without_socket:
                 raise RnixError(
                     f"the supervisor of run {run.id} (PID {run.supervisor_pid}) did not answer: "
                     f"{exc.message}; nothing was signalled",
                     f"it may be busy: try again; `rnix compose -p {run.project} down` stops the run even so",
                 ) from exc
+    if remote:
+        raise RemoteAgent(
+            f"agent {row.agent} (PID {pid}) runs on node {row.node} and its supervisor is gone; "
+            "nothing was signalled",
+            "the node agent stops the agents of a supervisor that is gone by itself; "
+            f"`rnix compose -p {row.project} down` records the run as lost",
+        )
     return _signal_directly(store, row, pid, signum, reason)
 
 

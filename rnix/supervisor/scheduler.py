@@ -760,6 +760,7 @@ class Scheduler:
                 pid=process.pid,
                 pid_start_time=process.start_time,
                 pid_start_ticks=process.start_ticks,
+                node=getattr(process, "node", None),  # optional on the seam (api.AgentProcess)
                 budget=budget,
                 log_path=str(paths.log),
                 out_path=str(paths.out),

@@ -56,6 +56,8 @@ class SpawnError(RuntimeError):
 class LocalAgentProcess:
     """An agent forked by the fork server (implements api.AgentProcess)."""
 
+    node: str | None = None  # it runs on this machine
+
     def __init__(
         self,
         name: str,

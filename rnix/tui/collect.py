@@ -6,7 +6,8 @@ Contract:
 - `collect(show_all)` returns a `Snapshot`. The database is read only when something was committed
   since the last read (`PRAGMA data_version`) or `show_all` changed, and then in one read
   transaction: the runs (active ones; with `show_all` also the last `RECENT_RUNS` finished ones) and
-  all their agents. /proc is read on every call, for live agents and supervisors only.
+  all their agents. /proc is read on every call, for live agents and supervisors only; never for
+  an agent on another cluster node (its PID is one of that node: it has no process view here).
 - A busy or unreadable database never raises: the snapshot keeps the rows read last and says so in
   `note`. A database that does not exist yet reads as empty (`db_exists` False) until it appears.
 - Agents' descendants are listed depth-first, at most `MAX_CHILDREN` per agent; the processes
@@ -104,7 +105,7 @@ class Collector:
         return RunView(run, supervisor, agents)
 
     def _agent_view(self, row: ProcessRow) -> AgentView:
-        if row.state not in _LIVE or row.pid is None:
+        if row.state not in _LIVE or row.pid is None or row.node is not None:
             return AgentView(row, None)
         proc = self._alive(row.pid, row.pid_start_time, row.pid_start_ticks)
         if proc is None:

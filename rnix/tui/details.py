@@ -77,6 +77,8 @@ def _joined(cells: list[Cell]) -> list[Cell]:
 
 def _where(row: ProcessRow, agent: AgentView) -> str:
     parts = [f"  PID {_dash(row.pid)} (PPID {_dash(row.ppid)})", f"layer {_dash(row.layer)}"]
+    if row.node is not None:  # the PID is one of that node
+        parts[0] = f"  PID {_dash(row.pid)} on node {inert(row.node)}"
     parts.append(f"attempt {row.attempt}")
     if agent.proc is not None:
         cpu = "-" if agent.proc.cpu_percent is None else f"{agent.proc.cpu_percent:.1f}%"

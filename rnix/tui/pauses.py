@@ -4,7 +4,8 @@ Contract:
 - `PausedHere.sent(pid, agent, signum)` follows what this `top` sent: SIGSTOP adds the agent, any
   other signal (a resume, or TERM/KILL, which rnix follows with SIGCONT) removes it.
 - `resume_all(home, environ)` continues each agent still paused — the store says paused, or its
-  process is stopped (the store may lag behind the supervisor) — through
+  process is stopped (the store may lag behind the supervisor; for an agent on another node only
+  the store is asked, its PID is not this machine's) — through
   `rnix.supervisor.control.signal_agent` (reason `top`), the path of `s` itself. It returns one
   `Resumed` per agent it tried, with the error when that failed; an agent resumed meanwhile by
   someone else, or gone, is left alone and not reported.
@@ -55,7 +56,7 @@ class PausedHere:
                     row = store.process_by_pid(pid)
                     if row is None or row.agent != agent:
                         continue
-                    info = reader.read(pid)
+                    info = reader.read(pid) if row.node is None else None
                     started = info is not None and info.started_at(row.pid_start_time, row.pid_start_ticks)
                     stopped = started and info is not None and info.state == "T"
                     if row.state != "paused" and not stopped:

@@ -6,6 +6,8 @@ Contract:
   Pure: no I/O, no clock (`now` is passed in).
 - Every string an agent or a file controls has gone through `inert`, so a cell is text, never
   markup or a terminal escape; widgets must still draw it as plain text (no markup parsing).
+- NODE is the cluster node an agent runs on, blank for the supervisor's machine; the column is
+  drawn only when some row has one (`OPTIONAL`), so a view of local agents looks as it always did.
 - Row keys are stable across refreshes (`run:<id>`, `agent:<run>:<name>`, `proc:<pid>:<start>`),
   so a view keeps its selection on the same run, agent or process.
 """
@@ -54,6 +56,7 @@ class TableRow(NamedTuple):
 COLUMNS = (  # name, width (None: fit the content), right-aligned
     ("PID", 7, True),
     ("PPID", 7, True),
+    ("NODE", None, False),
     ("PROJECT", None, False),
     ("AGENT", None, False),
     ("STATE", 15, False),
@@ -63,6 +66,16 @@ COLUMNS = (  # name, width (None: fit the content), right-aligned
     ("ELAPSED", 8, True),
     ("INTENT", None, False),
 )
+
+OPTIONAL = frozenset({"NODE"})  # columns drawn only when a row has text in them
+
+
+def shown_columns(rows: list[TableRow]) -> tuple[bool, ...]:
+    """Per column of `COLUMNS`: whether to draw it (an `OPTIONAL` one only when a cell has text)."""
+    return tuple(
+        name not in OPTIONAL or any(row.cells[i].text for row in rows)
+        for i, (name, _, _) in enumerate(COLUMNS)
+    )
 
 
 Memo = dict[str, tuple[Any, tuple[Cell, ...]]]
@@ -161,6 +174,7 @@ def _run_row(run: RunView, now: float) -> TableRow:
     cells = (
         _pid(r.supervisor_pid),
         _pid(run.proc.ppid if run.proc else None),
+        _BLANK,
         Cell(inert(r.project), "bold"),
         Cell(f"run {r.id}", "bold"),
         Cell(status, STATE_STYLE.get(status, "red")),
@@ -184,6 +198,7 @@ def _agent_row(agent: AgentView, now: float, prefix: str, memo: Memo) -> TableRo
         fixed = (
             _pid(row.pid),
             _pid(row.ppid),
+            Cell(inert(row.node), dim) if row.node else _BLANK,
             Cell(inert(row.project), dim),
             Cell(prefix + inert(row.agent), dim or "bold"),
             Cell(
@@ -197,11 +212,11 @@ def _agent_row(agent: AgentView, now: float, prefix: str, memo: Memo) -> TableRo
     live = agent.proc is not None or not agent.finished
     started = row.started_at is not None
     cells = (
-        *fixed[:6],
+        *fixed[:7],
         _cpu(agent.proc) if live else _BLANK,
         _rss(agent.proc) if live else _BLANK,
         Cell(clock(elapsed_ms(row, now)), dim) if started else _DASH,
-        fixed[6],
+        fixed[7],
     )
     return TableRow(key, "agent", cells, row.run_id, row.agent, row.pid, f"run:{row.run_id}")
 
@@ -220,6 +235,7 @@ def _process_row(
         fixed = (
             _pid(info.pid),
             _pid(info.ppid),
+            _BLANK,
             Cell(inert(agent.row.project), "dim"),
             Cell(prefix + inert(info.name)),
             Cell(info.state_word, state_style),
@@ -228,11 +244,11 @@ def _process_row(
         )
         memo[key] = (signature, fixed)
     cells = (
-        *fixed[:6],
+        *fixed[:7],
         _cpu(info),
         _rss(info),
         Cell(clock(max(0, int((now - info.start_time) * 1000)))),
-        fixed[6],
+        fixed[7],
     )
     parent = f"agent:{run.run.id}:{agent.row.agent}"
     return TableRow(key, "process", cells, run.run.id, agent.row.agent, agent.row.pid, parent)
@@ -240,7 +256,7 @@ def _process_row(
 
 def _unlisted_row(run: RunView, agent: AgentView, prefix: str) -> TableRow:
     text = Cell(f"{prefix}… {agent.unlisted} more processes", "dim")
-    cells = (_BLANK, _BLANK, _BLANK, text, *[_BLANK] * 6)
+    cells = (_BLANK, _BLANK, _BLANK, _BLANK, text, *[_BLANK] * 6)
     parent = f"agent:{run.run.id}:{agent.row.agent}"
     key = f"more:{run.run.id}:{agent.row.agent}"
     return TableRow(key, "more", cells, run.run.id, agent.row.agent, agent.row.pid, parent)
@@ -270,6 +286,6 @@ def _matches(needle: str, *values: object) -> bool:
 
 def _agent_matches(needle: str, agent: AgentView) -> bool:
     row = agent.row
-    if _matches(needle, row.agent, row.project, row.state, row.intent, row.model, row.pid):
+    if _matches(needle, row.agent, row.project, row.state, row.intent, row.model, row.pid, row.node):
         return True
     return any(_matches(needle, c.command, c.info.pid) for c in agent.children)

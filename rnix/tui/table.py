@@ -7,6 +7,7 @@ Contract:
   the selection visible. Nothing is cleared and rebuilt, so a refresh never flickers.
 - Only visible lines are drawn, each from a per-row cache: a refresh redraws the rows whose cells
   changed. Cell text is drawn as plain segments: it is never parsed as markup.
+- An `OPTIONAL` column (NODE) is drawn only while some row has text in it.
 - Line 0 is the column header; the rows scroll below it. With no rows the widget shows
   `empty_text` instead.
 - Keys: up/down or k/j, page up/down, home/end; a click selects a row.
@@ -25,12 +26,12 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from rnix.tui.rows import COLUMNS, Cell, TableRow
+from rnix.tui.rows import COLUMNS, OPTIONAL, Cell, TableRow
 
 if TYPE_CHECKING:
     from textual import events
 
-AUTO_WIDTH_CAP = {"PROJECT": 24, "AGENT": 48}
+AUTO_WIDTH_CAP = {"PROJECT": 24, "AGENT": 48, "NODE": 16}
 MIN_LAST_WIDTH = 12
 GAP = 1
 
@@ -167,21 +168,28 @@ class ProcTable(ScrollView, can_focus=True):
         return self._base
 
     def _widths(self, total: int) -> tuple[int, ...]:
+        """Per column; 0 for an `OPTIONAL` column no row has text in (it is not drawn at all)."""
         widths = [
-            width if width is not None else max(cell_len(name), self._auto.get(name, 0))
+            0
+            if name in OPTIONAL and not self._auto.get(name)
+            else width
+            if width is not None
+            else max(cell_len(name), self._auto.get(name, 0))
             for name, width, _ in COLUMNS
         ]
-        rest = total - sum(widths[:-1]) - GAP * len(widths)
+        rest = total - sum(widths[:-1]) - GAP * sum(1 for w in widths if w)
         widths[-1] = max(MIN_LAST_WIDTH, rest)
         return tuple(widths)
 
     def _strip(self, cells: Sequence[Cell], widths: Sequence[int], row_style: Style, total: int) -> Strip:
         segments = []
         gap = Segment(" " * GAP, row_style)
-        for cell, width, (_, _, right) in zip(cells, widths, COLUMNS, strict=True):
+        for cell, width, (name, _, right) in zip(cells, widths, COLUMNS, strict=True):
+            if width == 0 and name in OPTIONAL:
+                continue
             segments.append(Segment(_fit(cell.text, width, right), row_style + self._style(cell.style)))
             segments.append(gap)
-        length = sum(widths) + GAP * len(widths)
+        length = sum(widths) + GAP * sum(1 for w in widths if w)
         if length == total:  # the usual case: INTENT takes exactly the rest of the line
             return Strip(segments, total)
         return Strip(segments, length).crop_extend(0, total, row_style)

@@ -8,9 +8,9 @@ Contract:
   SIGTERM to the agent's process group, 9 SIGKILL; s pauses (SIGSTOP) or resumes (SIGCONT) it;
   / filters; Esc clears the filter; a shows or hides finished agents and runs; q quits.
 - Signals go through `rnix.supervisor.control.signal_agent`, the same path as `rnix kill`: the PID's
-  start time is checked first, the run's supervisor signals the group and records the signal (and a
-  pause or resume). On a child process row they act on the agent that owns it; on a run row they do
-  nothing.
+  start time is checked first (not for an agent on another node, which only its supervisor can
+  reach), the run's supervisor signals the group and records the signal (and a pause or resume).
+  On a child process row they act on the agent that owns it; on a run row they do nothing.
 - `paused_here` (rnix.tui.pauses) remembers the agents this view paused and has not resumed; the
   command resumes those still paused once the view has closed (`q`, Ctrl-C, or with
   `exit_on_signals`, SIGHUP or SIGTERM to `top`), so quitting never leaves an agent silently stopped.

@@ -6,7 +6,10 @@ Contract:
   agent or a file controls is made inert (one line, no control characters).
 - Free-text cells (INTENT, REASON) are cut to `TRUNCATE` characters only when `truncate` is true
   (a terminal without --no-trunc); piped output is never cut, so `rnix ps -a | grep` sees every word.
-- A RUN column appears when the rows come from more than one run; PROJECT when asked for.
+- A RUN column appears when the rows come from more than one run; PROJECT when asked for; NODE
+  (after PPID) when an agent runs on another cluster node (`-` for the supervisor's machine), so a
+  listing of agents that all run here looks as it always did. `--json` always has `cluster_node`
+  (null: the supervisor's machine); `node` there is the agent's compose node, as before.
 - STATE reads `running (rate_limited)` while one of the agent's model calls waits for its model's
   limits (max_concurrency, rpm) or for a retry after HTTP 429; `--json` has `rate_limited` for it.
 - REASON of an agent undone by its compensation (`<agent>:undo`, rnix.core.saga) adds `compensated`
@@ -33,7 +36,7 @@ TRUNCATE = 40
 PROCESS_FIELDS = (
     "pid", "ppid", "project", "run_id", "agent", "node", "index", "iteration", "state", "layer",
     "attempt", "tokens_used", "budget", "elapsed_ms", "exit_code", "intent", "error", "sla", "reused_from",
-    "rate_limited", "compensation",
+    "rate_limited", "compensation", "cluster_node",
 )  # fmt: skip
 
 
@@ -78,6 +81,7 @@ def process_dict(row: ProcessRow, compensation: str | None = None) -> dict[str, 
         "reused_from": row.reused_from,
         "rate_limited": row.rate_limited,
         "compensation": compensation,
+        "cluster_node": row.node,  # where `pid` lives; None: the supervisor's machine
     }
 
 
@@ -124,9 +128,11 @@ def table_lines(
     REASON (`compensation_notes`)."""
     notes = notes or {}
     with_run = len({row.run_id for row in rows}) > 1
+    with_node = any(row.node is not None for row in rows)
     header = [
         "PID",
         "PPID",
+        *(["NODE"] if with_node else []),
         *(["PROJECT"] if with_project else []),
         *(["RUN"] if with_run else []),
         "AGENT",
@@ -144,6 +150,7 @@ def table_lines(
             [
                 str(row.pid or "-"),
                 str(row.ppid or "-"),
+                *([inert(row.node or "-")] if with_node else []),
                 *([inert(row.project)] if with_project else []),
                 *([row.run_id] if with_run else []),
                 inert(row.agent),

@@ -182,6 +182,7 @@ def up_document(plan: Plan, outcome: Outcome, project: str) -> dict[str, Any]:
             "iteration": a.instance.key.iteration,
             "label": a.instance.label,
             "pid": a.pid,
+            "cluster_node": a.instance.node,  # where `pid` lives; null: this machine
             "layer": a.plan.layer,
             "status": a.state.value,
             "rate_limited": a.instance.rate_limited,

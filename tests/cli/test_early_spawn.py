@@ -95,6 +95,7 @@ def test_a_dependent_waits_forked_and_its_clock_starts_at_release(rnix: RunRnix,
             up.kill()
     assert code == 0 and agents["second"]["status"] == "completed", agents
     assert agents["second"]["pid"] in seen  # the held process is the one that ran
+    assert agents["second"]["cluster_node"] is None  # the local spawner's processes run here
     calls = json.loads(rnix("log", str(agents["second"]["pid"]), "--llm", "--json").stdout)["data"]["calls"]
     asked = json.dumps(calls[0]["request"])
     assert "find the facts" in asked  # the upstream result was in its task

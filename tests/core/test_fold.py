@@ -112,6 +112,23 @@ def test_backoff_is_not_pending_and_retries_when_due() -> None:
     assert act.next_actions(state, plan, 16.0).actions == (act.Start(A),)
 
 
+def test_the_node_an_attempt_runs_on_is_kept_and_old_logs_have_none() -> None:
+    """`node` of agent_started is the cluster node (where the PID lives), not the compose node."""
+    plan = plan_of({"a": {"intent": "x", "max_retries": 1}})
+    remote = ev.InstanceStarted(key=A, attempt=1, pid=4321, node="worker-1")
+    state = step(planned(plan), 10.0, remote)
+    inst = state.instance("a")
+    assert (inst.node, inst.pid, inst.key.node) == ("worker-1", 4321, "a")
+    assert Record("r", 10.0, remote).data["node"] == "worker-1"
+    state = step(state, 11.0, ev.InstanceExited(key=A, state="backoff", outcome="failed", retry_in=0))
+    assert state.instance("a").node == "worker-1"  # the last attempt's, until the next one starts
+    state = step(state, 12.0, ev.InstanceStarted(key=A, attempt=2, pid=99))
+    assert state.instance("a").node is None  # this one runs here
+    old = ev.decode("agent_started", {"v": 1, "attempt": 1, "pid": 5000}, "a")  # written before nodes
+    assert isinstance(old, ev.InstanceStarted) and old.node is None
+    assert step(planned(plan), 10.0, old).instance("a").node is None
+
+
 def test_paused_time_does_not_count_against_the_timeout() -> None:
     plan = plan_of({"a": {"intent": "x", "timeout": 10}})
     state = step(planned(plan), 100.0, ev.InstanceStarted(key=A, attempt=1))

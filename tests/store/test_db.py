@@ -152,6 +152,17 @@ def test_agent_started_runs_the_process_under_the_supervisor(store: Store) -> No
     assert (row.log_path, row.out_path) == ("/r/w.err", "/r/w.out")
 
 
+def test_agent_started_on_another_node_records_the_node_and_no_ppid(store: Store) -> None:
+    store.append([started_run(), planned("writer"), planned("reviewer", layer=1)])
+    store.append([agent_started("writer", node="worker-1"), agent_started("reviewer", pid=5001)])
+    remote, local = process(store, "writer"), process(store, "reviewer")
+    assert (remote.node, remote.pid, remote.ppid) == ("worker-1", 5000, None)  # not our child
+    assert (local.node, local.pid, local.ppid) == (None, 5001, 4242)
+    assert store.process_by_pid(5000) == remote
+    store.append([agent_started("writer", ts=T0 + 5, attempt=1, pid=6000)])  # the retry runs here
+    assert (process(store, "writer").node, process(store, "writer").ppid) == (None, 4242)
+
+
 def test_a_retry_clears_the_previous_attempts_ending(store: Store) -> None:
     failed = {"state": "backoff", "exit_code": 1, "signal": None, "tokens_used": 30, "elapsed_ms": 900}
     store.append(

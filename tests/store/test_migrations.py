@@ -89,6 +89,23 @@ def test_rows_from_before_start_ticks_keep_their_start_times(
     assert [name for name, _ in _applied(rnix_home / DB_NAME)] == ALL
 
 
+def test_rows_from_before_nodes_run_on_this_machine(rnix_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """m009 adds the cluster node of an agent; rows written before have none (this machine)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:8])
+        Store.open(rnix_home).close()
+    with sqlite3.connect(rnix_home / DB_NAME) as conn:
+        conn.execute("INSERT INTO runs (id, project, status, started_at) VALUES ('r1', 'p', 'running', 1.0)")
+        conn.execute(
+            "INSERT INTO processes (run_id, agent, project, state, pid)"
+            " VALUES ('r1', 'a', 'p', 'running', 5000)"
+        )
+    with Store.open(rnix_home) as store:
+        row = store.process_by_pid(5000)
+    assert row is not None and (row.agent, row.node) == ("a", None)
+    assert [name for name, _ in _applied(rnix_home / DB_NAME)][-1] == "m009_node"
+
+
 def test_migrations_are_named_and_ordered() -> None:
     assert ALL[:3] == ["m001_initial", "m002_ledger", "m003_journal"]
     assert sorted(ALL) == ALL

@@ -46,10 +46,18 @@ class Setup:
 
     `ticks`: the agent's recorded start in clock ticks is its real one ("exact"), absent as in rows
     from before rnix stored ticks ("none"), or one tick later ("next": another process that got
-    the same PID in the same second, as far as the recorded time can tell)."""
+    the same PID in the same second, as far as the recorded time can tell). `node`: the cluster
+    node the agent is recorded on (None: this machine); the process itself still runs here, so a
+    signal sent from here by its PID would show."""
 
     def __init__(
-        self, home: Path, tmp_path: Path, mode: str, agent: str = "nap", ticks: str = "exact"
+        self,
+        home: Path,
+        tmp_path: Path,
+        mode: str,
+        agent: str = "nap",
+        ticks: str = "exact",
+        node: str | None = None,
     ) -> None:
         self.home, self.run_id, self.agent = home, new_run_id(), agent
         self.record = tmp_path / f"{self.run_id}.record"
@@ -87,6 +95,7 @@ class Setup:
             "pid_start_time": agent_start,
             "pid_start_ticks": agent_ticks,
             "budget": 1000,
+            "node": node,
         }
         with Store.open(home) as store:
             store.append(
@@ -124,8 +133,8 @@ class Setup:
 def setup(rnix_home: Path, tmp_path: Path) -> Iterator[Callable[..., Setup]]:
     made: list[Setup] = []
 
-    def make(mode: str = "serve", agent: str = "nap", ticks: str = "exact") -> Setup:
-        made.append(Setup(rnix_home, tmp_path, mode, agent, ticks))
+    def make(mode: str = "serve", agent: str = "nap", ticks: str = "exact", node: str | None = None) -> Setup:
+        made.append(Setup(rnix_home, tmp_path, mode, agent, ticks, node))
         return made[-1]
 
     yield make
@@ -295,3 +304,63 @@ def test_records_without_ticks_keep_the_check_to_the_second(
     s.kill_supervisor()
     assert rnix("kill", "-s", "TERM", str(s.pid)).returncode == 0
     assert s.agent_proc.wait(5) == -signal.SIGTERM
+
+
+# -- agents on other nodes -----------------------------------------------------------------------------
+
+
+def test_kill_of_an_agent_on_another_node_goes_through_the_supervisor_unchecked(
+    setup: Callable[..., Setup], rnix: RunRnix
+) -> None:
+    """Its PID is one of node n1: the local start-time check (which would fail here: ticks "next")
+    is not made, and the supervisor, which reaches the node, is asked."""
+    s = setup(ticks="next", node="n1")
+    result = rnix("kill", "-s", "STOP", str(s.pid), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["data"]["agent"] == "nap"
+    with Store.open(s.home) as store:
+        control.signal_agent(store, s.pid, signal.SIGCONT, reason="top")
+    assert s.received() == [
+        {"op": "signal", "agent": "nap", "pid": s.pid, "signum": signal.SIGSTOP, "reason": "kill"},
+        {"op": "signal", "agent": "nap", "pid": s.pid, "signum": signal.SIGCONT, "reason": "top"},
+    ]
+    assert proc_state(s.pid) != "T" and s.agent_proc.poll() is None  # nothing sent from here
+    assert s.events(ev.InstanceSignalled.KIND, ev.InstancePaused.KIND) == []
+
+
+def test_kill_of_an_agent_on_another_node_is_refused_once_its_supervisor_is_gone(
+    setup: Callable[..., Setup], rnix: RunRnix
+) -> None:
+    s = setup(node="n1")
+    s.kill_supervisor()
+    for args in (("-s", "STOP"), ("-s", "KILL"), ()):
+        result = rnix("kill", *args, str(s.pid))
+        assert result.returncode == 1
+        assert result.stderr.splitlines() == [
+            f"rnix: error: agent nap (PID {s.pid}) runs on node n1 and its supervisor is gone; "
+            "nothing was signalled",
+            "hint: the node agent stops the agents of a supervisor that is gone by itself; "
+            f"`rnix compose -p {PROJECT} down` records the run as lost",
+        ]
+    with Store.open(s.home) as store, pytest.raises(control.RemoteAgent):
+        control.signal_agent(store, s.pid, signal.SIGCONT, reason="top")
+    down = rnix("compose", "-p", PROJECT, "down", "-t", "0.2", "--json")
+    assert json.loads(down.stdout)["data"]["runs"] == [
+        {"run_id": s.run_id, "action": "lost", "status": "lost"}
+    ]
+    time.sleep(0.3)  # past the grace: a TERM, STOP or KILL from here would show by now
+    assert proc_state(s.pid) == "S" and s.agent_proc.poll() is None
+    assert s.events(ev.InstanceSignalled.KIND, ev.InstancePaused.KIND) == [] and s.received() == []
+
+
+def test_an_agent_on_another_node_is_never_signalled_behind_a_socketless_supervisor(
+    setup: Callable[..., Setup], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(control, "DIRECT_WHEN_NO_SOCKET", True)  # allowed for local agents only
+    s = setup("no-socket", node="n1")
+    with Store.open(s.home) as store, pytest.raises(RnixError, match="did not answer"):
+        control.signal_agent(store, s.pid, signal.SIGSTOP)
+    assert proc_state(s.pid) != "T" and s.events(ev.InstanceSignalled.KIND) == []
+    with Store.open(s.home) as store:
+        assert control.stop_orphans(store.processes(run_id=s.run_id), 0.1) == []
+    assert s.agent_proc.poll() is None

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rnix.core.events import Event
+from rnix.core.events import Event, InstanceStarted
 from rnix.core.plan import make_plan
 from rnix.core.spec import parse_compose
 from rnix.supervisor.api import ExitInfo, SpawnRequest
@@ -132,10 +132,11 @@ def run(
     script: dict[str, list[Behaviour]],
     options: Options | None = None,
     during: Any = None,
+    spawner: FakeSpawner | None = None,
 ) -> tuple[dict[str, Any], FakeSpawner, list[Event], FakeAccounts]:
     spec = parse_compose(compose, {}, "compose.yaml")
     plan = make_plan(spec, "proj")
-    spawner = FakeSpawner(script)
+    spawner = spawner or FakeSpawner(script)
     events: list[Event] = []
     accounts = FakeAccounts()
     files = RunFiles(tmp_path, run_id="r1", project="proj", project_intent=spec.intent, base_dir=tmp_path)
@@ -190,6 +191,24 @@ def test_diamond_runs_in_dependency_order_with_parallel_middle(tmp_path: Path) -
     assert len({p.pid for p in spawner.spawned}) == 4
     assert set(accounts.registered) == set("abcd") and sorted(accounts.revoked) == list("abcd")
     assert agents["d"].result == "result of d" and agents["d"].tokens_used == 7
+
+
+class NodeSpawner(FakeSpawner):
+    """Starts `b` on cluster node n1; its other processes have no `node` attribute at all."""
+
+    async def spawn(self, request: SpawnRequest) -> FakeProcess:
+        process = await super().spawn(request)
+        if request.name == "b":
+            process.node = "n1"  # type: ignore[attr-defined]
+        return process
+
+
+def test_the_node_of_each_process_is_recorded_when_it_starts(tmp_path: Path) -> None:
+    agents, _spawner, events, _ = run(tmp_path, DIAMOND, {}, spawner=NodeSpawner({}))
+    assert states(agents) == dict.fromkeys("abcd", "completed")
+    started = {e.agent: e.data["node"] for e in events if e.kind == InstanceStarted.KIND}
+    assert started == {"a": None, "b": "n1", "c": None, "d": None}
+    assert agents["b"].instance.node == "n1" and agents["a"].instance.node is None
 
 
 def test_failure_skips_dependents_but_independent_branches_go_on(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from rnix.store.db import ProcessRow, RunRow
 from rnix.tui.procstat import ProcInfo
-from rnix.tui.rows import header_text, table_rows
+from rnix.tui.rows import COLUMNS, header_text, shown_columns, table_rows
 from rnix.tui.snapshot import (
     AgentView,
     ChildView,
@@ -26,6 +26,7 @@ from rnix.tui.snapshot import (
 )
 
 T0 = 1_700_000_000.0
+C = {name: i for i, (name, _, _) in enumerate(COLUMNS)}  # a column's index in the cells
 
 
 def run_row(run_id: str = "r1", **changes: Any) -> RunRow:
@@ -96,7 +97,7 @@ def snap(*runs: RunView, show_all: bool = False) -> Snapshot:
 
 
 def names(rows: list[Any]) -> list[str]:
-    return [r.cells[3].text for r in rows]
+    return [r.cells[C["AGENT"]].text for r in rows]
 
 
 def test_rows_form_a_tree_of_run_agents_and_processes() -> None:
@@ -120,7 +121,7 @@ def test_rows_form_a_tree_of_run_agents_and_processes() -> None:
     assert {r.pid for r in rows[1:5]} == {200} and rows[6].pid == 300  # what K/9/s would signal
     assert rows[2].parent == "agent:r1:a" and rows[1].parent == "run:r1"
     assert [c.text for c in rows[1].cells][:2] == ["200", "100"]
-    assert rows[2].cells[9].text == "python3 a.py"
+    assert rows[2].cells[C["INTENT"]].text == "python3 a.py"
 
 
 def test_finished_agents_are_hidden_unless_asked_for() -> None:
@@ -130,7 +131,9 @@ def test_finished_agents_are_hidden_unless_asked_for() -> None:
     assert names(table_rows(view, T0 + 10, show_all=False)) == ["run r1", "└─ live"]
     rows = table_rows(view, T0 + 10, show_all=True)
     assert names(rows) == ["run r1", "├─ done", "└─ live"]
-    assert rows[1].cells[8].text == "2.0s" and rows[1].cells[6].text == ""  # no CPU for the dead
+    assert (
+        rows[1].cells[C["ELAPSED"]].text == "2.0s" and rows[1].cells[C["CPU%"]].text == ""
+    )  # no CPU for the dead
 
 
 def test_filter_keeps_matching_agents_their_processes_or_a_whole_matching_run() -> None:
@@ -152,7 +155,7 @@ def test_filter_keeps_matching_agents_their_processes_or_a_whole_matching_run() 
 def test_tokens_are_highlighted_from_90_percent(used: int, hot: bool) -> None:
     row = agent_row("a", 2, tokens_used=used)
     rows = table_rows(snap(RunView(run_row(), proc(100), (AgentView(row, proc(2)),))), T0, show_all=False)
-    cell = rows[1].cells[5]
+    cell = rows[1].cells[C["TOKENS"]]
     assert cell.text == f"{used:,}/1,000" and (cell.style == "bold red") is hot
     assert (
         document(snap(RunView(run_row(), None, (AgentView(row, None),))), T0, 0)["runs"][0]["agents"][0][
@@ -165,7 +168,7 @@ def test_tokens_are_highlighted_from_90_percent(used: int, hot: bool) -> None:
 def test_a_paused_agents_clock_stands_still() -> None:
     row = agent_row("a", 2, state="paused", paused_at=T0 + 4, paused_ms=1000)
     view = snap(RunView(run_row(), proc(100), (AgentView(row, proc(2, state="T")),)))
-    later = [table_rows(view, T0 + t, show_all=False)[1].cells[8].text for t in (5, 50)]
+    later = [table_rows(view, T0 + t, show_all=False)[1].cells[C["ELAPSED"]].text for t in (5, 50)]
     assert later == ["3.0s", "3.0s"]
 
 
@@ -243,3 +246,25 @@ def test_a_pooled_run_never_shows_more_budget_than_its_pool() -> None:
     assert pooled.budget == 120_000
     assert summary(snap(pooled), T0 + 10)["tokens_budget"] == 120_000
     assert RunView(run_row(), proc(100), agents).budget == 226_000  # no pool: the agents' own budgets
+
+
+def test_node_is_shown_only_when_an_agent_runs_on_another_node() -> None:
+    here = AgentView(agent_row("a", 200), proc(200, 100))
+    there = AgentView(agent_row("b", 300, node="worker-1", ppid=None), None)  # nothing read from /proc
+    local = table_rows(snap(RunView(run_row(), proc(100), (here,))), T0 + 10, show_all=False)
+    assert not shown_columns(local)[C["NODE"]] and all(
+        s for i, s in enumerate(shown_columns(local)) if i != C["NODE"]
+    )
+    rows = table_rows(snap(RunView(run_row(), proc(100), (here, there))), T0 + 10, show_all=False)
+    assert shown_columns(rows)[C["NODE"]]
+    assert [r.cells[C["NODE"]].text for r in rows] == ["", "", "worker-1"]
+    assert names(
+        table_rows(
+            snap(RunView(run_row(), proc(100), (here, there))), T0, show_all=False, text_filter="worker"
+        )
+    ) == ["run r1", "└─ b"]
+    doc = document(snap(RunView(run_row(), proc(100), (here, there))), T0 + 10, 0)
+    assert [(a["agent"], a["cluster_node"]) for a in doc["runs"][0]["agents"]] == [
+        ("a", None),
+        ("b", "worker-1"),
+    ]

@@ -1,4 +1,5 @@
-"""The process table: a rate-limited agent reads `running (rate_limited)`; --json has the flag."""
+"""The process table: a rate-limited agent reads `running (rate_limited)`; --json has the flag; a
+NODE column only when an agent runs on another cluster node, `cluster_node` in --json always."""
 
 from __future__ import annotations
 
@@ -53,3 +54,19 @@ def test_a_compensated_agent_says_so_in_reason_and_json() -> None:
     reason = lines[0].index("REASON")
     assert [line[reason] for line in lines[1:4]] == ["compensation failed: exit status 5", "-", "compensated"]
     assert process_dict(rows[2], notes.get(("r1", "fix@1")))["compensation"] == "compensated"
+
+
+def test_node_appears_only_when_an_agent_runs_on_another_node_and_json_always_says() -> None:
+    here, there = row(), row(agent="reviewer", pid=4322, node="worker-1", ppid=None)
+    lines = [
+        re.split(r" {3,}", line.strip()) for line in table_lines([here], with_project=False, truncate=False)
+    ]
+    assert "NODE" not in lines[0] and lines[0][:3] == ["PID", "PPID", "AGENT"]
+    header, first, second = (
+        re.split(r" {3,}", line.strip())
+        for line in table_lines([here, there], with_project=True, truncate=False)
+    )
+    assert header[:4] == ["PID", "PPID", "NODE", "PROJECT"]
+    assert (first[:4], second[:4]) == (["4321", "1", "-", "p"], ["4322", "-", "worker-1", "p"])
+    assert (process_dict(here)["cluster_node"], process_dict(there)["cluster_node"]) == (None, "worker-1")
+    assert process_dict(there)["node"] == "reviewer"  # `node` stays the compose node
