@@ -53,7 +53,95 @@ def test_dry_run_writes_and_does_not_run(rnix: RunRnix, tmp_path: Path, rnix_hom
     assert "LAYER" in result.stdout and "critical path" in result.stdout  # as `compose plan`
     assert "layer 1" in result.stdout  # as `compose graph --format text`
     assert "rnix compose -f team.yaml up" in result.stderr
-    assert not (rnix_home / "rnix.db").exists()  # nothing ran
+    assert listed_agents(rnix) == []  # nothing ran
+    planning = planner_log(rnix, "last")
+    assert planning["runs"] == [] and [w["file"] for w in planning["wrote"]] == [str(tmp_path / "team.yaml")]
+
+
+def listed_agents(rnix: RunRnix) -> list[str]:
+    """The agents `rnix ps -a` lists (every run's)."""
+    result = rnix("ps", "-a", "--json")
+    assert result.returncode == 0, result.stderr
+    return [p["agent"] for p in json.loads(result.stdout)["data"]["processes"]]
+
+
+def planner_log(rnix: RunRnix, ref: str) -> Any:
+    """`rnix log --planner REF --json`'s data."""
+    result = rnix("log", "--planner", ref, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["data"]
+
+
+def test_the_planner_call_is_recorded_and_shown_by_rnix_log(rnix: RunRnix, tmp_path: Path) -> None:
+    project(tmp_path)
+    result = rnix("apply", INTENT, "--yes", "--json", timeout=120)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)["data"]
+    planning = data["planner"]["id"]
+    assert data["planner"]["log"] == f"rnix log --planner {planning}"
+    assert f"rnix log --planner {planning}" in result.stderr
+    assert f"rnix log --planner {planning}" in (tmp_path / "compose.yaml").read_text()
+    shown = rnix("log", "--planner", planning)
+    assert shown.returncode == 0, shown.stderr
+    assert f'planning {planning}: "{INTENT}"' in shown.stdout
+    assert "--- call 1: ok, mock, " in shown.stdout
+    assert f"> {INTENT}" in shown.stdout and "-> submit_compose {" in shown.stdout
+    logged = planner_log(rnix, planning)
+    (call,) = logged["calls"]
+    assert call["total_tokens"] == data["planner"]["tokens_used"] > 0
+    assert call["response"]["tool_calls"][0]["function"]["name"] == "submit_compose"
+    assert logged["status"] == "planned"
+    assert [r["run_id"] for r in logged["runs"]] == [data["run"]["run_id"]]
+    assert planner_log(rnix, data["run"]["run_id"])["planning"] == planning  # found from its run too
+    assert planner_log(rnix, "last")["planning"] == planning
+    assert sorted(listed_agents(rnix)) == ["code-analyst", "summarizer"]  # ps lists no planner
+
+
+def test_rnix_log_planner_errors(rnix: RunRnix) -> None:
+    missing = rnix("log", "--planner", "plan-000000000000")
+    assert missing.returncode == 1 and "no rnix apply planning" in missing.stderr
+    both = rnix("log", "123", "--planner", "last")
+    assert both.returncode == 2 and "Traceback" not in both.stderr
+    bare = rnix("log")
+    assert bare.returncode == 2 and "--planner" in bare.stderr and "Traceback" not in bare.stderr
+
+
+def test_secrets_in_the_intent_are_masked_in_the_planner_log(
+    rnix: RunRnix, tmp_path: Path, rnix_home: Path
+) -> None:
+    result = rnix("apply", f"Review the code, key {CANARY}", "--dry-run", env={"OPENAI_API_KEY": CANARY})
+    assert result.returncode == 0, result.stderr
+    shown = rnix("log", "--planner", "last", env={"OPENAI_API_KEY": CANARY})
+    assert shown.returncode == 0 and "Review the code, key ***" in shown.stdout
+    assert_no_canary_anywhere(rnix_home, shown.stdout, rnix("log", "--planner", "last", "--json").stdout)
+
+
+def test_a_planner_call_that_would_exceed_the_budget_stops_planning(rnix: RunRnix, tmp_path: Path) -> None:
+    project(tmp_path)
+    result = rnix("apply", INTENT, "--yes", "--budget", "1000")
+    assert result.returncode == 1
+    error, hint = result.stderr.strip().splitlines()[-2:]
+    assert error.startswith("rnix: error: the planner's budget is spent: its next call needs about ")
+    assert error.endswith("tokens and 1,000 of --budget 1,000 are left (0 calls made)")
+    assert hint.startswith("hint: raise --budget") and "rnix log --planner plan-" in hint
+    assert "Traceback" not in result.stderr and not (tmp_path / "compose.yaml").exists()
+    logged = planner_log(rnix, "last")
+    assert logged["status"] == "failed" and logged["tokens_used"] == 0
+    assert [c["status"] for c in logged["calls"]] == ["budget_exceeded"]
+    assert listed_agents(rnix) == []
+
+
+def test_an_existing_replan_file_is_not_overwritten(rnix: RunRnix, tmp_path: Path) -> None:
+    (tmp_path / "compose.replan-1.yaml").write_text("mine\n")
+    result = rnix("apply", INTENT, "--yes")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "compose.replan-1.yaml already exists" in result.stderr and "--force" in result.stderr
+    assert (tmp_path / "compose.replan-1.yaml").read_text() == "mine\n"
+    assert not (tmp_path / "compose.yaml").exists()  # refused before planning: nothing spent
+    assert rnix("log", "--planner", "last").returncode == 1
+    without_replans = rnix("apply", INTENT, "--dry-run", "--max-replans", "0")
+    assert without_replans.returncode == 0, without_replans.stderr  # it would not write that file
+    assert (tmp_path / "compose.replan-1.yaml").read_text() == "mine\n"
 
 
 def test_without_a_terminal_or_yes_it_writes_and_does_not_run(rnix: RunRnix, tmp_path: Path) -> None:
