@@ -259,10 +259,10 @@ def _replan(
     spend: Spend,
 ) -> dict[str, Any]:
     """The plan with the agents that did not complete replaced (the completed ones kept as they are)."""
+    import yaml
+
     from rnix.cli.apply_model import PlanningFailed, converse, problems_of, resolve_model
     from rnix.core.models import is_mock
-
-    import yaml
 
     completed = [s.name for s in settled if s.completed]
     text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
@@ -288,7 +288,9 @@ def _replan(
     return converse(env, target, target_base, messages, spend, accept)
 
 
-def _mock_call(spend: Spend, messages: list[dict[str, Any]], proposal: dict[str, Any], started: float) -> None:
+def _mock_call(
+    spend: Spend, messages: list[dict[str, Any]], proposal: dict[str, Any], started: float
+) -> None:
     """The offline planner's answer, counted and recorded as a model's call is: its prompt (the
     tool's schema included) and its `submit_compose` call, counted with the mock's tokenizer; it
     is refused, like a model's call, when that does not fit in what is left of the budget."""

@@ -36,7 +36,9 @@ class PlannerLog:
         self._secrets = secret_values(env.environ)
         self._sent: list[Any] = []  # the previous answered call's messages (masked)
         self._seq = 0
-        started = ev.PlanningStarted(intent=intent, model=model, budget=budget, file=str(file), cwd=str(env.cwd))
+        started = ev.PlanningStarted(
+            intent=intent, model=model, budget=budget, file=str(file), cwd=str(env.cwd)
+        )
         self._append([started])
 
     @property
@@ -60,7 +62,8 @@ class PlannerLog:
         tools: list[dict[str, Any]] | None = None,
         response: dict[str, Any] | None = None,
     ) -> None:
-        """Record call `number` (1..); `response` (content, tool_calls, finish_reason, usage) when answered."""
+        """Record call `number` (1..), with its `response` (content, tool_calls, finish_reason, usage)
+        when it was answered."""
         prompt, completion = usage
         event = ev.LlmCall(
             key=InstanceKey(planning.PLANNER),

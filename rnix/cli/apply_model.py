@@ -60,8 +60,9 @@ class Spend:
         if need <= self.left:
             return
         message = (
-            f"the planner's budget is spent: its next call needs about {need:,} tokens and "
-            f"{self.left:,} of --budget {self.budget:,} are left ({self.calls} calls made)"
+            f"the planner's next call would exceed its budget: it needs about {need:,} tokens and "
+            f"{self.left:,} of --budget {self.budget:,} are left "
+            f"({self.calls} call{'s' if self.calls != 1 else ''} made)"
         )
         if self.log is not None:
             self.log.call(

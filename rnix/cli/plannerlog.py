@@ -42,7 +42,12 @@ class Planning:
         out = cls(planning)
         for event in events:
             if isinstance(event, ev.PlanningStarted):
-                out.intent, out.model, out.budget, out.file = event.intent, event.model, event.budget, event.file
+                out.intent, out.model, out.budget, out.file = (
+                    event.intent,
+                    event.model,
+                    event.budget,
+                    event.file,
+                )
             elif isinstance(event, ev.PlanningWrote):
                 out.wrote.append(event)
             elif isinstance(event, ev.PlanningRan):
@@ -73,7 +78,8 @@ class Planning:
         calls = f"{self.calls} call{'s' if self.calls != 1 else ''}"
         lines = [
             f'planning {self.id}: "{self.intent}"',
-            f"model {self.model} · budget {self.budget:,} · {calls} · {self.tokens_used:,} tokens · {self.status}",
+            f"model {self.model} · budget {self.budget:,} · {calls} · {self.tokens_used:,} tokens"
+            f" · {self.status}",
         ]
         if self.error:
             lines.append(f"error: {self.error}")

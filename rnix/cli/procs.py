@@ -459,7 +459,9 @@ def log_cmd(
 
         return plannerlog.show(env, planner, as_json)
     if pid is None:
-        raise UsageError("missing argument PID", "rnix log PID (`rnix ps -a` lists them), or rnix log --planner ID")
+        raise UsageError(
+            "missing argument PID", "rnix log PID (`rnix ps -a` lists them), or rnix log --planner ID"
+        )
 
     with Store.open(env.home, readonly=True) as store:
         row = store.process_by_pid(pid)

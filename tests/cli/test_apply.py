@@ -5,11 +5,16 @@ runs it; an existing file is never overwritten; --dry-run writes without running
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 from tests.cli.test_llm_path import CANARY, assert_no_canary_anywhere
-from tests.conftest import RunRnix
+from tests.conftest import RNIX, RunRnix
 from tests.fakes.openai_server import OpenAIServer, Reply, Status, ToolCall
 
 INTENT = "Review the code in src/ and summarise it"
@@ -121,7 +126,7 @@ def test_a_planner_call_that_would_exceed_the_budget_stops_planning(rnix: RunRni
     result = rnix("apply", INTENT, "--yes", "--budget", "1000")
     assert result.returncode == 1
     error, hint = result.stderr.strip().splitlines()[-2:]
-    assert error.startswith("rnix: error: the planner's budget is spent: its next call needs about ")
+    assert error.startswith("rnix: error: the planner's next call would exceed its budget: it needs about ")
     assert error.endswith("tokens and 1,000 of --budget 1,000 are left (0 calls made)")
     assert hint.startswith("hint: raise --budget") and "rnix log --planner plan-" in hint
     assert "Traceback" not in result.stderr and not (tmp_path / "compose.yaml").exists()
@@ -204,6 +209,17 @@ def test_a_real_planner_gets_one_repair_turn_with_every_problem(rnix: RunRnix, t
     assert len(bodies) == 4  # then the two agents, on the planner's model
     written = (tmp_path / "compose.yaml").read_text()
     assert "openai/test-model" in written and "colour" not in written
+    logged = planner_log(rnix, doc["data"]["planner"]["id"])
+    assert [(c["status"], c["model"], c["total_tokens"]) for c in logged["calls"]] == [
+        ("ok", "openai/test-model", 10),
+        ("ok", "openai/test-model", 10),
+    ]
+    repair_request = logged["calls"][1]["request"]  # only what the repair turn added is kept
+    assert repair_request["from"] == 2 and [m["role"] for m in repair_request["messages"]] == [
+        "assistant",
+        "tool",
+    ]
+    assert "dependency cycle: report -> scan -> report" in repair_request["messages"][1]["content"]
     assert_no_canary_anywhere(tmp_path, result.stdout, result.stderr)
 
 
@@ -254,4 +270,122 @@ def test_a_failed_agent_is_replanned_and_the_completed_one_reused(rnix: RunRnix,
     written = (tmp_path / "compose.replan-1.yaml").read_text()
     assert "write the report again, shorter" in written
     assert data["planner"]["calls"] == 2
+    assert_no_canary_anywhere(tmp_path, result.stdout, result.stderr)
+
+
+def test_offline_a_failed_agent_is_replanned_and_the_completed_one_reused(
+    rnix: RunRnix, tmp_path: Path
+) -> None:
+    project(tmp_path)
+    definition = tmp_path / "agents" / "summarizer"  # shadows the shipped one; its model always fails
+    definition.mkdir(parents=True)
+    (definition / "agent.yaml").write_text(
+        "name: summarizer\ndescription: Summarises, on a model that fails\nmodel: mock?fail=1\nmax_steps: 1\n"
+    )
+    (definition / "instructions.md").write_text("Summarise the upstream results.\n")
+    result = rnix("apply", INTENT, "--yes", "--json", env={"RNIX_LLM_MAX_ATTEMPTS": "1"}, timeout=120)
+    assert result.returncode == 1, result.stderr  # the replan ran and failed again: the last run's status
+    data = json.loads(result.stdout)["data"]
+    first = {a["name"]: a for a in data["run"]["agents"]}
+    assert first["code-analyst"]["status"] == "completed" and first["summarizer"]["status"] == "failed"
+    assert "summarizer did not complete; replanning (1 of 1)" in result.stderr
+    (replan,) = data["replans"]
+    assert replan["replaced"] == ["summarizer"]
+    assert replan["file"] == str(tmp_path / "compose.replan-1.yaml")
+    again = {a["name"]: a for a in replan["run"]["agents"]}
+    assert (
+        again["code-analyst"]["reused_from"] == data["run"]["run_id"] and again["code-analyst"]["pid"] is None
+    )
+    assert again["summarizer"]["pid"] not in (None, first["summarizer"]["pid"])  # it ran again
+    written = (tmp_path / "compose.replan-1.yaml").read_text()
+    assert "Try again (the last attempt ended: exit status 1" in written
+    assert data["planner"]["calls"] == 2
+    logged = planner_log(rnix, data["planner"]["id"])
+    assert [c["status"] for c in logged["calls"]] == ["ok", "ok"]
+    assert [w["replan"] for w in logged["wrote"]] == [0, 1]
+    assert [r["exit_code"] for r in logged["runs"]] == [1, 1]
+    assert sum(c["total_tokens"] for c in logged["calls"]) == data["planner"]["tokens_used"]
+
+
+def on_terminal(cwd: Path, answer: bytes, *args: str, timeout: float = 120) -> tuple[int, str]:
+    """The installed `rnix` with a pseudo-terminal as stdin, stdout and stderr: `answer` and a
+    newline are typed once it asks. Its exit status and everything it wrote."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [RNIX, *args], stdin=slave, stdout=slave, stderr=slave, cwd=cwd, start_new_session=True
+    )
+    os.close(slave)
+    output, answered = b"", False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the last process holding the terminal closed it
+                break
+            if not chunk:
+                break
+            output += chunk
+            if not answered and b"Run this plan now?" in output:
+                os.write(master, answer + b"\n")
+                answered = True
+        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert answered, output.decode(errors="replace")
+    return code, output.decode(errors="replace")
+
+
+def test_on_a_terminal_it_asks_and_runs_only_after_yes(rnix: RunRnix, tmp_path: Path) -> None:
+    project(tmp_path)
+    code, output = on_terminal(tmp_path, b"n", "apply", INTENT)
+    assert code == 0, output
+    assert "not run; run it with `rnix compose -f compose.yaml up`" in output
+    assert (tmp_path / "compose.yaml").exists() and listed_agents(rnix) == []
+    code, output = on_terminal(tmp_path, b"y", "apply", INTENT, "-o", "again.yaml")
+    assert code == 0, output
+    assert "compose | completed | 2/2 agents" in output
+    assert sorted(listed_agents(rnix)) == ["code-analyst", "summarizer"]
+
+
+def test_a_real_planner_is_stopped_when_its_next_call_would_exceed_the_budget(
+    rnix: RunRnix, tmp_path: Path
+) -> None:
+    with OpenAIServer() as server:
+        # the first proposal costs 3,000 tokens; its repair turn's prompt (the schema alone is
+        # over 4,000 tokens) then no longer fits in --budget 8,000, so it is never sent
+        server.script(
+            [ToolCall("submit_compose", BAD, prompt_tokens=2_997), ToolCall("submit_compose", GOOD)]
+        )
+        result = rnix(
+            "apply",
+            "Scan the code and report",
+            "--model",
+            "openai/test-model",
+            "--api-base",
+            server.base_url,
+            "--yes",
+            "--budget",
+            "8000",
+            env={"OPENAI_API_KEY": CANARY},
+        )
+        calls = len(server.requests)
+    assert result.returncode == 1 and calls == 1
+    error = [line for line in result.stderr.splitlines() if line.startswith("rnix: error:")]
+    assert len(error) == 1  # one line, then the hint
+    assert (
+        "would exceed its budget" in error[0] and "5,000 of --budget 8,000 are left (1 call made)" in error[0]
+    )
+    assert "Traceback" not in result.stderr and not (tmp_path / "compose.yaml").exists()
+    logged = planner_log(rnix, "last")
+    assert [c["status"] for c in logged["calls"]] == ["ok", "budget_exceeded"]
+    assert logged["calls"][0]["total_tokens"] == 3_000 and logged["tokens_used"] == 3_000
+    request = logged["calls"][0]["request"]
+    assert request["from"] == 0 and [m["role"] for m in request["messages"]] == ["system", "user"]
     assert_no_canary_anywhere(tmp_path, result.stdout, result.stderr)
