@@ -10,7 +10,10 @@ most 3 repair turns, all calls within --budget). A proposal is validated exactly
 --yes it is written, not run (exit 0). When the run fails, the planner replaces the agents that did
 not complete (the completed ones are kept as they are), the proposal is written to
 `FILE-STEM.replan-N.yaml` and run as `compose up` without --fresh, so the completed agents are
-reused, not run again; at most --max-replans times.
+reused, not run again; at most --max-replans times. The replan files it could write are checked
+with FILE, before planning. The planning is recorded under its own id (rnix.cli.apply_log: its
+calls, files and runs) for `rnix log --planner ID`; the offline planner's answer is counted and
+recorded as one call too, so --budget means the same for both.
 """
 
 from __future__ import annotations
@@ -66,7 +69,8 @@ DEFAULT_REPLANS = 1
     type=click.IntRange(min=1),
     default=DEFAULT_BUDGET,
     show_default=True,
-    help="Tokens for all the planner's calls, repairs and replans included (not the run's).",
+    help="Tokens for all the planner's calls, repairs and replans included (not the run's); a call "
+    "that would not fit is not made.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @click.pass_context
@@ -97,9 +101,13 @@ def apply_cmd(
     agents are kept; the new plan is written next to FILE as STEM.replan-N.yaml and run, reusing
     the completed agents' results; at most --max-replans times.
 
+    Every planner call (the mock's too) is counted against --budget before it is made and recorded:
+    `rnix log --planner ID` shows the planning (ID is printed, and written in FILE's header).
+
     \b
-    Exit status: 0 planned (and, if run, every agent completed); 1 the planner gave no valid
-    plan, or the run did not fully succeed; 2 usage error, or a file exists (use --force).
+    Exit status: 0 planned (and, if run, every agent completed, or you declined to run it); 1 the
+    planner gave no valid plan (or its next call would exceed --budget), or the run did not fully
+    succeed; 2 usage error, or a file exists (use --force).
     """
     from rnix.cli.apply_log import PlannerLog
     from rnix.cli.apply_model import PlanningFailed, Spend
