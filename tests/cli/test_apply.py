@@ -389,3 +389,15 @@ def test_a_real_planner_is_stopped_when_its_next_call_would_exceed_the_budget(
     request = logged["calls"][0]["request"]
     assert request["from"] == 0 and [m["role"] for m in request["messages"]] == ["system", "user"]
     assert_no_canary_anywhere(tmp_path, result.stdout, result.stderr)
+
+
+def test_a_planner_model_failure_is_recorded_and_nothing_is_written(rnix: RunRnix, tmp_path: Path) -> None:
+    with OpenAIServer() as server:
+        server.script([Status(400, message=f"scripted refusal {CANARY}")])
+        result = apply_with(rnix, server, as_json=False)
+    assert result.returncode == 1 and "scripted refusal ***" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "compose.yaml").exists()
+    logged = planner_log(rnix, "last")
+    assert logged["status"] == "failed" and [c["status"] for c in logged["calls"]] == ["provider_error"]
+    assert "scripted refusal ***" in logged["calls"][0]["error"]
+    assert_no_canary_anywhere(tmp_path, result.stdout, result.stderr)
