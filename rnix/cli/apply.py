@@ -10,13 +10,17 @@ most 3 repair turns, all calls within --budget). A proposal is validated exactly
 --yes it is written, not run (exit 0). When the run fails, the planner replaces the agents that did
 not complete (the completed ones are kept as they are), the proposal is written to
 `FILE-STEM.replan-N.yaml` and run as `compose up` without --fresh, so the completed agents are
-reused, not run again; at most --max-replans times.
+reused, not run again; at most --max-replans times. The replan files it could write are checked
+with FILE, before planning. The planning is recorded under its own id (rnix.cli.apply_log: its
+calls, files and runs) for `rnix log --planner ID`; the offline planner's answer is counted and
+recorded as one call too, so --budget means the same for both.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +29,11 @@ import click
 from rnix.core import planner
 from rnix.core.secrets import mask, secret_values
 from rnix.env import Env
-from rnix.errors import ExitCode, UsageError
+from rnix.errors import ExitCode, RnixError, UsageError
 from rnix.ui import jsonout
 
 if TYPE_CHECKING:
+    from rnix.cli.apply_log import PlannerLog
     from rnix.cli.apply_model import Spend
     from rnix.store.definitions import Library
 
@@ -64,7 +69,8 @@ DEFAULT_REPLANS = 1
     type=click.IntRange(min=1),
     default=DEFAULT_BUDGET,
     show_default=True,
-    help="Tokens for all the planner's calls, repairs and replans included (not the run's).",
+    help="Tokens for all the planner's calls, repairs and replans included (not the run's); a call "
+    "that would not fit is not made.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @click.pass_context
@@ -95,11 +101,16 @@ def apply_cmd(
     agents are kept; the new plan is written next to FILE as STEM.replan-N.yaml and run, reusing
     the completed agents' results; at most --max-replans times.
 
+    Every planner call (the mock's too) is counted against --budget before it is made and recorded:
+    `rnix log --planner ID` shows the planning (ID is printed, and written in FILE's header).
+
     \b
-    Exit status: 0 planned (and, if run, every agent completed); 1 the planner gave no valid
-    plan, or the run did not fully succeed; 2 usage error, or a file exists (use --force).
+    Exit status: 0 planned (and, if run, every agent completed, or you declined to run it); 1 the
+    planner gave no valid plan (or its next call would exceed --budget), or the run did not fully
+    succeed; 2 usage error, or a file exists (use --force).
     """
-    from rnix.cli.apply_model import Spend
+    from rnix.cli.apply_log import PlannerLog
+    from rnix.cli.apply_model import PlanningFailed, Spend
 
     env: Env = ctx.ensure_object(Env)
     if not intent.strip():
@@ -117,7 +128,49 @@ def apply_cmd(
             )
     model = model or env.environ.get("RNIX_MODEL") or "mock"
     lib = _library(env, path.parent)
-    spend = Spend(budget)
+    log = PlannerLog(env, intent=intent, model=model, budget=budget, file=path)
+    spend = Spend(budget, log=log)
+    try:
+        code, result, last = _apply(
+            ctx, env, intent, model, api_base, lib, path, replan_paths, spend, (yes, dry_run, as_json)
+        )
+    except BaseException as exc:
+        log.finished("failed", spend.calls, spend.used, _why(exc))
+        if isinstance(exc, PlanningFailed):
+            exc.hint = f"{exc.hint}; the planner's calls: {log.command}"
+        raise
+    log.finished("planned", spend.calls, spend.used)
+    result["planner"] = {
+        "id": log.id,
+        "model": model,
+        "calls": spend.calls,
+        "tokens_used": spend.used,
+        "budget": budget,
+        "log": log.command,
+    }
+    if as_json:
+        out: dict[str, Any] = {"ok": code == ExitCode.OK, "data": result}
+        if last and "error" in last:
+            out["error"] = last["error"]
+        jsonout.write_document(env.stdout, out)
+    return code
+
+
+def _apply(
+    ctx: click.Context,
+    env: Env,
+    intent: str,
+    model: str,
+    api_base: str | None,
+    lib: list[planner.Available],
+    path: Path,
+    replan_paths: list[Path],
+    spend: Spend,
+    flags: tuple[bool, bool, bool],
+) -> tuple[int, dict[str, Any], dict[str, Any] | None]:
+    """Plan, write, show, maybe run, and replan: (exit status, the --json data, the last run's document)."""
+    yes, dry_run, as_json = flags
+    log = spend.log
     document = _plan(env, model, api_base, intent, lib, path.parent, spend)
     _write(env, path, intent, model, document, spend)
     result: dict[str, Any] = {"file": str(path), "intent": intent}
@@ -127,7 +180,7 @@ def apply_cmd(
     code: int = ExitCode.OK
     last: dict[str, Any] | None = None
     if run:
-        code, last = _up(ctx, env, str(path), as_json, fresh=True)
+        code, last = _up(ctx, env, path, project, as_json, fresh=True, log=log)
         result["run"] = last.get("data") if last else None
         result["replans"] = []
         for n, target in enumerate(replan_paths, start=1):
@@ -139,13 +192,13 @@ def apply_cmd(
                 break
             env.stderr.write(
                 f"rnix: {', '.join(s.name for s in failed)} did not complete; replanning "
-                f"({n} of {max_replans})\n"
+                f"({n} of {len(replan_paths)})\n"
             )
             env.stderr.flush()
             document = _replan(env, model, api_base, intent, document, settled, path.parent, spend)
-            _write(env, target, intent, model, document, spend)
+            _write(env, target, intent, model, document, spend, replan=n)
             project, shown_plan = _show(env, target, as_json)
-            code, last = _up(ctx, env, str(target), as_json, fresh=False)
+            code, last = _up(ctx, env, target, project, as_json, fresh=False, log=log)
             result["replans"].append(
                 {
                     "file": str(target),
@@ -154,13 +207,16 @@ def apply_cmd(
                     "run": last.get("data") if last else None,
                 }
             )
-    result["planner"] = {"model": model, "calls": spend.calls, "tokens_used": spend.used, "budget": budget}
-    if as_json:
-        out: dict[str, Any] = {"ok": code == ExitCode.OK, "data": result}
-        if last and "error" in last:
-            out["error"] = last["error"]
-        jsonout.write_document(env.stdout, out)
-    return code
+    return code, result, last
+
+
+def _why(exc: BaseException) -> str:
+    """How planning ended, for its log: the error's message (its hint is for the terminal)."""
+    if isinstance(exc, RnixError):
+        return exc.message
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return type(exc).__name__
 
 
 def replan_path(path: Path, n: int) -> Path:
@@ -180,8 +236,15 @@ def _plan(
     """The first plan: the mock's, or a real model's (accepted once it validates)."""
     from rnix.core.models import is_mock
 
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": planner.system_prompt(lib)},
+        {"role": "user", "content": intent},
+    ]
     if is_mock(model):
-        return planner.mock_plan(intent, lib)
+        started = time.monotonic()
+        document = planner.mock_plan(intent, lib)
+        _mock_call(spend, messages, document, started)
+        return document
     from rnix.cli.apply_model import converse, problems_of, resolve_model
 
     target, target_base = resolve_model(env, model, api_base)
@@ -190,10 +253,6 @@ def _plan(
         document = _on_model(proposal, model, api_base)
         return document, problems_of(env, document, base_dir)
 
-    messages: list[dict[str, Any]] = [
-        {"role": "system", "content": planner.system_prompt(lib)},
-        {"role": "user", "content": intent},
-    ]
     return converse(env, target, target_base, messages, spend, accept)
 
 
@@ -208,12 +267,21 @@ def _replan(
     spend: Spend,
 ) -> dict[str, Any]:
     """The plan with the agents that did not complete replaced (the completed ones kept as they are)."""
+    import yaml
+
     from rnix.cli.apply_model import PlanningFailed, converse, problems_of, resolve_model
     from rnix.core.models import is_mock
 
     completed = [s.name for s in settled if s.completed]
+    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": planner.system_prompt(_library(env, base_dir))},
+        {"role": "user", "content": planner.replan_message(intent, text, settled)},
+    ]
     if is_mock(model):
+        started = time.monotonic()
         proposal = planner.mock_replan(document, [s for s in settled if not s.completed])
+        _mock_call(spend, messages, proposal, started)
         merged, problems = planner.merge_replacement(document, completed, proposal)
         problems = problems or problems_of(env, merged, base_dir)
         if problems:
@@ -225,14 +293,36 @@ def _replan(
         merged, problems = planner.merge_replacement(document, completed, proposal)
         return merged, problems or problems_of(env, merged, base_dir)
 
-    import yaml
-
-    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
-    messages: list[dict[str, Any]] = [
-        {"role": "system", "content": planner.system_prompt(_library(env, base_dir))},
-        {"role": "user", "content": planner.replan_message(intent, text, settled)},
-    ]
     return converse(env, target, target_base, messages, spend, accept)
+
+
+def _mock_call(
+    spend: Spend, messages: list[dict[str, Any]], proposal: dict[str, Any], started: float
+) -> None:
+    """The offline planner's answer, counted and recorded as a model's call is: its prompt (the
+    tool's schema included) and its `submit_compose` call, counted with the mock's tokenizer; it
+    is refused, like a model's call, when that does not fit in what is left of the budget."""
+    from rnix.core.fields import json_schema
+    from rnix.llm import tokens
+
+    tools = [planner.submit_tool(json_schema())]
+    arguments = json.dumps(proposal, ensure_ascii=False)
+    tool_calls = [
+        {"id": "call_1", "type": "function", "function": {"name": planner.TOOL_NAME, "arguments": arguments}}
+    ]
+    prompt = tokens.count_prompt(messages, "mock", tools)
+    completion = tokens.count_answer("", tool_calls, "mock")
+    spend.admit("mock", prompt + completion)
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    spend.charge(
+        "mock",
+        (prompt, completion),
+        latency_ms=(time.monotonic() - started) * 1000,
+        max_tokens=None,
+        messages=messages,
+        tools=tools,
+        response={"content": "", "tool_calls": tool_calls, "finish_reason": "tool_calls", "usage": usage},
+    )
 
 
 def _on_model(proposal: dict[str, Any], model: str, api_base: str | None) -> dict[str, Any]:
@@ -258,17 +348,30 @@ def _library(env: Env, project_dir: Path) -> list[planner.Available]:
     return list(seen.values())
 
 
-def _write(env: Env, path: Path, intent: str, model: str, document: dict[str, Any], spend: Spend) -> None:
+def _write(
+    env: Env,
+    path: Path,
+    intent: str,
+    model: str,
+    document: dict[str, Any],
+    spend: Spend,
+    replan: int = 0,
+) -> None:
     import yaml
 
+    seen = f"# The planner's calls: `{spend.log.command}`.\n" if spend.log else ""
     header = (
         f"# Planned by `rnix apply` ({model}) for:\n#   {' '.join(intent.split())}\n"
-        "# Review it, then run it with `rnix compose -f FILE up`.\n"
+        f"# Review it, then run it with `rnix compose -f FILE up`.\n{seen}"
     )
     path.write_text(header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100))
-    tokens = f", {spend.used:,} planner tokens so far" if spend.used else ""
     agents = len(document.get("agents") or {})
-    env.stderr.write(f"rnix: wrote {_shown(env, path)} ({agents} agents, planned by {model}{tokens})\n")
+    if spend.log is not None:
+        spend.log.wrote(path, replan, agents)
+    calls = f"{spend.calls} call{'s' if spend.calls != 1 else ''}, {spend.used:,} of {spend.budget:,} tokens"
+    env.stderr.write(f"rnix: wrote {_shown(env, path)} ({agents} agents, planned by {model}: {calls})\n")
+    if spend.log is not None and not replan:
+        env.stderr.write(f"rnix: the planner's calls: {spend.log.command}\n")
     env.stderr.flush()
 
 
@@ -308,15 +411,40 @@ def _should_run(env: Env, yes: bool, dry_run: bool, shown: str) -> bool:
     if yes:
         return True
     if env.stdin_isatty:
-        return click.confirm("Run this plan now?", default=True, err=True)
+        if click.confirm("Run this plan now?", default=True, err=True):
+            return True
+        env.stderr.write(f"rnix: not run; run it with `{how}`\n")
+        return False
     env.stderr.write(f"rnix: not run (no terminal to confirm on, and no --yes); run it with `{how}`\n")
     return False
 
 
 def _up(
+    ctx: click.Context,
+    env: Env,
+    path: Path,
+    project: str,
+    as_json: bool,
+    *,
+    fresh: bool,
+    log: PlannerLog | None,
+) -> tuple[int, dict[str, Any] | None]:
+    """`rnix compose -f FILE up [--fresh]` in this process; with --json its document, captured.
+    The run it became is recorded in the planning's log."""
+    from rnix.store.db import Store
+
+    before = time.time()
+    code, document = _up_document(ctx, env, str(path), as_json, fresh=fresh)
+    if log is not None:
+        with Store.open(env.home, readonly=True) as store:
+            run = store.latest_run(project)
+        log.ran(run.id if run is not None and run.started_at >= before else None, path, code)
+    return code, document
+
+
+def _up_document(
     ctx: click.Context, env: Env, file: str, as_json: bool, *, fresh: bool
 ) -> tuple[int, dict[str, Any] | None]:
-    """`rnix compose -f FILE up [--fresh]` in this process; with --json its document, captured."""
     from rnix.cli.compose_run import up_cmd
 
     kwargs: dict[str, Any] = {

@@ -4,22 +4,29 @@ or litellm, the `submit_compose` tool, and repair turns until a proposal is acce
 Contract: `converse(...)` sends `messages` with the one tool; each answer's proposal goes to `accept`,
 which returns the document to keep, or the problems to send back as the tool's result. At most
 `MAX_REPAIRS` repair turns, then `PlanningFailed` listing the last problems. Every call's tokens are
-added to `Spend`; a call is not made once `Spend.budget` is used up. Provider errors become
-`PlanningFailed` with secrets masked; nothing here prints a traceback.
+added to `Spend`, which records each call (`rnix.cli.apply_log`). A call is made only when its
+prompt (counted before it is sent, tool definitions included) and at least one answer token fit in
+what is left of `Spend.budget`; its `max_tokens` is capped to the rest. A call that would not fit is
+recorded as refused (`budget_exceeded`) and stops planning with `PlanningFailed`. Provider errors
+become `PlanningFailed` with secrets masked; nothing here prints a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rnix.core import planner
 from rnix.core.secrets import mask_text, secret_values
 from rnix.env import Env
 from rnix.errors import InvalidCompose, RnixError, UsageError
+
+if TYPE_CHECKING:
+    from rnix.cli.apply_log import PlannerLog
 
 PLAN_MAX_TOKENS = 4_000  # per planner call
 PLAN_TIMEOUT = 120.0  # seconds per planner call
@@ -36,11 +43,79 @@ class PlanningFailed(RnixError):
 
 @dataclass
 class Spend:
-    """The planner's tokens: its budget for every call of one `apply`, and what was used so far."""
+    """The planner's tokens: its budget for every call of one `apply`, what was used so far, and
+    where each call is recorded."""
 
     budget: int
     used: int = 0
     calls: int = 0
+    log: PlannerLog | None = None
+
+    @property
+    def left(self) -> int:
+        return max(0, self.budget - self.used)
+
+    def admit(self, model: str, need: int) -> None:
+        """Refuse a call that needs `need` tokens when fewer are left: recorded, then PlanningFailed."""
+        if need <= self.left:
+            return
+        message = (
+            f"the planner's next call would exceed its budget: it needs about {need:,} tokens and "
+            f"{self.left:,} of --budget {self.budget:,} are left "
+            f"({self.calls} call{'s' if self.calls != 1 else ''} made)"
+        )
+        if self.log is not None:
+            self.log.call(
+                self.calls + 1, model, "budget_exceeded", used=self.used, remaining=self.left, error=message
+            )
+        raise PlanningFailed(
+            message,
+            "raise --budget, or write the compose file yourself (`rnix compose schema`)",
+        )
+
+    def charge(
+        self,
+        model: str,
+        usage: tuple[int, int],
+        *,
+        latency_ms: float,
+        max_tokens: int | None,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        response: dict[str, Any],
+    ) -> None:
+        """Count an answered call (its prompt and completion tokens) and record it."""
+        self.used += sum(usage)
+        self.calls += 1
+        if self.log is not None:
+            self.log.call(
+                self.calls,
+                model,
+                "ok",
+                usage=usage,
+                latency_ms=latency_ms,
+                max_tokens=max_tokens,
+                used=self.used,
+                remaining=self.left,
+                messages=messages,
+                tools=tools,
+                response=response,
+            )
+
+    def failed(self, model: str, error: str, *, latency_ms: float, max_tokens: int | None) -> None:
+        """Count and record a call the provider failed (it charged nothing rnix was told of)."""
+        self.calls += 1
+        if self.log is not None:
+            self.log.call(
+                self.calls,
+                model,
+                "provider_error",
+                latency_ms=latency_ms,
+                max_tokens=max_tokens,
+                used=self.used,
+                remaining=self.left,
+                error=error,
+            )
 
 
 def resolve_model(env: Env, model: str, api_base: str | None) -> tuple[str, str | None]:
@@ -69,19 +144,37 @@ def converse(
 ) -> dict[str, Any]:
     """Ask until a proposal is accepted (see the module docstring)."""
     from rnix.core.fields import json_schema
+    from rnix.llm import tokens
 
     tools = [planner.submit_tool(json_schema())]
     secrets = secret_values(env.environ)
     problems: list[str] = []
     for turn in range(planner.MAX_REPAIRS + 1):
-        if spend.used >= spend.budget:
-            raise PlanningFailed(
-                f"the planner's budget ({spend.budget:,} tokens) is spent after {spend.calls} calls",
-                "raise it with --budget, or write the compose file yourself (`rnix compose schema`)",
-            )
-        completion = _complete(env, model, api_base, messages, tools, spend.budget - spend.used)
-        spend.used += completion.usage.total_tokens
-        spend.calls += 1
+        prompt = tokens.count_prompt(messages, model, tools)
+        spend.admit(model, prompt + 1)  # the prompt and at least one token of answer
+        max_tokens = min(PLAN_MAX_TOKENS, spend.left - prompt)
+        started = time.monotonic()
+        try:
+            completion = _complete(env, model, api_base, messages, tools, max_tokens)
+        except PlanningFailed as exc:
+            latency = (time.monotonic() - started) * 1000
+            spend.failed(model, exc.message, latency_ms=latency, max_tokens=max_tokens)
+            raise
+        usage = completion.usage
+        spend.charge(
+            model,
+            (usage.prompt_tokens, usage.completion_tokens),
+            latency_ms=(time.monotonic() - started) * 1000,
+            max_tokens=max_tokens,
+            messages=list(messages),
+            tools=tools,
+            response={
+                "content": completion.content,
+                "tool_calls": completion.tool_calls,
+                "finish_reason": completion.finish_reason,
+                "usage": usage.as_dict(),
+            },
+        )
         call = (completion.tool_calls or [None])[0]
         if call is None:
             problems = [f"answer by calling the {planner.TOOL_NAME} tool, not with text"]
@@ -154,7 +247,7 @@ def _complete(
     api_base: str | None,
     messages: list[dict[str, Any]],
     tools: list[dict[str, Any]],
-    left: int,
+    max_tokens: int,
 ) -> Any:
     from rnix.llm.backend import ProviderError
 
@@ -165,7 +258,7 @@ def _complete(
             return await backend.complete(
                 model=model,
                 messages=messages,
-                max_tokens=min(PLAN_MAX_TOKENS, left),
+                max_tokens=max_tokens,
                 api_base=api_base,
                 timeout=PLAN_TIMEOUT,
                 tools=tools,

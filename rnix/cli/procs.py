@@ -407,7 +407,7 @@ def kill_cmd(env: Env, signame: str, pid: int, as_json: bool) -> int:
 
 
 @click.command("log")
-@click.argument("pid", type=int)
+@click.argument("pid", type=int, required=False)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the agent ends.")
 @click.option(
     "--filter",
@@ -418,10 +418,22 @@ def kill_cmd(env: Env, signame: str, pid: int, as_json: bool) -> int:
     "lines, or the output.",
 )
 @click.option("--llm", "llm_calls", is_flag=True, help="Show the agent's model calls instead (see below).")
+@click.option(
+    "--planner",
+    metavar="ID",
+    help="Show an `rnix apply` planning and its planner's model calls instead (no PID): its id "
+    "(plan-...), `last`, or a run it started.",
+)
 @json_option
 @click.pass_obj
 def log_cmd(
-    env: Env, pid: int, follow: bool, categories: tuple[str, ...], llm_calls: bool, as_json: bool
+    env: Env,
+    pid: int | None,
+    follow: bool,
+    categories: tuple[str, ...],
+    llm_calls: bool,
+    planner: str | None,
+    as_json: bool,
 ) -> int:
     """Print the log (stderr) and output (stdout) of the agent with this PID.
 
@@ -435,10 +447,25 @@ def log_cmd(
     each tool result the agent sent back to the model. Secrets are masked. --json gives each call's
     `request` as {"from": N, "messages": [...]}: the messages after the first N of the previous call.
 
+    --planner ID shows what `rnix apply` planned (its id is printed by apply and written in the
+    compose file's header): the intent, model, budget, calls, tokens, files written and runs
+    started, then the planner's model calls as --llm shows an agent's.
+
     \b
-    Exit status: 0; 1 when no agent had this PID.
+    Exit status: 0; 1 when no agent had this PID (or no planning is ID).
     """
     from rnix.store.db import Store
+
+    if planner is not None:
+        if pid is not None or follow or categories:
+            raise UsageError("--planner takes no PID, -f or --filter", f"rnix log --planner {planner}")
+        from rnix.cli import plannerlog
+
+        return plannerlog.show(env, planner, as_json)
+    if pid is None:
+        raise UsageError(
+            "missing argument PID", "rnix log PID (`rnix ps -a` lists them), or rnix log --planner ID"
+        )
 
     with Store.open(env.home, readonly=True) as store:
         row = store.process_by_pid(pid)

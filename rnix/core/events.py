@@ -448,6 +448,51 @@ class ApprovalDecided(Event):
     message: str | None = None
 
 
+# -- `rnix apply`'s planner ---------------------------------------------------------------------------
+# A planning is logged under its own id (`plan-...`, in the run_id column) and has no `runs` row, so
+# `ps`, `top` and `compose ps` never list it. Its model calls are `LlmCall`s of the agent `planner`,
+# their answers journal entries of the instance `planner` (`rnix log --planner ID` shows them).
+
+
+@dataclass(frozen=True)
+class PlanningStarted(Event):
+    KIND: ClassVar[str] = "planning_started"
+    intent: str = ""
+    model: str = ""
+    budget: int = 0  # tokens for all the planner's calls
+    file: str | None = None  # the compose file it plans
+    cwd: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanningWrote(Event):
+    """An accepted proposal was written: the plan (replan 0) or replan N."""
+
+    KIND: ClassVar[str] = "planning_wrote"
+    file: str = ""
+    replan: int = 0
+    agents: int = 0
+
+
+@dataclass(frozen=True)
+class PlanningRan(Event):
+    """A written plan ran as `compose up`: the run it became and how it ended."""
+
+    KIND: ClassVar[str] = "planning_ran"
+    compose_run: str | None = None
+    file: str = ""
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class PlanningFinished(Event):
+    KIND: ClassVar[str] = "planning_finished"
+    status: str = "planned"  # planned | failed
+    calls: int = 0
+    tokens_used: int = 0
+    error: str | None = None
+
+
 @dataclass(frozen=True)
 class Unknown(Event):
     """A kind this version of rnix does not know: kept and shown, never folded."""
@@ -487,6 +532,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CompensationPlanned,
         ApprovalRequested,
         ApprovalDecided,
+        PlanningStarted,
+        PlanningWrote,
+        PlanningRan,
+        PlanningFinished,
     )
 }
 
