@@ -5,8 +5,9 @@ run and shuts it down at `close()`, then starts one node agent (raynode.NodeAgen
 pinned to its node, owned by this process) on every alive node. `spawn()` places the agent:
 - with `resources` (SpawnRequest.resources, the compose key): a placement group of one bundle,
   so Ray picks a node that has them and reserves them until the agent ends (other jobs of the
-  cluster see the reservation); a request that no node of the cluster could ever satisfy is
-  refused at `check_resources`, before anything starts;
+  cluster see the reservation; a reservation given back is kept HOLD seconds for the next agent
+  with the same needs, since Ray takes about a second to grant one again); a request that no
+  node of the cluster could ever satisfy is refused at `check_resources`, before anything starts;
 - without: the node with the fewest of this run's agents (the supervisor's own node first).
 The agent's task crosses with the request; its stdout and stderr are pulled back into the run's
 files while it runs (every POLL seconds, so `compose logs -f` follows it), and its result and exit
@@ -28,6 +29,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,10 +39,12 @@ from rnix.core.secrets import is_secret_name
 from rnix.errors import RnixError, UsageError
 from rnix.supervisor import exitreport
 from rnix.supervisor.api import ExitInfo, SpawnRequest
+from rnix.supervisor.raynode import READ_CHUNK
 
 log = logging.getLogger(__name__)
 
 POLL = 0.25  # seconds between two pulls of the running agents' output
+HOLD = 2.0  # seconds a reservation given back by an agent is kept for the next one with its needs
 INSTALL_HINT = "install it with: pip install 'rnix[ray]'"
 # What a shipped compose directory leaves behind (Ray's own limit is 500 MiB).
 SHIP_EXCLUDES = [".git", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache", ".pytest_cache"]
@@ -159,6 +163,8 @@ class RaySpawner:
         self._base_env: dict[str, str] | None = None
         self._pump: asyncio.Task[None] | None = None
         self._refs: set[Any] = set()
+        # Reservations (placement groups) that agents gave back, by needs: (group, node id, since).
+        self._idle: dict[tuple[tuple[str, float], ...], list[tuple[Any, str, float]]] = {}
         self.escaped: list[str] = []
 
     # -- start ------------------------------------------------------------------------------
@@ -318,11 +324,22 @@ class RaySpawner:
         need = {k: float(v) for k, v in (request.resources or {}).items() if v > 0}
         if not need:
             return min(self.nodes.values(), key=lambda node: len(node.live)), None
+        shape = _shape(need)
+        idle = self._idle.get(shape)
+        if idle:  # one that an agent of the same needs just gave back: no new reservation
+            group, node_id, _since = idle.pop()
+            return self.nodes[node_id], group
         from ray.util.placement_group import placement_group, placement_group_table
 
         group = placement_group([need], strategy="STRICT_PACK")
         try:
-            await group.ready()
+            ready = asyncio.ensure_future(group.ready())
+            while True:
+                done, _ = await asyncio.wait({ready}, timeout=0.05)
+                if done:
+                    ready.result()
+                    break
+                self._drop_idle(0.0)  # we are waiting: what we hold idle may be what we need
             node_id = placement_group_table(group)["bundles_to_node_id"][0]
         except BaseException:
             self._release(group)
@@ -342,9 +359,26 @@ class RaySpawner:
             with contextlib.suppress(Exception):
                 remove_placement_group(group)
 
+    def _drop_idle(self, older_than: float) -> None:
+        """Give back to Ray the reservations no agent has used for `older_than` seconds."""
+        now = time.monotonic()
+        for shape, groups in list(self._idle.items()):
+            keep = [entry for entry in groups if now - entry[2] < older_than]
+            for entry in groups:
+                if entry not in keep:
+                    self._release(entry[0])
+            if keep:
+                self._idle[shape] = keep
+            else:
+                del self._idle[shape]
+
     def _ended(self, node: _Node, process: RayAgentProcess) -> None:
-        self._release(process._group)
-        process._group = None
+        group, process._group = process._group, None
+        if group is not None:
+            # Kept a moment for the next agent with the same needs: Ray takes about a second to
+            # grant a reservation again once it was given back.
+            need = {k: float(v) for k, v in (process._request.resources or {}).items() if v > 0}
+            self._idle.setdefault(_shape(need), []).append((group, node.node_id, time.monotonic()))
         self._remember(node.actor.forget.remote(process.pid))
 
     def _remember(self, ref: Any) -> None:
@@ -364,6 +398,7 @@ class RaySpawner:
     async def _pump_loop(self) -> None:
         while True:
             await asyncio.sleep(POLL)
+            self._drop_idle(HOLD)
             for node in list(self.nodes.values()):
                 if node.live:
                     with contextlib.suppress(Exception):
@@ -390,7 +425,8 @@ class RaySpawner:
                 if err:
                     _append(process._request.stderr_path, err)
                     process.offsets[1] += len(err)
-            if not until_quiet or not chunks:
+            full = any(len(chunk) >= READ_CHUNK for pair in chunks.values() for chunk in pair)
+            if not until_quiet or not full:  # a short read got everything written so far
                 return
 
     # -- close ------------------------------------------------------------------------------
@@ -415,6 +451,7 @@ class RaySpawner:
             with contextlib.suppress(Exception):
                 ray.kill(node.actor)
         self.nodes.clear()
+        self._drop_idle(0.0)
         with contextlib.suppress(Exception):
             ray.shutdown()
 
@@ -439,6 +476,10 @@ def _write_report(path: str, text: str) -> None:
     info = exitreport.parse_exit_report(text)
     if info is not None:
         exitreport.write_exit_report(path, info.returncode, info.signal)
+
+
+def _shape(need: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
+    return tuple(sorted(need.items()))
 
 
 def _first_line(exc: BaseException) -> str:

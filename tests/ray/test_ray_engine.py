@@ -94,6 +94,16 @@ def running_pids(rnix: RunRnix, folder: Path, *names: str) -> list[int] | None:
     return [int(rows[name]["pid"]) for name in names]
 
 
+def process_state(pid: int) -> str | None:
+    """The state letter of /proc/PID/stat (T: stopped), None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    return stat[stat.rindex(b")") + 2 :].split()[0].decode()
+
+
 def agent_pids(marker: str) -> list[int]:
     """Marked processes other than a supervisor (`rnix compose up`), which carries the marker too."""
     left = []
@@ -141,6 +151,11 @@ agents:
     assert result.returncode == 0, result.stderr
     rows = ps_rows(rnix, folder)
     assert {name: row["state"] for name, row in rows.items()} == dict.fromkeys(rows, "completed")
+    # ps says where each ran (the NODE column; `cluster_node` in --json).
+    assert rows["first"]["cluster_node"] == cluster["head"]
+    assert rows["second"]["cluster_node"] == rows["summary"]["cluster_node"] == cluster["worker"]
+    table = rnix("compose", "ps", "-a", cwd=folder).stdout
+    assert "NODE" in table.splitlines()[0] and cluster["worker"] in table
     logs = rnix("compose", "logs", "--no-log-prefix", "first", cwd=folder)
     assert logs.stdout.strip() == cluster["head"]
     logs = rnix("compose", "logs", "--no-log-prefix", "second", cwd=folder)
@@ -248,8 +263,18 @@ agents:
     assert up.returncode == 0, up.stderr
 
     leaders = wait_for(lambda: running_pids(rnix, folder, "here", "there"), 60, "both agents to run")
-    # compose logs -f streams the remote agent's output back while it runs.
+    # compose logs streams the remote agent's output back while it runs.
     wait_for(lambda: "up" in rnix("compose", "logs", "there", cwd=folder).stdout, 20, "the remote output")
+    # Pause and resume reach the group on its node through the supervisor.
+    there = leaders[1]
+    paused = rnix("kill", "-s", "STOP", str(there), "--json", cwd=folder)
+    assert paused.returncode == 0, paused.stderr
+    wait_for(lambda: ps_rows(rnix, folder)["there"]["state"] == "paused", 20, "the pause")
+    wait_for(lambda: process_state(there) == "T", 20, "the process to stop")
+    resumed = rnix("kill", "-s", "CONT", str(there), cwd=folder)
+    assert resumed.returncode == 0, resumed.stderr
+    wait_for(lambda: ps_rows(rnix, folder)["there"]["state"] == "running", 20, "the resume")
+    wait_for(lambda: process_state(there) in ("S", "R"), 20, "the process to go on")
     down = rnix("compose", "down", "--json", cwd=folder)
     assert down.returncode == 0, down.stderr
     # Every agent on every node is gone when `down` returns.
@@ -404,7 +429,9 @@ agents:
             supervisor.kill()
             supervisor.wait()
     flag.write_text("")
-    again = rnix("compose", "up", "--json", "--ray-address", cluster["address"], cwd=folder, env=up_env(marker))
+    again = rnix(
+        "compose", "up", "--json", "--ray-address", cluster["address"], cwd=folder, env=up_env(marker)
+    )
     assert again.returncode == 0, again.stderr
     rows = ps_rows(rnix, folder)
     # The exit report of `done` came back from its node before the crash: it is not run again.
@@ -443,3 +470,49 @@ agents:
     node = rnix("compose", "logs", "--no-log-prefix", "one", cwd=folder).stdout.strip()
     assert len(node) == 8 and int(node, 16) >= 0  # RNIX_NODE: the Ray node id's first 8 hex digits
     assert wait_marked_gone(marker, 30) == []  # the agents and every process of the Ray instance
+
+
+def test_ctrl_c_twice_kills_at_once_on_every_node(
+    rnix: RunRnix, tmp_path: Path, cluster: dict[str, str], marker: str
+) -> None:
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('up', flush=True); time.sleep(300)"
+    )
+    folder = write(
+        tmp_path,
+        f"""
+agents:
+  there:
+    intent: ignore SIGTERM on the worker for a minute
+    command: {cmd(stubborn)}
+    resources: {{worker: 1}}
+    stop_grace_period: 60s
+""",
+    )
+    env = {**os.environ, **up_env(marker)}
+    supervisor = subprocess.Popen(
+        [RNIX, "compose", "up", "--ray-address", cluster["address"]],
+        cwd=folder,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        leaders = wait_for(lambda: running_pids(rnix, folder, "there"), 60, "the agent to run")
+        supervisor.send_signal(signal.SIGINT)  # graceful: the agent would have 60 s
+        time.sleep(2.0)
+        assert supervisor.poll() is None and wait_gone(leaders, 0) == leaders  # it waits out the grace
+        started = time.monotonic()
+        supervisor.send_signal(signal.SIGINT)  # the second one: no more grace
+        _out, err = supervisor.communicate(timeout=30)
+        assert time.monotonic() - started < 20
+        assert supervisor.returncode == 130, err
+        assert "Traceback" not in err
+        assert wait_gone(leaders, 0) == [] and marked_pids(marker) == []
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
