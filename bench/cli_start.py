@@ -37,6 +37,9 @@ def median_ms(argv: list[str], runs: int) -> float:
 
 
 def main() -> int:
+    from bytecode import ensure_compiled
+
+    ensure_compiled()  # measure rnix as installed (bench/bytecode.py)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", "--runs", type=int, default=15)
     parser.add_argument("--json", action="store_true")

@@ -25,6 +25,9 @@ RNIX = str(Path(sys.executable).parent / "rnix")
 
 
 def main() -> int:
+    from bytecode import ensure_compiled
+
+    ensure_compiled()  # measure rnix as installed (bench/bytecode.py)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

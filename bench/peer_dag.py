@@ -103,6 +103,9 @@ def run_peer(server: Loopback, python: str) -> dict[str, Any] | str:
 
 
 def main() -> int:
+    from bytecode import ensure_compiled
+
+    ensure_compiled()  # measure rnix as installed (bench/bytecode.py)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -124,6 +124,9 @@ def dag_bench(address: str) -> dict[str, Any]:
 
 
 def main() -> int:
+    from bytecode import ensure_compiled
+
+    ensure_compiled()  # measure rnix as installed (bench/bytecode.py)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -13,7 +13,9 @@ from rnix.core.secrets import secret_values
 from rnix.env import Env
 from rnix.errors import ExitCode
 from rnix.ui import jsonout
-from rnix.ui.graph import FORMATS, graph_document, render
+
+# rnix.ui.graph.FORMATS (that module loads the planner: imported only when the command runs).
+GRAPH_FORMATS = ("mermaid", "dot", "text")
 
 
 @compose.command("graph")
@@ -23,7 +25,7 @@ from rnix.ui.graph import FORMATS, graph_document, render
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(FORMATS),
+    type=click.Choice(GRAPH_FORMATS),
     default="mermaid",
     show_default=True,
     help="Mermaid for Markdown docs, DOT for Graphviz (`| dot -Tsvg`), text for a terminal.",
@@ -39,6 +41,8 @@ def graph_cmd(env: Env, file: str | None, project: str | None, as_json: bool, fm
     edges, loops and critical path as data.
     """
     loaded = load(env, file, project)
+    from rnix.ui.graph import graph_document, render
+
     document = graph_document(loaded.spec, loaded.project, secret_values(env.environ))
     if as_json:
         jsonout.write_ok(env.stdout, document)

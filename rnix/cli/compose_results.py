@@ -12,7 +12,7 @@ Contract:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,8 +20,10 @@ from rnix.cli.compose import compose, file_option, json_option, project_option
 from rnix.cli.compose_run import _project_of
 from rnix.env import Env
 from rnix.errors import ExitCode, UsageError
-from rnix.store.db import ProcessRow, RunRow
 from rnix.ui import jsonout
+
+if TYPE_CHECKING:
+    from rnix.store.db import ProcessRow, RunRow
 
 
 def _latest(env: Env, project: str) -> tuple[RunRow, list[ProcessRow]]:

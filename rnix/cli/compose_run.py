@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -40,6 +39,14 @@ def preload_clients(env: Env, spec: ComposeSpec) -> None:
         from rnix.llm import openai_http
 
         openai_http.preload()
+
+
+def prestart_spawner(env: Env) -> None:
+    """Boot the fork server now, while the CLI still plans the run: the run adopts it (spawn.py)."""
+    from rnix.core.secrets import is_secret_name
+    from rnix.supervisor import spawn
+
+    spawn.prestart({k: v for k, v in env.environ.items() if not is_secret_name(k)})
 
 
 # At most this many built-in agents are forked ahead of their release, while their dependencies run
@@ -233,6 +240,8 @@ def up_cmd(
         import_ray()  # not installed: a one-line error with the install command, before anything
     check_credentials(env, loaded)
     if not detach:
+        if engine == "local":
+            prestart_spawner(env)
         preload_clients(env, loaded.spec)
     plan = plan_with_ledger(env, _only(loaded, agents), loaded.project, seed)
     if fresh and from_agent:
@@ -284,6 +293,8 @@ def up_cmd(
             env.stderr.write(f"rnix: {resume.message()}\n")
         view = UpView(env, plan, as_json, ctx.run_id)
         try:
+            import asyncio
+
             outcome = asyncio.run(supervise(ctx, on_update=view.update))
         finally:
             if view.live is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import os
@@ -315,9 +314,10 @@ def run_cmd(
 
     spec = resolve_models(env, spec)  # `--model haiku`, with the keys checked before anything runs
     check_credentials(env, Loaded(spec, "agent", env.cwd / "compose.yaml"))
-    from rnix.cli.compose_run import EARLY_SPAWN, preload_clients
+    from rnix.cli.compose_run import EARLY_SPAWN, preload_clients, prestart_spawner
     from rnix.core.actions import Options
 
+    prestart_spawner(env)
     preload_clients(env, spec)
     plan = make_plan(spec, resolve_project_name(project, {}, None, env.cwd / "x"))
     stdin_input = None
@@ -334,6 +334,8 @@ def run_cmd(
         stdin_input=stdin_input,
         options=Options(early_spawn=EARLY_SPAWN),  # forked while the client loads (early.py)
     )
+    import asyncio
+
     outcome = asyncio.run(supervise(ctx))
     agent = outcome.agents["agent"]
     secrets = secret_values(env.environ)

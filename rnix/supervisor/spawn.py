@@ -26,6 +26,7 @@ whatever is still in it after the sweeps is killed there and named in `escaped` 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import dataclasses
 import json
@@ -33,6 +34,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import sysconfig
 from collections.abc import Mapping
@@ -112,7 +114,7 @@ class ForkServerSpawner:
         self._environ = dict(os.environ if environ is None else environ)
         self._subreaper = subreaper
         self._python = python
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: asyncio.subprocess.Process | _AdoptedServer | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
@@ -144,18 +146,22 @@ class ForkServerSpawner:
             procinfo.become_subreaper()
         nofile_soft = procinfo.raise_nofile_limit()
         procinfo.create_time_from_ticks(0)  # imports psutil now rather than in the first reply
-        ours, theirs = socket.socketpair()
-        try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *self._command(theirs.fileno(), nofile_soft),
-                pass_fds=(theirs.fileno(),),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                cwd="/",
-                env=_server_env(self._environ),
-            )
-        finally:
-            theirs.close()
+        adopted = _adopt_prestarted(self._environ, self._python)
+        if adopted is not None:  # booted while the CLI loaded the file (`prestart`)
+            self._proc, ours = adopted
+        else:
+            ours, theirs = socket.socketpair()
+            try:
+                self._proc = await asyncio.create_subprocess_exec(
+                    *_server_command(self._python, theirs.fileno(), nofile_soft),
+                    pass_fds=(theirs.fileno(),),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    cwd="/",
+                    env=_server_env(self._environ),
+                )
+            finally:
+                theirs.close()
         # Before it can fork anything: every agent and all it starts stay in this cgroup.
         self._cgroup = RunCgroup.create(self._environ)
         if self._cgroup is not None and not self._cgroup.add(self._proc.pid):
@@ -177,13 +183,6 @@ class ForkServerSpawner:
             raise RuntimeError(f"the rnix fork server did not start (exit status {status})")
         self._running = True
         self._reader_task = asyncio.create_task(self._read_loop())
-
-    def _command(self, fd: int, nofile_soft: int) -> list[str]:
-        # -P: do not put the working directory on sys.path (a stray json.py must not shadow json).
-        safe_path = ["-P"] if sys.version_info >= (3, 11) else []
-        module = "rnix.supervisor.forkserver"
-        options = ["--fd", str(fd), "--parent", str(os.getpid()), "--nofile", str(nofile_soft)]
-        return [self._python, *safe_path, "-m", module, *options]
 
     async def spawn(self, request: SpawnRequest) -> LocalAgentProcess:
         if not self._running or self._writer is None:
@@ -352,6 +351,104 @@ async def _sweep_strays(server_pid: int) -> None:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
         await asyncio.sleep(0.01)
+
+
+def _server_command(python: str, fd: int, nofile_soft: int) -> list[str]:
+    # -P: do not put the working directory on sys.path (a stray json.py must not shadow json).
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+    module = "rnix.supervisor.forkserver"
+    options = ["--fd", str(fd), "--parent", str(os.getpid()), "--nofile", str(nofile_soft)]
+    return [python, *safe_path, "-m", module, *options]
+
+
+# -- prestart: the fork server boots (~80 ms of Python start-up) while the CLI still loads ----------
+
+
+@dataclasses.dataclass
+class _Prestarted:
+    popen: subprocess.Popen[bytes]
+    sock: socket.socket
+    environ: dict[str, str]
+    python: str
+
+
+_prestarted: _Prestarted | None = None
+
+
+def prestart(environ: Mapping[str, str], python: str = sys.executable) -> None:
+    """Start the fork server now, from this (the main) thread, for a run this process is about to
+    supervise: the run's `ForkServerSpawner.start()` adopts it when it asks for the same environment
+    and Python, so its boot is off the run's clock. `environ` is the fork server's (no secrets: see
+    ForkServerSpawner). Not adopted, it is killed at exit; it also dies with this process
+    (PDEATHSIG), having started nothing."""
+    global _prestarted
+    if _prestarted is not None:
+        return
+    nofile_soft = procinfo.raise_nofile_limit()
+    ours, theirs = socket.socketpair()
+    try:
+        popen = subprocess.Popen(
+            _server_command(python, theirs.fileno(), nofile_soft),
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            cwd="/",
+            env=_server_env(environ),
+        )
+    except OSError:
+        ours.close()
+        return  # the run starts one itself, and says why if it cannot
+    finally:
+        theirs.close()
+    _prestarted = _Prestarted(popen, ours, dict(environ), python)
+    atexit.register(_discard_prestarted)
+
+
+def _adopt_prestarted(environ: Mapping[str, str], python: str) -> tuple[_AdoptedServer, socket.socket] | None:
+    global _prestarted
+    found, _prestarted = _prestarted, None
+    if found is None:
+        return None
+    if found.environ == dict(environ) and found.python == python and found.popen.poll() is None:
+        return _AdoptedServer(found.popen), found.sock
+    _kill_prestarted(found)
+    return None
+
+
+def _discard_prestarted() -> None:
+    global _prestarted
+    found, _prestarted = _prestarted, None
+    if found is not None:
+        _kill_prestarted(found)
+
+
+def _kill_prestarted(found: _Prestarted) -> None:
+    found.sock.close()
+    with contextlib.suppress(OSError):
+        found.popen.kill()
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        found.popen.wait(5)
+
+
+class _AdoptedServer:
+    """A prestarted fork server seen as the asyncio.subprocess.Process the spawner uses."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+        self.pid = popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.poll()
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            self._popen.kill()
+
+    async def wait(self) -> int:
+        while (code := self._popen.poll()) is None:
+            await asyncio.sleep(0.005)
+        return code
 
 
 def _server_env(environ: Mapping[str, str]) -> dict[str, str]:

@@ -143,3 +143,10 @@ def test_the_pipelines_doc_shows_what_the_text_format_prints(rnix: RunRnix, tmp_
     result = rnix("compose", "graph", "--format", "text", cwd=tmp_path / "demo")
     assert result.returncode == 0, result.stderr
     assert result.stdout == shown
+
+
+def test_the_cli_offers_exactly_the_formats_the_renderer_has() -> None:
+    from rnix.cli.compose_graph import GRAPH_FORMATS
+    from rnix.ui.graph import FORMATS
+
+    assert GRAPH_FORMATS == FORMATS

@@ -42,7 +42,10 @@ def request(cwd: Path, argv: list[str], name: str = "a") -> dict[str, object]:
 def test_a_node_agent_runs_an_agent_in_its_own_files_and_hands_back_output_and_report(
     tmp_path: Path, node_dir: Path
 ) -> None:
-    script = "import json, sys; task = json.load(sys.stdin); print('got', task['x']); print('oops', file=sys.stderr)"
+    script = (
+        "import json, sys; task = json.load(sys.stdin); print('got', task['x']); "
+        "print('oops', file=sys.stderr)"
+    )
 
     async def body() -> None:
         node = NodeAgent("run1", node_name="abcd1234")
