@@ -7,9 +7,12 @@ whoever reaps them (a subreaper such as the test process itself) may do so later
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Iterator
 
 
 def _state(pid: int) -> str | None:
@@ -63,3 +66,15 @@ def wait_marked_gone(marker: str, timeout: float) -> list[int]:
         if not left or time.monotonic() >= deadline:
             return left
         time.sleep(0.05)
+
+
+def marked() -> Iterator[str]:
+    """A fresh marker; whatever the test's outcome, every process still carrying it is killed after
+    (use as a fixture: `marker = pytest.fixture(marked)`)."""
+    value = uuid.uuid4().hex
+    try:
+        yield value
+    finally:  # the test itself must not leak
+        for pid in marked_pids(value):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)

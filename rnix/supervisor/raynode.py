@@ -86,7 +86,7 @@ class NodeAgent:
         if self.node_name:
             env[ENV_NODE] = self.node_name
         stdin_path = f"{stem}.task.json"
-        await asyncio.to_thread(_write, stdin_path, task)
+        await asyncio.to_thread(write_file, stdin_path, task)
         cwd = self._cwd(str(request["cwd"]))
         spawn = SpawnRequest(
             name=name,
@@ -182,8 +182,11 @@ def _file_stem(name: str, serial: int) -> str:
     return f"{serial:05d}-{safe}"
 
 
-def _write(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+def write_file(path: str, data: bytes, *, append: bool = False) -> None:
+    """Write all of `data` to `path`: a task (created 0600, truncated) or an agent's output (created
+    0644 as the local spawner creates it, appended to)."""
+    mode, perms = (os.O_APPEND, 0o644) if append else (os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | mode | os.O_CLOEXEC, perms)
     try:
         view = memoryview(data)
         while view:

@@ -39,7 +39,7 @@ from rnix.core.secrets import is_secret_name
 from rnix.errors import RnixError, UsageError
 from rnix.supervisor import exitreport
 from rnix.supervisor.api import ExitInfo, SpawnRequest
-from rnix.supervisor.raynode import READ_CHUNK
+from rnix.supervisor.raynode import READ_CHUNK, write_file
 
 log = logging.getLogger(__name__)
 
@@ -420,10 +420,10 @@ class RaySpawner:
                 if process is None:
                     continue
                 if out:
-                    _append(process._request.stdout_path, out)
+                    write_file(process._request.stdout_path, out, append=True)
                     process.offsets[0] += len(out)
                 if err:
-                    _append(process._request.stderr_path, err)
+                    write_file(process._request.stderr_path, err, append=True)
                     process.offsets[1] += len(err)
             full = any(len(chunk) >= READ_CHUNK for pair in chunks.values() for chunk in pair)
             if not until_quiet or not full:  # a short read got everything written so far
@@ -459,16 +459,6 @@ class RaySpawner:
 def _read_bytes(path: str) -> bytes:
     with open(path, "rb") as handle:
         return handle.read()
-
-
-def _append(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
 
 
 def _write_report(path: str, text: str) -> None:

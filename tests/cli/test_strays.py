@@ -15,14 +15,13 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import RNIX, RunRnix
-from tests.procs import marked_pids
+from tests.procs import marked, marked_pids
 from tests.teams import agent, ps, wait_for
 
 LIMITS = "timeout: 1s, stop_grace_period: 0.5s"
@@ -35,15 +34,7 @@ SHELL = json.dumps(["sh", "-c", "setsid sleep 305 & exec sleep 30"])
 PLAIN = f"plain: {{intent: setsid sleep, command: {SHELL}, {LIMITS}}}"
 
 
-@pytest.fixture
-def marker() -> Iterator[str]:
-    value = uuid.uuid4().hex
-    try:
-        yield value
-    finally:  # whatever the outcome, the test itself must not leak
-        for pid in marked_pids(value):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+marker = pytest.fixture(marked)
 
 
 @pytest.fixture

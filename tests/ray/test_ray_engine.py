@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import RNIX, RunRnix
-from tests.procs import marked_pids, wait_gone, wait_marked_gone
+from tests.procs import marked, marked_pids, wait_gone, wait_marked_gone
 from tests.teams import wait_for
 
 ray = pytest.importorskip("ray")
@@ -53,15 +52,7 @@ def cluster() -> Iterator[dict[str, str]]:
             os.environ.pop("RAY_USAGE_STATS_ENABLED", None)
 
 
-@pytest.fixture
-def marker() -> Iterator[str]:
-    value = uuid.uuid4().hex
-    try:
-        yield value
-    finally:  # whatever the outcome, the test itself must not leak
-        for pid in marked_pids(value):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+marker = pytest.fixture(marked)
 
 
 def write(tmp_path: Path, text: str, name: str = "cluster") -> Path:
@@ -84,6 +75,26 @@ def ps_rows(rnix: RunRnix, folder: Path) -> dict[str, dict[str, Any]]:
     result = rnix("compose", "ps", "-a", "--json", cwd=folder)
     assert result.returncode == 0, result.stderr
     return {row["agent"]: row for row in json.loads(result.stdout)["data"]["processes"]}
+
+
+@contextlib.contextmanager
+def foreground_up(folder: Path, cluster: dict[str, str], marker: str) -> Iterator[subprocess.Popen[str]]:
+    """`rnix compose up` on the cluster in the foreground (stderr piped); killed if still there."""
+    supervisor = subprocess.Popen(
+        [RNIX, "compose", "up", "--ray-address", cluster["address"]],
+        cwd=folder,
+        env={**os.environ, **up_env(marker)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield supervisor
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+        supervisor.communicate()
 
 
 def running_pids(rnix: RunRnix, folder: Path, *names: str) -> list[int] | None:
@@ -303,16 +314,7 @@ agents:
     stop_grace_period: 1s
 """,
     )
-    env = {**os.environ, **up_env(marker)}
-    supervisor = subprocess.Popen(
-        [RNIX, "compose", "up", "--ray-address", cluster["address"]],
-        cwd=folder,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with foreground_up(folder, cluster, marker) as supervisor:
         leaders = wait_for(lambda: running_pids(rnix, folder, "here", "there"), 60, "both agents to run")
         supervisor.kill()
         supervisor.wait(10)
@@ -320,10 +322,6 @@ agents:
         # signals stop every group (the leaders, the commands and whatever they started).
         assert wait_gone(leaders, 30) == []
         assert wait_marked_gone(marker, 30) == []
-    finally:
-        if supervisor.poll() is None:
-            supervisor.kill()
-            supervisor.wait()
 
 
 def test_an_agent_whose_resources_no_node_has_is_refused_before_anything_runs(
@@ -362,17 +360,7 @@ agents:
     resources: {{worker: 1}}
 """,
     )
-    env = {**os.environ, **up_env(marker)}
-    supervisor = subprocess.Popen(
-        [RNIX, "compose", "up", "--ray-address", cluster["address"]],
-        cwd=folder,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with foreground_up(folder, cluster, marker) as supervisor:
         leaders = wait_for(lambda: running_pids(rnix, folder, "there"), 60, "the agent to run")
         supervisor.send_signal(signal.SIGTERM)
         _out, err = supervisor.communicate(timeout=30)
@@ -380,10 +368,6 @@ agents:
         assert "Traceback" not in err
         assert wait_gone(leaders, 0) == [] and marked_pids(marker) == []
         assert ps_rows(rnix, folder)["there"]["state"] == "cancelled"
-    finally:
-        if supervisor.poll() is None:
-            supervisor.kill()
-            supervisor.wait()
 
 
 def test_a_resumed_run_reuses_what_a_remote_agent_finished_before_the_crash(
@@ -410,24 +394,11 @@ agents:
     depends_on: [done]
 """,
     )
-    env = {**os.environ, **up_env(marker)}
-    supervisor = subprocess.Popen(
-        [RNIX, "compose", "up", "--ray-address", cluster["address"]],
-        cwd=folder,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with foreground_up(folder, cluster, marker) as supervisor:
         leaders = wait_for(lambda: running_pids(rnix, folder, "slow"), 60, "slow to run")
         supervisor.kill()
         supervisor.wait(10)
         assert wait_gone(leaders, 30) == []
-    finally:
-        if supervisor.poll() is None:
-            supervisor.kill()
-            supervisor.wait()
     flag.write_text("")
     again = rnix(
         "compose", "up", "--json", "--ray-address", cluster["address"], cwd=folder, env=up_env(marker)
@@ -490,17 +461,7 @@ agents:
     stop_grace_period: 60s
 """,
     )
-    env = {**os.environ, **up_env(marker)}
-    supervisor = subprocess.Popen(
-        [RNIX, "compose", "up", "--ray-address", cluster["address"]],
-        cwd=folder,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with foreground_up(folder, cluster, marker) as supervisor:
         leaders = wait_for(lambda: running_pids(rnix, folder, "there"), 60, "the agent to run")
         supervisor.send_signal(signal.SIGINT)  # graceful: the agent would have 60 s
         time.sleep(2.0)
@@ -512,7 +473,3 @@ agents:
         assert supervisor.returncode == 130, err
         assert "Traceback" not in err
         assert wait_gone(leaders, 0) == [] and marked_pids(marker) == []
-    finally:
-        if supervisor.poll() is None:
-            supervisor.kill()
-            supervisor.wait()
