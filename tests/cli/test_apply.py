@@ -170,8 +170,9 @@ GOOD = {
 }
 
 
-def apply_with(rnix: RunRnix, server: OpenAIServer, *, as_json: bool = True) -> Any:
-    """`rnix apply --yes [--json]` with the loopback server as the planner's (and agents') model."""
+def apply_with(rnix: RunRnix, server: OpenAIServer, *extra: str, as_json: bool = True) -> Any:
+    """`rnix apply --yes [--json] EXTRA...` with the loopback server as the planner's (and agents')
+    model."""
     return rnix(
         "apply",
         "Scan the code and report",
@@ -181,6 +182,7 @@ def apply_with(rnix: RunRnix, server: OpenAIServer, *, as_json: bool = True) -> 
         server.base_url,
         "--yes",
         *(["--json"] if as_json else []),
+        *extra,
         env={"OPENAI_API_KEY": CANARY},
         timeout=120,
     )
@@ -363,18 +365,7 @@ def test_a_real_planner_is_stopped_when_its_next_call_would_exceed_the_budget(
         server.script(
             [ToolCall("submit_compose", BAD, prompt_tokens=2_997), ToolCall("submit_compose", GOOD)]
         )
-        result = rnix(
-            "apply",
-            "Scan the code and report",
-            "--model",
-            "openai/test-model",
-            "--api-base",
-            server.base_url,
-            "--yes",
-            "--budget",
-            "8000",
-            env={"OPENAI_API_KEY": CANARY},
-        )
+        result = apply_with(rnix, server, "--budget", "8000", as_json=False)
         calls = len(server.requests)
     assert result.returncode == 1 and calls == 1
     error = [line for line in result.stderr.splitlines() if line.startswith("rnix: error:")]

@@ -97,6 +97,22 @@ def foreground_up(folder: Path, cluster: dict[str, str], marker: str) -> Iterato
         supervisor.communicate()
 
 
+SLEEPER = "import time; print('up', flush=True); time.sleep(300)"
+# One agent sleeping on each node.
+SLEEPERS = f"""
+agents:
+  here:
+    intent: sleep on the head
+    command: {cmd(SLEEPER)}
+    resources: {{head: 1}}
+  there:
+    intent: sleep on the worker
+    command: {cmd(SLEEPER)}
+    resources: {{worker: 1}}
+    stop_grace_period: 1s
+"""
+
+
 def running_pids(rnix: RunRnix, folder: Path, *names: str) -> list[int] | None:
     """The PIDs of the named agents once all of them run (None before)."""
     rows = ps_rows(rnix, folder)
@@ -255,21 +271,7 @@ agents:
 def test_compose_down_from_another_terminal_stops_agents_on_every_node(
     rnix: RunRnix, tmp_path: Path, cluster: dict[str, str], marker: str
 ) -> None:
-    sleeper = "import time; print('up', flush=True); time.sleep(300)"
-    folder = write(
-        tmp_path,
-        f"""
-agents:
-  here:
-    intent: sleep on the head
-    command: {cmd(sleeper)}
-    resources: {{head: 1}}
-  there:
-    intent: sleep on the worker
-    command: {cmd(sleeper)}
-    resources: {{worker: 1}}
-""",
-    )
+    folder = write(tmp_path, SLEEPERS)
     up = rnix("compose", "up", "-d", "--ray-address", cluster["address"], cwd=folder, env=up_env(marker))
     assert up.returncode == 0, up.stderr
 
@@ -298,22 +300,7 @@ agents:
 def test_sigkill_of_the_supervisor_leaves_no_agent_on_any_node(
     rnix: RunRnix, tmp_path: Path, cluster: dict[str, str], marker: str
 ) -> None:
-    sleeper = "import time; print('up', flush=True); time.sleep(300)"
-    folder = write(
-        tmp_path,
-        f"""
-agents:
-  here:
-    intent: sleep on the head
-    command: {cmd(sleeper)}
-    resources: {{head: 1}}
-  there:
-    intent: sleep on the worker
-    command: {cmd(sleeper)}
-    resources: {{worker: 1}}
-    stop_grace_period: 1s
-""",
-    )
+    folder = write(tmp_path, SLEEPERS)
     with foreground_up(folder, cluster, marker) as supervisor:
         leaders = wait_for(lambda: running_pids(rnix, folder, "here", "there"), 60, "both agents to run")
         supervisor.kill()
