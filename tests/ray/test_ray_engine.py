@@ -460,3 +460,39 @@ agents:
         assert supervisor.returncode == 130, err
         assert "Traceback" not in err
         assert wait_gone(leaders, 0) == [] and marked_pids(marker) == []
+
+
+def test_budgets_and_retries_hold_for_agents_on_the_worker(
+    rnix: RunRnix, tmp_path: Path, cluster: dict[str, str], marker: str
+) -> None:
+    flag = tmp_path / "tried-once"
+    flaky = (
+        f"import os, sys; p = {str(flag)!r}; "
+        "sys.exit(print('second try') or 0) if os.path.exists(p) else (open(p, 'w').close(), sys.exit(1))"
+    )
+    folder = write(
+        tmp_path,
+        f"""
+agents:
+  tight:
+    intent: write a long essay about everything
+    budget: 40
+    resources: {{worker: 1}}
+  flaky:
+    intent: fail once, then succeed
+    command: {cmd(flaky)}
+    max_retries: 1
+    resources: {{worker: 1}}
+""",
+    )
+    result = rnix(
+        "compose", "up", "--json", "--ray-address", cluster["address"], cwd=folder, env=up_env(marker)
+    )
+    assert result.returncode == 1, result.stderr
+    rows = ps_rows(rnix, folder)
+    # The gateway (on this machine) refused the remote agent's call over its budget: exit status 2.
+    assert rows["tight"]["state"] == "budget_exceeded" and rows["tight"]["exit_code"] == 2
+    assert rows["tight"]["tokens_used"] <= 40
+    # The first attempt failed on the worker; the retry ran there too and completed.
+    assert rows["flaky"]["state"] == "completed" and rows["flaky"]["attempt"] == 2
+    assert rows["flaky"]["cluster_node"] == cluster["worker"]
