@@ -85,6 +85,22 @@ class RunFiles:
         `messages`: the upstream results as the built-in agent's messages, in order (default: one
         per `upstream` entry); `extra`: pipeline fields of the task (item, index, iteration,
         previous)."""
+        paths = self.task(spec, attempt, budget, upstream, stdin_input, messages=messages, extra=extra)
+        self.write(paths, attempt)
+        return paths
+
+    def task(
+        self,
+        spec: AgentSpec,
+        attempt: int,
+        budget: int,
+        upstream: dict[str, str],
+        stdin_input: str | None,
+        *,
+        messages: Sequence[tuple[str, str]] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> AgentPaths:
+        """The attempt's paths with its task document (`task_data`), nothing written yet."""
         paths = self.paths(spec.name)
         document = task_document(
             name=spec.name,
@@ -107,12 +123,17 @@ class RunFiles:
         if extra:
             document.update(extra)
         data = json.dumps(mask(document, self.secrets), ensure_ascii=False).encode("utf-8")
-        _write_private(paths.task, data)
-        _write_private(paths.out, b"")
+        return dataclasses.replace(paths, task_data=data)
+
+    def write(self, paths: AgentPaths, attempt: int, *, empty_out: bool = True) -> None:
+        """Write the task file, empty the stdout file (unless `empty_out` is False: an agent forked
+        early, whose fresh file it may already be writing to) and mark the attempt in the log."""
+        _write_private(paths.task, paths.task_data)
+        if empty_out:
+            _write_private(paths.out, b"")
         if attempt > 1:
             with open(paths.log, "ab") as log:
                 log.write(f"--- rnix: attempt {attempt} ---\n".encode())
-        return dataclasses.replace(paths, task_data=data)
 
     def cwd_for(self, spec: AgentSpec) -> str:
         if spec.working_dir is None:

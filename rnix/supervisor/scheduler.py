@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import logging
 import os
 import signal as signals
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -41,6 +42,8 @@ from rnix.supervisor.early import Held
 from rnix.supervisor.runfiles import RunFiles
 
 __all__ = ["AgentView", "Options", "Scheduler"]
+
+log = logging.getLogger(__name__)
 
 
 class Accounts(Protocol):
@@ -734,23 +737,37 @@ class Scheduler:
                 self.emit(ev.InstanceSettled(key=key, state="failed", error=f"intent or command: {exc}"))
                 return
             raise
-        # Off the loop: creating two files costs ~1 ms each, 1 s for a layer of 500 agents. One
-        # worker, so that agents launched together are spawned in plan order.
-        paths = await asyncio.get_running_loop().run_in_executor(
-            self._files_thread,
-            functools.partial(self.files.prepare, messages=messages, extra=extra),
-            spec,
-            attempt,
-            budget,
-            upstream,
-            self.stdin_input,
-        )
+        loop = asyncio.get_running_loop()
+        recorded: asyncio.Future[None] | None = None
+        if held is not None and held.alive:
+            # Forked early: the task crosses its FIFO at once, and the task file (a record of it:
+            # the agent never reads it) is written behind it. Its stdout file is fresh (attempt 1
+            # of a new run directory) and may already be written to: it is not emptied.
+            paths = self.files.task(
+                spec, attempt, budget, upstream, self.stdin_input, messages=messages, extra=extra
+            )
+            write = functools.partial(self.files.write, empty_out=False)
+            recorded = loop.run_in_executor(self._files_thread, write, paths, attempt)
+        else:
+            # Off the loop: creating two files costs ~1 ms each, 1 s for a layer of 500 agents.
+            # One worker, so that agents launched together are spawned in plan order.
+            paths = await loop.run_in_executor(
+                self._files_thread,
+                functools.partial(self.files.prepare, messages=messages, extra=extra),
+                spec,
+                attempt,
+                budget,
+                upstream,
+                self.stdin_input,
+            )
         requested = self.clock.time()  # the agent's clock starts with the spawn (or release)
         if held is not None and await held.release(paths.task_data):
             process = held.process
         else:
             if held is not None:
                 held.discard()
+            if recorded is not None:
+                await recorded  # a command-line spawn reads its task from the file
             process = await self._spawn(key, agent, attempt, paths, spec)
         self._processes[key] = process
         self.emit(
@@ -768,6 +785,11 @@ class Scheduler:
             ),
             ts=requested,
         )
+        if recorded is not None:
+            try:
+                await recorded
+            except OSError as exc:  # only the record is missing: the agent has its task
+                log.warning("rnix: cannot write the task file of %s: %s", name, exc)
         exit_info = await process.wait()
         schema_error = structured.result_error(spec.output_schema, exit_info.returncode, exit_info.result)
         if schema_error is not None:  # stdout does not match output_schema: a failed attempt, exit 1

@@ -99,6 +99,11 @@ def test_a_dependent_waits_forked_and_its_clock_starts_at_release(rnix: RunRnix,
     calls = json.loads(rnix("log", str(agents["second"]["pid"]), "--llm", "--json").stdout)["data"]["calls"]
     asked = json.dumps(calls[0]["request"])
     assert "find the facts" in asked  # the upstream result was in its task
+    # The task file, written behind the release, records the task the held agent got.
+    home = Path(os.environ["RNIX_HOME"])
+    (task_file,) = home.glob("runs/*/second.task.json")
+    recorded = json.loads(task_file.read_text())
+    assert recorded["name"] == "second" and "find the facts" in json.dumps(recorded["messages"])
     assert wait_gone(marked_pids(marker), 5) == []
 
 
