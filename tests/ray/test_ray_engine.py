@@ -496,3 +496,42 @@ agents:
     # The first attempt failed on the worker; the retry ran there too and completed.
     assert rows["flaky"]["state"] == "completed" and rows["flaky"]["attempt"] == 2
     assert rows["flaky"]["cluster_node"] == cluster["worker"]
+
+
+def test_a_node_that_dies_fails_its_agents_and_the_run_goes_on(
+    rnix: RunRnix, tmp_path: Path, marker: str
+) -> None:
+    # A cluster of its own: this test removes its worker node.
+    own = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {"head": 1}})
+    try:
+        worker = own.add_node(num_cpus=1, resources={"worker": 1})
+        own.wait_for_nodes()
+        folder = write(
+            tmp_path,
+            f"""
+agents:
+  doomed:
+    intent: sleep on the worker, which dies
+    command: {cmd(SLEEPER)}
+    resources: {{worker: 1}}
+  fine:
+    intent: sleep briefly on the head
+    command: {cmd("import time; time.sleep(1); print('fine')")}
+    resources: {{head: 1}}
+""",
+            name="node-dies",
+        )
+        with foreground_up(folder, {"address": own.address}, marker) as supervisor:
+            leaders = wait_for(lambda: running_pids(rnix, folder, "doomed"), 60, "doomed to run")
+            own.remove_node(worker, allow_graceful=False)
+            _out, err = supervisor.communicate(timeout=60)
+            assert supervisor.returncode == 1, err  # the run ended: doomed failed, fine completed
+            assert "Traceback" not in err
+        rows = ps_rows(rnix, folder)
+        assert rows["fine"]["state"] == "completed"
+        assert rows["doomed"]["state"] == "failed"
+        # The node's processes went with it (its node agent's fork server and leader stop them).
+        assert wait_gone(leaders, 30) == []
+        assert wait_marked_gone(marker, 30) == []
+    finally:
+        own.shutdown()
