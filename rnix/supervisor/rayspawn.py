@@ -44,6 +44,7 @@ from rnix.supervisor.raynode import READ_CHUNK, write_file
 log = logging.getLogger(__name__)
 
 POLL = 0.25  # seconds between two pulls of the running agents' output
+RECHECK = 2.0  # seconds between checks that an agent waiting for resources can still get them
 HOLD = 2.0  # seconds a reservation given back by an agent is kept for the next one with its needs
 INSTALL_HINT = "install it with: pip install 'rnix[ray]'"
 # What a shipped compose directory leaves behind (Ray's own limit is 500 MiB).
@@ -68,6 +69,7 @@ class _Node:
     local: bool  # the supervisor's own node
     actor: Any = None
     live: dict[int, RayAgentProcess] = field(default_factory=dict)
+    dead: bool = False  # its node agent is gone (the node died): nothing more is placed there
 
 
 class RayAgentProcess:
@@ -120,6 +122,7 @@ class RayAgentProcess:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the node (or its agent) died: the process died with it
+            self._node.dead = self._node.dead or _actor_died(exc)
             log.warning("rnix: node %s lost agent %s (PID %s): %s", self._node.name, self.name, self.pid, exc)
             data = {"returncode": None, "signal": signal.SIGKILL, "result": None, "report": None}
         try:
@@ -309,6 +312,7 @@ class RaySpawner:
             info = await node.actor.spawn.remote(fields, task)
         except Exception as exc:
             self._release(group)
+            node.dead = node.dead or _actor_died(exc)
             from rnix.supervisor.spawn import SpawnError
 
             raise SpawnError(
@@ -322,24 +326,37 @@ class RaySpawner:
 
     async def _place(self, request: SpawnRequest) -> tuple[_Node, Any]:
         need = {k: float(v) for k, v in (request.resources or {}).items() if v > 0}
+        alive = [node for node in self.nodes.values() if not node.dead]
         if not need:
-            return min(self.nodes.values(), key=lambda node: len(node.live)), None
+            if not alive:
+                raise RuntimeError("no node of the Ray cluster is left to run agents on")
+            return min(alive, key=lambda node: len(node.live)), None
         shape = _shape(need)
         idle = self._idle.get(shape)
-        if idle:  # one that an agent of the same needs just gave back: no new reservation
+        while idle:  # one that an agent of the same needs just gave back: no new reservation
             group, node_id, _since = idle.pop()
-            return self.nodes[node_id], group
+            if not self.nodes[node_id].dead:
+                return self.nodes[node_id], group
+            self._release(group)
+        self._check_still_possible(request.name, need, ask_ray=False)
         from ray.util.placement_group import placement_group, placement_group_table
 
         group = placement_group([need], strategy="STRICT_PACK")
+        ready = asyncio.ensure_future(group.ready())
+        # Given up on (below), it fails once the group is removed: nothing is left to report.
+        ready.add_done_callback(lambda done: done.cancelled() or done.exception())
         try:
-            ready = asyncio.ensure_future(group.ready())
+            waited = 0.0
             while True:
                 done, _ = await asyncio.wait({ready}, timeout=0.05)
                 if done:
                     ready.result()
                     break
                 self._drop_idle(0.0)  # we are waiting: what we hold idle may be what we need
+                waited += 0.05
+                if waited >= RECHECK:  # the nodes that had them may have died since the start
+                    waited = 0.0
+                    self._check_still_possible(request.name, need)
             node_id = placement_group_table(group)["bundles_to_node_id"][0]
         except BaseException:
             self._release(group)
@@ -351,6 +368,21 @@ class RaySpawner:
                 f"Ray placed agent {request.name!r} on a node rnix does not serve ({node_id[:8]})"
             )
         return node, group
+
+    def _check_still_possible(self, name: str, need: Mapping[str, float], ask_ray: bool = True) -> None:
+        """Raise when none of the run's nodes that have `need` is alive any more (else the wait for
+        them never ends): by what rnix saw (a node agent that died) and, with `ask_ray`, by Ray."""
+        alive = {node.node_id for node in self.nodes.values() if not node.dead}
+        if ask_ray and self._ray is not None:
+            reported = {node["NodeID"] for node in self._ray.nodes() if node.get("Alive")}
+            alive &= reported
+        for node_id in alive:
+            have = self.nodes[node_id].resources
+            if all(have.get(k, 0.0) >= v for k, v in need.items()):
+                return
+        raise RuntimeError(
+            f"agent {name!r} needs resources {_shown(need)}, which no node of the Ray cluster has any more"
+        )
 
     def _release(self, group: Any) -> None:
         if group is not None:
@@ -466,6 +498,13 @@ def _write_report(path: str, text: str) -> None:
     info = exitreport.parse_exit_report(text)
     if info is not None:
         exitreport.write_exit_report(path, info.returncode, info.signal)
+
+
+def _actor_died(exc: BaseException) -> bool:
+    """Whether `exc` says the node agent itself is gone (not that a call of it failed)."""
+    from ray.exceptions import RayActorError
+
+    return isinstance(exc, RayActorError)
 
 
 def _shape(need: Mapping[str, float]) -> tuple[tuple[str, float], ...]:

@@ -514,6 +514,7 @@ agents:
     intent: sleep on the worker, which dies
     command: {cmd(SLEEPER)}
     resources: {{worker: 1}}
+    max_retries: 1
   fine:
     intent: sleep briefly on the head
     command: {cmd("import time; time.sleep(1); print('fine')")}
@@ -529,7 +530,10 @@ agents:
             assert "Traceback" not in err
         rows = ps_rows(rnix, folder)
         assert rows["fine"]["state"] == "completed"
-        assert rows["doomed"]["state"] == "failed"
+        # Killed with its node; its retry cannot be placed (no node has `worker` any more): it is
+        # cancelled with the reason, as an agent that cannot be spawned is, instead of waiting forever.
+        assert rows["doomed"]["state"] == "cancelled", rows["doomed"]
+        assert "which no node of the Ray cluster has any more" in (rows["doomed"]["error"] or "")
         # The node's processes went with it (its node agent's fork server and leader stop them).
         assert wait_gone(leaders, 30) == []
         assert wait_marked_gone(marker, 30) == []
