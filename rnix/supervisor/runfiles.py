@@ -29,7 +29,7 @@ class AgentPaths:
     out: Path
     log: Path
     exit: Path  # the exit report its leader writes when it ends by itself (rnix.supervisor.exitreport)
-    task_data: bytes = b""  # what `prepare` wrote to `task` (an agent forked early gets it on a FIFO)
+    task_data: bytes = b""  # what `write` writes to `task` (an agent forked early gets it on a FIFO)
 
 
 class RunFiles:
@@ -69,26 +69,6 @@ class RunFiles:
         os.mkfifo(path, 0o600)
         return str(path), os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
 
-    def prepare(
-        self,
-        spec: AgentSpec,
-        attempt: int,
-        budget: int,
-        upstream: dict[str, str],
-        stdin_input: str | None,
-        *,
-        messages: Sequence[tuple[str, str]] | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> AgentPaths:
-        """Write the task for this attempt, empty the stdout file and mark the attempt in the log.
-
-        `messages`: the upstream results as the built-in agent's messages, in order (default: one
-        per `upstream` entry); `extra`: pipeline fields of the task (item, index, iteration,
-        previous)."""
-        paths = self.task(spec, attempt, budget, upstream, stdin_input, messages=messages, extra=extra)
-        self.write(paths, attempt)
-        return paths
-
     def task(
         self,
         spec: AgentSpec,
@@ -100,7 +80,11 @@ class RunFiles:
         messages: Sequence[tuple[str, str]] | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> AgentPaths:
-        """The attempt's paths with its task document (`task_data`), nothing written yet."""
+        """The attempt's paths with its task document (`task_data`), nothing written yet (`write`).
+
+        `messages`: the upstream results as the built-in agent's messages, in order (default: one
+        per `upstream` entry); `extra`: pipeline fields of the task (item, index, iteration,
+        previous)."""
         paths = self.paths(spec.name)
         document = task_document(
             name=spec.name,

@@ -738,28 +738,20 @@ class Scheduler:
                 return
             raise
         loop = asyncio.get_running_loop()
+        paths = self.files.task(
+            spec, attempt, budget, upstream, self.stdin_input, messages=messages, extra=extra
+        )
+        # Off the loop: creating two files costs ~1 ms each, 1 s for a layer of 500 agents. One
+        # worker, so that agents launched together are spawned in plan order.
         recorded: asyncio.Future[None] | None = None
         if held is not None and held.alive:
             # Forked early: the task crosses its FIFO at once, and the task file (a record of it:
             # the agent never reads it) is written behind it. Its stdout file is fresh (attempt 1
             # of a new run directory) and may already be written to: it is not emptied.
-            paths = self.files.task(
-                spec, attempt, budget, upstream, self.stdin_input, messages=messages, extra=extra
-            )
             write = functools.partial(self.files.write, empty_out=False)
             recorded = loop.run_in_executor(self._files_thread, write, paths, attempt)
         else:
-            # Off the loop: creating two files costs ~1 ms each, 1 s for a layer of 500 agents.
-            # One worker, so that agents launched together are spawned in plan order.
-            paths = await loop.run_in_executor(
-                self._files_thread,
-                functools.partial(self.files.prepare, messages=messages, extra=extra),
-                spec,
-                attempt,
-                budget,
-                upstream,
-                self.stdin_input,
-            )
+            await loop.run_in_executor(self._files_thread, self.files.write, paths, attempt)
         requested = self.clock.time()  # the agent's clock starts with the spawn (or release)
         if held is not None and await held.release(paths.task_data):
             process = held.process
