@@ -71,6 +71,17 @@ def up_env(marker: str, **extra: str) -> dict[str, str]:
     return {"RNIX_TEST_MARKER": marker, "OPENAI_API_KEY": SECRET, **extra}
 
 
+def up(rnix: RunRnix, folder: Path, cluster: dict[str, str], marker: str, *extra: str) -> Any:
+    """`rnix compose up --ray-address ... [EXTRA]` in `folder`, waited for."""
+    return rnix("compose", "up", *extra, "--ray-address", cluster["address"], cwd=folder, env=up_env(marker))
+
+
+def logs(rnix: RunRnix, folder: Path, agent: str) -> str:
+    """What `rnix compose logs --no-log-prefix AGENT` prints."""
+    out: str = rnix("compose", "logs", "--no-log-prefix", agent, cwd=folder).stdout
+    return out
+
+
 def ps_rows(rnix: RunRnix, folder: Path) -> dict[str, dict[str, Any]]:
     result = rnix("compose", "ps", "-a", "--json", cwd=folder)
     assert result.returncode == 0, result.stderr
@@ -172,9 +183,7 @@ agents:
     depends_on: [first, second]
 """,
     )
-    result = rnix(
-        "compose", "up", "--json", "--ray-address", cluster["address"], cwd=folder, env=up_env(marker)
-    )
+    result = up(rnix, folder, cluster, marker, "--json")
     assert result.returncode == 0, result.stderr
     rows = ps_rows(rnix, folder)
     assert {name: row["state"] for name, row in rows.items()} == dict.fromkeys(rows, "completed")
@@ -183,13 +192,11 @@ agents:
     assert rows["second"]["cluster_node"] == rows["summary"]["cluster_node"] == cluster["worker"]
     table = rnix("compose", "ps", "-a", cwd=folder).stdout
     assert "NODE" in table.splitlines()[0] and cluster["worker"] in table
-    logs = rnix("compose", "logs", "--no-log-prefix", "first", cwd=folder)
-    assert logs.stdout.strip() == cluster["head"]
-    logs = rnix("compose", "logs", "--no-log-prefix", "second", cwd=folder)
+    assert logs(rnix, folder, "first").strip() == cluster["head"]
     # `second` ran on the worker node and got first's result (from the head node) as its upstream.
-    assert logs.stdout.strip() == f"{cluster['worker']} {cluster['head']}"
+    assert logs(rnix, folder, "second").strip() == f"{cluster['worker']} {cluster['head']}"
     # The built-in agent on the worker reached the gateway over TCP and was answered by the mock.
-    summary = rnix("compose", "logs", "--no-log-prefix", "summary", cwd=folder).stdout
+    summary = logs(rnix, folder, "summary")
     assert "using results from: first, second" in summary
     assert wait_marked_gone(marker, 10) == []
 
@@ -223,13 +230,13 @@ agents:
     depends_on: [leaker]
 """,
     )
-    result = rnix("compose", "up", "--ray-address", cluster["address"], cwd=folder, env=up_env(marker))
+    result = up(rnix, folder, cluster, marker)
     assert result.returncode == 0, result.stderr
-    leaked = rnix("compose", "logs", "--no-log-prefix", "leaker", cwd=folder).stdout
+    leaked = logs(rnix, folder, "leaker")
     assert "RNIX_GATEWAY=tcp://127.0.0.1:" in leaked  # a remote agent: the gateway over TCP
     assert "RNIX_AGENT_NONCE=" in leaked
     assert SECRET not in leaked and "OPENAI_API_KEY" not in leaked
-    reply = json.loads(rnix("compose", "logs", "--no-log-prefix", "replayer", cwd=folder).stdout)
+    reply = json.loads(logs(rnix, folder, "replayer"))
     assert reply["ok"] is False and reply["error"]["code"] == "unauthorized"
     for path in (Path(os.environ["RNIX_HOME"])).rglob("*"):
         if path.is_file():
@@ -258,12 +265,12 @@ agents:
 """,
     )
     started = time.monotonic()
-    result = rnix("compose", "up", "--ray-address", cluster["address"], cwd=folder, env=up_env(marker))
+    result = up(rnix, folder, cluster, marker)
     assert result.returncode == 1, result.stderr
     assert time.monotonic() - started < 30
     row = ps_rows(rnix, folder)["stubborn"]
     assert row["state"] == "timeout"
-    assert rnix("compose", "logs", "--no-log-prefix", "stubborn", cwd=folder).stdout.strip() == "ready"
+    assert logs(rnix, folder, "stubborn").strip() == "ready"
     # The leader, the command and both grandchildren: nothing left when `up` returns.
     assert wait_gone([int(row["pid"])], 0) == [] and marked_pids(marker) == []
 
@@ -272,8 +279,8 @@ def test_compose_down_from_another_terminal_stops_agents_on_every_node(
     rnix: RunRnix, tmp_path: Path, cluster: dict[str, str], marker: str
 ) -> None:
     folder = write(tmp_path, SLEEPERS)
-    up = rnix("compose", "up", "-d", "--ray-address", cluster["address"], cwd=folder, env=up_env(marker))
-    assert up.returncode == 0, up.stderr
+    detached = up(rnix, folder, cluster, marker, "-d")
+    assert detached.returncode == 0, detached.stderr
 
     leaders = wait_for(lambda: running_pids(rnix, folder, "here", "there"), 60, "both agents to run")
     # compose logs streams the remote agent's output back while it runs.
@@ -327,7 +334,7 @@ agents:
     resources: {{GPU: 1}}
 """,
     )
-    result = rnix("compose", "up", "--ray-address", cluster["address"], cwd=folder, env=up_env(marker))
+    result = up(rnix, folder, cluster, marker)
     assert result.returncode == 2, result.stderr
     assert "agent greedy needs resources {GPU: 1}, which no node of the Ray cluster has" in result.stderr
     assert "Traceback" not in result.stderr
@@ -387,18 +394,14 @@ agents:
         supervisor.wait(10)
         assert wait_gone(leaders, 30) == []
     flag.write_text("")
-    again = rnix(
-        "compose", "up", "--json", "--ray-address", cluster["address"], cwd=folder, env=up_env(marker)
-    )
+    again = up(rnix, folder, cluster, marker, "--json")
     assert again.returncode == 0, again.stderr
     rows = ps_rows(rnix, folder)
     # The exit report of `done` came back from its node before the crash: it is not run again.
     assert rows["done"]["reused_from"] is not None and rows["slow"]["reused_from"] is None
     assert rows["slow"]["state"] == "completed"
     # ... and its result, as its node returned it, is what `slow` gets again.
-    assert rnix("compose", "logs", "--no-log-prefix", "slow", cwd=folder).stdout.strip() == (
-        f"done on {cluster['worker']}"
-    )
+    assert logs(rnix, folder, "slow").strip() == (f"done on {cluster['worker']}")
     assert wait_marked_gone(marker, 20) == []
 
 
@@ -425,7 +428,7 @@ agents:
     assert result.returncode == 0, result.stderr
     rows = ps_rows(rnix, folder)
     assert rows["one"]["state"] == rows["two"]["state"] == "completed"
-    node = rnix("compose", "logs", "--no-log-prefix", "one", cwd=folder).stdout.strip()
+    node = logs(rnix, folder, "one").strip()
     assert len(node) == 8 and int(node, 16) >= 0  # RNIX_NODE: the Ray node id's first 8 hex digits
     assert wait_marked_gone(marker, 30) == []  # the agents and every process of the Ray instance
 
